@@ -1,1 +1,5 @@
-pub fn hi() {}
+//! igpt — Image GPT from scratch.
+
+pub mod error;
+
+pub use error::{Error, Result};
