@@ -1,0 +1,265 @@
+//! Philox4x32-10: the counter-based random number generator behind every random draw in igpt.
+//!
+//! A counter-based generator is a pure function `philox(key, counter) -> [u32; 4]`. There is no
+//! hidden state to advance, so element `i` of stream `s` can be computed directly — on a CPU
+//! thread, on a CUDA thread, in any order — and always gives the same bits. That is what lets a
+//! GPU variant regenerate igpt's initial weights, dropout masks and sampling draws exactly.
+//!
+//! ## The algorithm (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011)
+//! State: counter `c = [c0, c1, c2, c3]`, key `k = [k0, k1]`. Ten rounds of
+//! ```text
+//! (hi0, lo0) = mulhilo(0xD2511F53, c0)        (hi1, lo1) = mulhilo(0xCD9E8D57, c2)
+//! c = [hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0]
+//! k = [k0 + 0x9E3779B9, k1 + 0xBB67AE85]      (key bump after every round but the last)
+//! ```
+//! where `mulhilo(a, b)` is the 64-bit product split into its high and low 32-bit halves.
+//! Checked against Random123's published known-answer vectors (`kat_vectors`).
+//!
+//! ## igpt's counter layout
+//! - key = the 64-bit seed: `k0 = seed as u32`, `k1 = (seed >> 32) as u32`;
+//! - counter = `(index, stream)`: `c0, c1` = low/high words of the 64-bit block index,
+//!   `c2, c3` = low/high words of the 64-bit stream id.
+//!
+//! Each block gives four u32 words, so **word `i` of stream `s`** is word `i % 4` of block
+//! `(s, i / 4)`. Conversions:
+//! - uniform f32 in [0, 1): `(u >> 8) · 2⁻²⁴` (exact: 24 bits fit the f32 mantissa);
+//! - standard normals by Box–Muller, **normal `i` of stream `s`** from block `(s, i / 4)`:
+//!   the pair (w0, w1) gives normals 0 and 1, the pair (w2, w3) normals 2 and 3. With
+//!   `u1 = uniform(w_even)`, `u2 = uniform(w_odd)`, in f64:
+//!   `r = sqrt(-2 ln(1 - u1))`, `z_even = r cos(2π u2)`, `z_odd = r sin(2π u2)`, rounded to f32.
+//!   (`1 - u1` lies in (0, 1], so the logarithm is finite.) Evaluating in f64 and rounding once
+//!   makes the result independent of any particular f32 `log`/`cos` implementation.
+
+use rand::TryRng;
+use std::convert::Infallible;
+
+const PHILOX_M0: u32 = 0xD251_1F53;
+const PHILOX_M1: u32 = 0xCD9E_8D57;
+const PHILOX_W0: u32 = 0x9E37_79B9;
+const PHILOX_W1: u32 = 0xBB67_AE85;
+
+/// The raw Philox4x32-10 bijection: ten rounds applied to `counter` under `key`.
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = counter;
+    let mut k = key;
+    for round in 0..10 {
+        if round > 0 {
+            k = [k[0].wrapping_add(PHILOX_W0), k[1].wrapping_add(PHILOX_W1)];
+        }
+        let p0 = u64::from(PHILOX_M0) * u64::from(c[0]);
+        let p1 = u64::from(PHILOX_M1) * u64::from(c[2]);
+        let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);
+        let (hi1, lo1) = ((p1 >> 32) as u32, p1 as u32);
+        c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
+    }
+    c
+}
+
+/// Maps a u32 to a uniform f32 in [0, 1): its top 24 bits times 2⁻²⁴.
+#[inline]
+pub fn u32_to_unit_f32(u: u32) -> f32 {
+    (u >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// A seeded Philox generator: a key, and random access to any (stream, index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Philox {
+    key: [u32; 2],
+}
+
+impl Philox {
+    /// The generator for `seed` (the seed is the Philox key).
+    pub fn new(seed: u64) -> Self {
+        Philox { key: [seed as u32, (seed >> 32) as u32] }
+    }
+
+    /// Block `index` of `stream`: four fresh u32 words.
+    pub fn block(&self, stream: u64, index: u64) -> [u32; 4] {
+        let counter = [index as u32, (index >> 32) as u32, stream as u32, (stream >> 32) as u32];
+        philox4x32_10(counter, self.key)
+    }
+
+    /// Word `i` of `stream`.
+    pub fn u32_at(&self, stream: u64, i: u64) -> u32 {
+        self.block(stream, i / 4)[(i % 4) as usize]
+    }
+
+    /// Uniform f32 in [0, 1) number `i` of `stream`.
+    pub fn uniform_at(&self, stream: u64, i: u64) -> f32 {
+        u32_to_unit_f32(self.u32_at(stream, i))
+    }
+
+    /// Standard normal number `i` of `stream` (Box–Muller, see the module doc).
+    pub fn normal_at(&self, stream: u64, i: u64) -> f32 {
+        let w = self.block(stream, i / 4);
+        let pair = ((i % 4) / 2) as usize;
+        let (z_even, z_odd) = box_muller(w[2 * pair], w[2 * pair + 1]);
+        if i % 2 == 0 {
+            z_even
+        } else {
+            z_odd
+        }
+    }
+
+    /// Fills `out` with uniforms `0..out.len()` of `stream`.
+    pub fn fill_uniform(&self, stream: u64, out: &mut [f32]) {
+        for (block, chunk) in out.chunks_mut(4).enumerate() {
+            let w = self.block(stream, block as u64);
+            for (o, &u) in chunk.iter_mut().zip(&w) {
+                *o = u32_to_unit_f32(u);
+            }
+        }
+    }
+
+    /// Fills `out` with `mean + std · normal_i` for `i = 0..out.len()` of `stream`.
+    pub fn fill_normal(&self, stream: u64, mean: f32, std: f32, out: &mut [f32]) {
+        for (block, chunk) in out.chunks_mut(4).enumerate() {
+            let w = self.block(stream, block as u64);
+            let (z0, z1) = box_muller(w[0], w[1]);
+            let (z2, z3) = box_muller(w[2], w[3]);
+            for (o, z) in chunk.iter_mut().zip([z0, z1, z2, z3]) {
+                *o = mean + std * z;
+            }
+        }
+    }
+
+    /// A sequential `rand` generator reading `stream` from word 0 onwards.
+    pub fn stream(&self, stream: u64) -> PhiloxStream {
+        PhiloxStream { philox: *self, stream, next_word: 0 }
+    }
+}
+
+/// Two standard normals from two u32 words (Box–Muller in f64, rounded to f32).
+fn box_muller(w_even: u32, w_odd: u32) -> (f32, f32) {
+    let u1 = f64::from(u32_to_unit_f32(w_even));
+    let u2 = f64::from(u32_to_unit_f32(w_odd));
+    let r = (-2.0 * (1.0 - u1).ln()).sqrt();
+    let theta = 2.0 * std::f64::consts::PI * u2;
+    ((r * theta.cos()) as f32, (r * theta.sin()) as f32)
+}
+
+/// Adapter to `rand`'s generator traits: the words of one Philox stream, in order.
+///
+/// Word `n` of the adapter is exactly `Philox::u32_at(stream, n)`; `next_u64` joins two words
+/// little-endian (low word first), as `rand_core` does.
+#[derive(Clone, Debug)]
+pub struct PhiloxStream {
+    philox: Philox,
+    stream: u64,
+    next_word: u64,
+}
+
+impl PhiloxStream {
+    /// How many u32 words have been drawn so far (the position to resume from).
+    pub fn position(&self) -> u64 {
+        self.next_word
+    }
+
+    /// Continues from word `position` (as returned by [`PhiloxStream::position`]).
+    pub fn seek(&mut self, position: u64) {
+        self.next_word = position;
+    }
+}
+
+impl TryRng for PhiloxStream {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let word = self.philox.u32_at(self.stream, self.next_word);
+        self.next_word += 1;
+        Ok(word)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let lo = u64::from(self.try_next_u32()?);
+        let hi = u64::from(self.try_next_u32()?);
+        Ok(lo | (hi << 32))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(4) {
+            let bytes = self.try_next_u32()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    /// Random123 `kat_vectors`: philox4x32 10, counter, key → expected.
+    #[test]
+    fn random123_known_answers() {
+        let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
+            ([0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+            ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
+            (
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0],
+                [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+            ),
+        ];
+        for (counter, key, expected) in cases {
+            assert_eq!(philox4x32_10(counter, key), expected);
+        }
+    }
+
+    #[test]
+    fn counter_layout_places_index_then_stream() {
+        let seed = 0x0123_4567_89ab_cdef_u64;
+        let p = Philox::new(seed);
+        let expected = philox4x32_10([7, 0, 3, 0], [0x89ab_cdef, 0x0123_4567]);
+        assert_eq!(p.block(3, 7), expected);
+        assert_eq!(p.u32_at(3, 7 * 4 + 2), expected[2]);
+    }
+
+    #[test]
+    fn unit_conversion_is_exact_and_below_one() {
+        assert_eq!(u32_to_unit_f32(0), 0.0);
+        assert_eq!(u32_to_unit_f32(u32::MAX), 1.0 - 2f32.powi(-24));
+        assert_eq!(u32_to_unit_f32(1 << 31), 0.5);
+    }
+
+    #[test]
+    fn fills_agree_with_random_access() {
+        let p = Philox::new(42);
+        let mut u = vec![0.0; 11];
+        let mut z = vec![0.0; 11];
+        p.fill_uniform(5, &mut u);
+        p.fill_normal(5, 1.0, 2.0, &mut z);
+        for i in 0..11 {
+            assert_eq!(u[i], p.uniform_at(5, i as u64));
+            assert_eq!(z[i], 1.0 + 2.0 * p.normal_at(5, i as u64));
+        }
+    }
+
+    #[test]
+    fn normals_have_unit_moments() {
+        let p = Philox::new(1);
+        let mut z = vec![0.0f32; 200_000];
+        p.fill_normal(0, 0.0, 1.0, &mut z);
+        let n = z.len() as f64;
+        let mean = z.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = z.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.01, "variance {var}");
+        assert!(z.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn rand_adapter_reads_the_stream_in_order() {
+        let p = Philox::new(9);
+        let mut s = p.stream(2);
+        assert_eq!(s.next_u32(), p.u32_at(2, 0));
+        let w = u64::from(p.u32_at(2, 1)) | (u64::from(p.u32_at(2, 2)) << 32);
+        assert_eq!(s.next_u64(), w);
+        assert_eq!(s.position(), 3);
+        let mut bytes = [0u8; 6];
+        s.fill_bytes(&mut bytes);
+        assert_eq!(bytes[..4], p.u32_at(2, 3).to_le_bytes());
+        assert_eq!(bytes[4..], p.u32_at(2, 4).to_le_bytes()[..2]);
+    }
+}
