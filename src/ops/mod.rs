@@ -1,0 +1,35 @@
+//! The differentiable ops, one file per family, forward and backward side by side.
+//!
+//! Every op is a function `op(tape, inputs…) -> Var` that computes its output, then records a
+//! small struct implementing [`crate::autodiff::Backward`] holding exactly what its backward
+//! needs. All ops are generic over [`crate::tensor::Float`], so the gradient checks run this same
+//! code in f64.
+//!
+//! | op | file | used for |
+//! |---|---|---|
+//! | `linear`, `linear_nt`, `matmul` | `linear.rs` | `c_attn`, `c_proj`, `c_fc`; `lm_head`, `score` |
+//! | `add`, `scale`, `reshape`, `quick_gelu`, `gelu_tanh` | `elementwise.rs` | residuals, views, the MLP activation |
+//! | `rms_norm` | `norm.rs` | `ln_1`, `ln_2`, `ln_f` |
+//! | `embedding` | `embedding.rs` | `wte`, `wpe` |
+//! | `cross_entropy` | `loss.rs` | every objective's loss |
+//! | `mean_pool` | `pool.rs` | classification head, linear probe |
+//! | `attention_reference` | `attention.rs` | the materialised attention reference |
+//! | `dropout` | `dropout.rs` | `embd_pdrop`, `attn_pdrop`, `resid_pdrop` |
+
+pub mod attention;
+pub mod dropout;
+pub mod elementwise;
+pub mod embedding;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+pub mod pool;
+
+pub use attention::{attention_reference, AttentionDims};
+pub use dropout::{dropout, DropoutMask};
+pub use elementwise::{add, gelu_tanh, quick_gelu, reshape, scale};
+pub use embedding::embedding;
+pub use linear::{linear, linear_nt, matmul};
+pub use loss::{cross_entropy, cross_entropy_mean};
+pub use norm::rms_norm;
+pub use pool::mean_pool;

@@ -1,0 +1,521 @@
+//! Tensors: contiguous row-major arrays with a shape, and the matrix multiply under everything.
+//!
+//! A [`Tensor<T>`] owns `Π shape` elements laid out row-major (the last index varies fastest),
+//! exactly like a contiguous PyTorch tensor or a C array, so a GPU variant can copy its data
+//! as-is. `T` is `f32` for real work and `f64` for gradient checking: every op is generic over
+//! [`Float`] so the finite-difference checks in `autodiff::check` exercise the very same code.
+//!
+//! ## Matrix multiply
+//! [`gemm`] computes `C ← α·op(A)·op(B) + β·C` through `matrixmultiply::{sgemm, dgemm}`. A
+//! transpose is a [`MatRef`] with swapped strides — no copy. `β = 0` overwrites `C` (its old
+//! contents are never read, so uninitialised or NaN memory is harmless); `β = 1` accumulates,
+//! which is how backward passes add a second contribution into a gradient buffer.
+//!
+//! Large products are split across rayon tasks into blocks of **fixed** size (`GEMM_ROW_BLOCK`
+//! rows of C, or `GEMM_COL_BLOCK` columns when C has few rows). The inner dimension `k` is never
+//! split, so every element of C is the same sum in the same order whatever the thread count:
+//! results are bit-identical for 1 and N threads.
+
+use rayon::prelude::*;
+use std::fmt::{Debug, Display};
+use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// The element types igpt computes in: `f32` (real work) and `f64` (gradient checks).
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + Debug
+    + Display
+    + Default
+    + PartialOrd
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    /// `f32` or `f64`, for messages and file headers.
+    const NAME: &'static str;
+
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn from_f32(x: f32) -> Self;
+    fn to_f32(self) -> f32;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+    fn abs(self) -> Self;
+    fn max(self, other: Self) -> Self;
+    fn is_finite(self) -> bool;
+
+    /// Raw BLAS-style GEMM on strided matrices (`matrixmultiply`'s `sgemm` or `dgemm`).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe matrices of the given sizes inside live buffers,
+    /// and `c` must not alias `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NAME: &'static str = "f32";
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    fn max(self, other: Self) -> Self {
+        f32::max(self, other)
+    }
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NAME: &'static str = "f64";
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f32(x: f32) -> Self {
+        f64::from(x)
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+    fn max(self, other: Self) -> Self {
+        f64::max(self, other)
+    }
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+/// A contiguous row-major array of `T` with a shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T: Float = f32> {
+    shape: Vec<usize>,
+    data: Vec<T>,
+}
+
+impl<T: Float> Tensor<T> {
+    /// A tensor of `shape` holding `data` (row-major).
+    ///
+    /// # Panics
+    /// If `data.len()` is not the product of `shape` (a programming error, not a user input).
+    pub fn new(shape: &[usize], data: Vec<T>) -> Self {
+        let n: usize = shape.iter().product();
+        assert_eq!(n, data.len(), "Tensor::new: shape {shape:?} needs {n} elements");
+        Tensor { shape: shape.to_vec(), data }
+    }
+
+    /// All zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Tensor::new(shape, vec![T::ZERO; shape.iter().product()])
+    }
+
+    /// A one-element tensor of shape `[]`.
+    pub fn scalar(x: T) -> Self {
+        Tensor::new(&[], vec![x])
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    pub fn into_data(self) -> Vec<T> {
+        self.data
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The size of the last axis (1 for a scalar).
+    pub fn cols(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+
+    /// The number of rows when all leading axes are flattened: `len / cols`.
+    pub fn rows(&self) -> usize {
+        self.data.len().checked_div(self.cols()).unwrap_or(0)
+    }
+
+    /// The same data under another shape of equal size.
+    ///
+    /// # Panics
+    /// If the sizes differ.
+    pub fn reshape(mut self, shape: &[usize]) -> Self {
+        let n: usize = shape.iter().product();
+        assert_eq!(n, self.data.len(), "reshape {:?} -> {shape:?}", self.shape);
+        self.shape = shape.to_vec();
+        self
+    }
+
+    /// Element-wise conversion to another float type (f64 → f32 rounds to nearest).
+    pub fn cast<U: Float>(&self) -> Tensor<U> {
+        Tensor::new(&self.shape, self.data.iter().map(|&x| U::from_f64(x.to_f64())).collect())
+    }
+
+    /// The single value of a one-element tensor.
+    ///
+    /// # Panics
+    /// If the tensor does not hold exactly one element.
+    pub fn item(&self) -> T {
+        assert_eq!(self.data.len(), 1, "item() of a tensor of shape {:?}", self.shape);
+        self.data[0]
+    }
+
+    /// True when every element is finite (no NaN, no ±inf).
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|x| x.is_finite())
+    }
+}
+
+/// A read-only matrix view: `rows × cols` elements at `data[r·rs + c·cs]`.
+///
+/// [`MatRef::t`] swaps the strides, which is how a transposed operand reaches [`gemm`] without
+/// a copy.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `rows × cols` matrix stored contiguously at the start of `data`.
+    ///
+    /// # Panics
+    /// If `data` is too short.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// A `rows × cols` matrix with explicit row and column strides (in elements).
+    ///
+    /// # Panics
+    /// If the last element lies outside `data`.
+    pub fn strided(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * rs + (cols - 1) * cs;
+            assert!(last < data.len(), "MatRef {rows}x{cols} (rs {rs}, cs {cs}) out of bounds");
+        }
+        MatRef { data, rows, cols, rs, cs }
+    }
+
+    /// The transpose (a view; nothing is copied).
+    pub fn t(self) -> Self {
+        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// Rows of C per parallel task when C is tall. Fixed, so the split never depends on threads.
+const GEMM_ROW_BLOCK: usize = 64;
+/// Columns of C per parallel task when C is short and wide (e.g. one row during decoding).
+const GEMM_COL_BLOCK: usize = 256;
+/// Products below this many multiply-adds run as one call: splitting would cost more than it saves.
+const GEMM_PARALLEL_MIN_FLOPS: usize = 1 << 18;
+
+/// A raw pointer that may cross into rayon tasks; each task writes a disjoint block of C.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// `C ← α·A·B + β·C` with `C` row-major `[A.rows, B.cols]` with row stride `ldc`.
+///
+/// # Panics
+/// If the inner dimensions disagree or `c` is too short.
+pub fn gemm_ld<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions {} and {} differ", a.cols, b.rows);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "gemm: C buffer too small");
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    // One block of C: rows r0..r0+mr, columns c0..c0+nc.
+    let block = move |r0: usize, mr: usize, c0: usize, nc: usize| {
+        // SAFETY: the views were bounds-checked in MatRef::strided and above; blocks of C are
+        // disjoint, and C is a `&mut` so it cannot alias A or B.
+        unsafe {
+            T::gemm_raw(
+                mr,
+                k,
+                nc,
+                alpha,
+                a.data.as_ptr().add(r0 * a.rs),
+                a.rs as isize,
+                a.cs as isize,
+                b.data.as_ptr().add(c0 * b.cs),
+                b.rs as isize,
+                b.cs as isize,
+                beta,
+                { c_ptr }.0.add(r0 * ldc + c0),
+                ldc as isize,
+                1,
+            )
+        }
+    };
+    if m * n * k.max(1) < GEMM_PARALLEL_MIN_FLOPS {
+        block(0, m, 0, n);
+    } else if m >= 2 * GEMM_ROW_BLOCK {
+        (0..m.div_ceil(GEMM_ROW_BLOCK)).into_par_iter().for_each(|i| {
+            let r0 = i * GEMM_ROW_BLOCK;
+            block(r0, GEMM_ROW_BLOCK.min(m - r0), 0, n)
+        });
+    } else {
+        (0..n.div_ceil(GEMM_COL_BLOCK)).into_par_iter().for_each(|j| {
+            let c0 = j * GEMM_COL_BLOCK;
+            block(0, m, c0, GEMM_COL_BLOCK.min(n - c0))
+        });
+    }
+}
+
+/// `C ← α·A·B + β·C` with `C` contiguous row-major `[A.rows, B.cols]`.
+pub fn gemm<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]) {
+    let ldc = b.cols;
+    gemm_ld(alpha, a, b, beta, c, ldc)
+}
+
+/// The plain triple loop that [`gemm`] is tested against (f64 accumulation, any strides).
+pub fn gemm_reference<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                s += a.data[i * a.rs + p * a.cs].to_f64() * b.data[p * b.rs + j * b.cs].to_f64();
+            }
+            let old = if beta == T::ZERO { 0.0 } else { beta.to_f64() * c[i * n + j].to_f64() };
+            c[i * n + j] = T::from_f64(alpha.to_f64() * s + old);
+        }
+    }
+}
+
+/// Sums per-row vectors over `rows` rows in a fixed order, returning `cols` sums.
+///
+/// `add_row(r, acc)` adds row `r`'s contribution into `acc`. Rows are cut into blocks of
+/// `ROW_SUM_BLOCK`; each block is summed serially (blocks run in parallel), then the block
+/// partials are added serially in block order. The result depends only on the data, never on the
+/// number of threads — the deterministic replacement for a rayon `sum`.
+pub fn sum_rows_fixed_order<T: Float>(
+    rows: usize,
+    cols: usize,
+    add_row: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    const ROW_SUM_BLOCK: usize = 32;
+    let partials: Vec<Vec<T>> = (0..rows.div_ceil(ROW_SUM_BLOCK))
+        .into_par_iter()
+        .map(|blk| {
+            let mut acc = vec![T::ZERO; cols];
+            for r in blk * ROW_SUM_BLOCK..((blk + 1) * ROW_SUM_BLOCK).min(rows) {
+                add_row(r, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![T::ZERO; cols];
+    for p in &partials {
+        for (t, &x) in total.iter_mut().zip(p) {
+            *t += x;
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Philox;
+
+    fn random(n: usize, stream: u64) -> Vec<f32> {
+        let mut v = vec![0.0; n];
+        Philox::new(3).fill_normal(stream, 0.0, 1.0, &mut v);
+        v
+    }
+
+    fn check_against_reference(m: usize, k: usize, n: usize, ta: bool, tb: bool, beta: f32) {
+        let a_data = random(m * k, 1);
+        let b_data = random(k * n, 2);
+        let a = if ta { MatRef::new(&a_data, k, m).t() } else { MatRef::new(&a_data, m, k) };
+        let b = if tb { MatRef::new(&b_data, n, k).t() } else { MatRef::new(&b_data, k, n) };
+        let mut c = random(m * n, 3);
+        let mut c_ref = c.clone();
+        gemm(0.5, a, b, beta, &mut c);
+        gemm_reference(0.5, a, b, beta, &mut c_ref);
+        for (x, y) in c.iter().zip(&c_ref) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} {ta} {tb}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn gemm_matches_reference_for_all_transposes() {
+        for (m, k, n) in [(1, 1, 1), (3, 5, 7), (130, 17, 9), (2, 300, 700), (129, 33, 65)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                check_against_reference(m, k, n, ta, tb, 0.0);
+                check_against_reference(m, k, n, ta, tb, 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_c() {
+        let a = [1.0f32, 2.0];
+        let b = [3.0f32, 4.0];
+        let mut c = [f32::NAN];
+        gemm(1.0, MatRef::new(&a, 1, 2), MatRef::new(&b, 2, 1), 0.0, &mut c);
+        assert_eq!(c[0], 11.0);
+    }
+
+    #[test]
+    fn gemm_is_bit_identical_for_one_and_two_threads() {
+        let (m, k, n) = (300, 70, 90);
+        let a = random(m * k, 4);
+        let b = random(k * n, 5);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| gemm(1.0, MatRef::new(&a, m, k), MatRef::new(&b, k, n), 0.0, &mut c));
+            c
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn fixed_order_row_sums_are_exact_on_integers() {
+        let s: Vec<f64> = sum_rows_fixed_order(1000, 2, |r, acc: &mut [f64]| {
+            acc[0] += r as f64;
+            acc[1] += 1.0;
+        });
+        assert_eq!(s, vec![499_500.0, 1000.0]);
+    }
+}

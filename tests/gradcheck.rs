@@ -1,0 +1,318 @@
+//! Finite-difference gradient checks of every differentiable op, over random shapes (proptest)
+//! including awkward sizes (1, primes, non-multiples of 8), plus a tiny two-block transformer.
+//!
+//! Each check runs the op's generic code in f64 against a 4th-order central difference
+//! (element error ≤ 1e-6) and in f32 against the f64 run (relative norm ≤ 1e-4); see
+//! `igpt::autodiff::check`.
+
+use igpt::autodiff::check::{check_gradients, Graph, Tolerances};
+use igpt::autodiff::{Tape, Var};
+use igpt::ops;
+use igpt::rng::Philox;
+use igpt::{Float, Tensor};
+use proptest::prelude::*;
+
+/// Awkward sizes: 1, small primes, non-multiples of 8, one multiple of 8.
+fn size() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![1usize, 2, 3, 5, 7, 8, 11, 13])
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 10, ..ProptestConfig::default() }
+}
+
+/// A tensor of normals with standard deviation `std`, drawn from Philox stream `stream`.
+fn normal(shape: &[usize], seed: u64, stream: u64, std: f32) -> Tensor<f64> {
+    let mut v = vec![0.0f32; shape.iter().product()];
+    Philox::new(seed).fill_normal(stream, 0.0, std, &mut v);
+    Tensor::new(shape, v.iter().map(|&x| f64::from(x)).collect())
+}
+
+fn check<G: Graph>(graph: &G, inputs: &[Tensor<f64>], seed: u64) {
+    let tol = Tolerances::default();
+    check_gradients(graph, inputs, seed, &tol).assert_within(&tol);
+}
+
+struct Linear {
+    bias: bool,
+}
+impl Graph for Linear {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::linear(tape, x[0], x[1], self.bias.then(|| x[2]))
+    }
+}
+
+struct LinearNt;
+impl Graph for LinearNt {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::linear_nt(tape, x[0], x[1])
+    }
+}
+
+struct Matmul;
+impl Graph for Matmul {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::matmul(tape, x[0], x[1])
+    }
+}
+
+/// `add(a, b)` then `add(that, a)`: exercises accumulation into a gradient already written.
+struct AddTwice;
+impl Graph for AddTwice {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        let s = ops::add(tape, x[0], x[1]);
+        ops::add(tape, s, x[0])
+    }
+}
+
+struct Reshape;
+impl Graph for Reshape {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        let n = tape.value(x[0]).len();
+        let y = ops::reshape(tape, x[0], &[n]);
+        ops::scale(tape, y, T::from_f64(3.0))
+    }
+}
+
+struct Scale;
+impl Graph for Scale {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::scale(tape, x[0], T::from_f64(-1.7))
+    }
+}
+
+struct QuickGelu;
+impl Graph for QuickGelu {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::quick_gelu(tape, x[0])
+    }
+}
+
+struct GeluTanh;
+impl Graph for GeluTanh {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::gelu_tanh(tape, x[0])
+    }
+}
+
+struct RmsNorm;
+impl Graph for RmsNorm {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::rms_norm(tape, x[0], x[1], 1e-5)
+    }
+}
+
+struct Embedding {
+    ids: Vec<usize>,
+    keep: Option<Vec<bool>>,
+}
+impl Graph for Embedding {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::embedding(tape, x[0], &self.ids, self.keep.as_deref())
+    }
+}
+
+struct CrossEntropy {
+    targets: Vec<usize>,
+    mask: Option<Vec<bool>>,
+}
+impl Graph for CrossEntropy {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::cross_entropy_mean(tape, x[0], &self.targets, self.mask.as_deref())
+    }
+}
+
+struct MeanPool;
+impl Graph for MeanPool {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::mean_pool(tape, x[0])
+    }
+}
+
+struct Attention {
+    n_head: usize,
+    causal: bool,
+}
+impl Graph for Attention {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        ops::attention_reference(tape, x[0], self.n_head, self.causal)
+    }
+}
+
+struct Dropout {
+    p: f32,
+}
+impl Graph for Dropout {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        let mask = ops::DropoutMask { philox: Philox::new(5), stream: 3, p: self.p };
+        ops::dropout(tape, x[0], mask)
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn linear_conv1d(n in size(), d_in in size(), d_out in size(), bias: bool, seed: u64) {
+        let mut inputs = vec![normal(&[n, d_in], seed, 1, 1.0), normal(&[d_in, d_out], seed, 2, 0.5)];
+        if bias {
+            inputs.push(normal(&[d_out], seed, 3, 0.5));
+        }
+        check(&Linear { bias }, &inputs, seed);
+    }
+
+    #[test]
+    fn linear_without_bias(b in size(), t in size(), d_in in size(), d_out in size(), seed: u64) {
+        let inputs = [normal(&[b, t, d_in], seed, 1, 1.0), normal(&[d_out, d_in], seed, 2, 0.5)];
+        check(&LinearNt, &inputs, seed);
+    }
+
+    #[test]
+    fn matmul(m in size(), k in size(), n in size(), seed: u64) {
+        check(&Matmul, &[normal(&[m, k], seed, 1, 1.0), normal(&[k, n], seed, 2, 1.0)], seed);
+    }
+
+    #[test]
+    fn add_and_residual_accumulation(r in size(), c in size(), seed: u64) {
+        check(&AddTwice, &[normal(&[r, c], seed, 1, 1.0), normal(&[r, c], seed, 2, 1.0)], seed);
+    }
+
+    #[test]
+    fn scale(r in size(), c in size(), seed: u64) {
+        check(&Scale, &[normal(&[r, c], seed, 1, 1.0)], seed);
+    }
+
+    #[test]
+    fn reshape(r in size(), c in size(), seed: u64) {
+        check(&Reshape, &[normal(&[r, c], seed, 1, 1.0)], seed);
+    }
+
+    #[test]
+    fn quick_gelu(r in size(), c in size(), seed: u64) {
+        check(&QuickGelu, &[normal(&[r, c], seed, 1, 2.0)], seed);
+    }
+
+    #[test]
+    fn gelu_tanh(r in size(), c in size(), seed: u64) {
+        check(&GeluTanh, &[normal(&[r, c], seed, 1, 2.0)], seed);
+    }
+
+    #[test]
+    fn rms_norm(r in size(), c in size(), seed: u64) {
+        let mut g = normal(&[c], seed, 2, 0.3);
+        g.data_mut().iter_mut().for_each(|x| *x += 1.0);
+        check(&RmsNorm, &[normal(&[r, c], seed, 1, 1.0), g], seed);
+    }
+
+    #[test]
+    fn embedding(v in size(), d in size(), n in size(), masked: bool, seed: u64) {
+        let philox = Philox::new(seed);
+        // Repeated ids make the scatter-add accumulate into the same row.
+        let ids: Vec<usize> = (0..n as u64).map(|i| philox.u32_at(7, i) as usize % v).collect();
+        let keep = masked.then(|| (0..n as u64).map(|i| philox.u32_at(8, i) % 3 != 0).collect());
+        check(&Embedding { ids, keep }, &[normal(&[v, d], seed, 1, 1.0)], seed);
+    }
+
+    #[test]
+    fn cross_entropy(n in size(), v in size(), masked: bool, seed: u64) {
+        let philox = Philox::new(seed);
+        let targets: Vec<usize> = (0..n as u64).map(|i| philox.u32_at(7, i) as usize % v).collect();
+        // Row 0 is always scored so the mean is defined.
+        let mask = masked.then(|| (0..n as u64).map(|i| i == 0 || philox.u32_at(8, i) % 2 == 0).collect());
+        check(&CrossEntropy { targets, mask }, &[normal(&[n, v], seed, 1, 2.0)], seed);
+    }
+
+    #[test]
+    fn mean_pool(b in size(), t in size(), d in size(), seed: u64) {
+        check(&MeanPool, &[normal(&[b, t, d], seed, 1, 1.0)], seed);
+    }
+
+    #[test]
+    fn attention(b in 1usize..3, t in size(), n_head in 1usize..4, hd in size(), causal: bool, seed: u64) {
+        let qkv = normal(&[b, t, 3 * n_head * hd], seed, 1, 1.0);
+        check(&Attention { n_head, causal }, &[qkv], seed);
+    }
+
+    #[test]
+    fn dropout(r in size(), c in size(), seed: u64) {
+        check(&Dropout { p: 0.3 }, &[normal(&[r, c], seed, 1, 1.0)], seed);
+    }
+}
+
+/// The parameters of a tiny two-block iGPT built from the ops above.
+struct TinyTransformer {
+    ids: Vec<usize>,
+    targets: Vec<usize>,
+    batch: usize,
+    seq: usize,
+    n_head: usize,
+}
+
+/// Inputs order: wte, wpe, then per block [ln_1, c_attn.w, c_attn.b, attn.c_proj.w,
+/// attn.c_proj.b, ln_2, c_fc.w, c_fc.b, mlp.c_proj.w, mlp.c_proj.b], then ln_f, lm_head.
+const PER_BLOCK: usize = 10;
+
+impl Graph for TinyTransformer {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, p: &[Var]) -> Var {
+        let d = tape.shape(p[0])[1];
+        let positions: Vec<usize> = (0..self.batch * self.seq).map(|i| i % self.seq).collect();
+        let tok = ops::embedding(tape, p[0], &self.ids, None);
+        let pos = ops::embedding(tape, p[1], &positions, None);
+        let mut h = ops::add(tape, tok, pos);
+        for blk in 0..2 {
+            let w = &p[2 + blk * PER_BLOCK..2 + (blk + 1) * PER_BLOCK];
+            let x = ops::rms_norm(tape, h, w[0], 1e-5);
+            let qkv = ops::linear(tape, x, w[1], Some(w[2]));
+            let qkv = ops::reshape(tape, qkv, &[self.batch, self.seq, 3 * d]);
+            let a = ops::attention_reference(tape, qkv, self.n_head, true);
+            let a = ops::reshape(tape, a, &[self.batch * self.seq, d]);
+            let a = ops::linear(tape, a, w[3], Some(w[4]));
+            h = ops::add(tape, h, a);
+            let x = ops::rms_norm(tape, h, w[5], 1e-5);
+            let m = ops::linear(tape, x, w[6], Some(w[7]));
+            let m = ops::quick_gelu(tape, m);
+            let m = ops::linear(tape, m, w[8], Some(w[9]));
+            h = ops::add(tape, h, m);
+        }
+        let n = p.len();
+        let x = ops::rms_norm(tape, h, p[n - 2], 1e-5);
+        let logits = ops::linear_nt(tape, x, p[n - 1]);
+        ops::cross_entropy_mean(tape, logits, &self.targets, None)
+    }
+}
+
+#[test]
+fn tiny_two_block_transformer() {
+    let (vocab, d, batch, seq, n_head) = (7usize, 6usize, 2usize, 5usize, 2usize);
+    let philox = Philox::new(11);
+    let ids: Vec<usize> =
+        (0..(batch * seq) as u64).map(|i| philox.u32_at(1, i) as usize % vocab).collect();
+    let targets: Vec<usize> =
+        (0..(batch * seq) as u64).map(|i| philox.u32_at(2, i) as usize % (vocab - 1)).collect();
+    let mut inputs = vec![normal(&[vocab, d], 11, 10, 0.5), normal(&[seq, d], 11, 11, 0.5)];
+    for blk in 0..2u64 {
+        let s = 20 + 20 * blk;
+        let gain = |stream| {
+            let mut g = normal(&[d], 11, stream, 0.2);
+            g.data_mut().iter_mut().for_each(|x| *x += 1.0);
+            g
+        };
+        inputs.extend([
+            gain(s),
+            normal(&[d, 3 * d], 11, s + 1, 0.4),
+            normal(&[3 * d], 11, s + 2, 0.1),
+            normal(&[d, d], 11, s + 3, 0.4),
+            normal(&[d], 11, s + 4, 0.1),
+            gain(s + 5),
+            normal(&[d, 4 * d], 11, s + 6, 0.4),
+            normal(&[4 * d], 11, s + 7, 0.1),
+            normal(&[4 * d, d], 11, s + 8, 0.4),
+            normal(&[d], 11, s + 9, 0.1),
+        ]);
+    }
+    let mut g = normal(&[d], 11, 90, 0.2);
+    g.data_mut().iter_mut().for_each(|x| *x += 1.0);
+    inputs.extend([g, normal(&[vocab - 1, d], 11, 91, 0.5)]);
+    let graph = TinyTransformer { ids, targets, batch, seq, n_head };
+    check(&graph, &inputs, 11);
+}
