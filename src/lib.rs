@@ -1,6 +1,8 @@
 //! igpt — Image GPT from scratch.
 
+pub mod args;
 pub mod autodiff;
+pub mod bench;
 pub mod error;
 pub mod ops;
 pub mod rng;

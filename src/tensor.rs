@@ -11,10 +11,10 @@
 //! contents are never read, so uninitialised or NaN memory is harmless); `β = 1` accumulates,
 //! which is how backward passes add a second contribution into a gradient buffer.
 //!
-//! Large products are split across rayon tasks into blocks of **fixed** size (`GEMM_ROW_BLOCK`
-//! rows of C, or `GEMM_COL_BLOCK` columns when C has few rows). The inner dimension `k` is never
-//! split, so every element of C is the same sum in the same order whatever the thread count:
-//! results are bit-identical for 1 and N threads.
+//! Large products are split across rayon tasks into tiles of C whose shape depends only on the
+//! matrix shape (`gemm_tile`). The inner dimension `k` is never split, so every element of C is
+//! the same sum in the same order whatever the thread count: results are bit-identical for 1 and
+//! N threads.
 
 use rayon::prelude::*;
 use std::fmt::{Debug, Display};
@@ -337,10 +337,17 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// Rows of C per parallel task when C is tall. Fixed, so the split never depends on threads.
-const GEMM_ROW_BLOCK: usize = 64;
-/// Columns of C per parallel task when C is short and wide (e.g. one row during decoding).
-const GEMM_COL_BLOCK: usize = 256;
+/// The tile of C one parallel task computes: about a quarter of the rows (32 to 256, a multiple
+/// of 8) by about half the columns (128 to 1024, a multiple of 64). The tile shape depends only
+/// on the matrix shape — never on the thread count — so the split is deterministic; tiles are
+/// large enough to amortise `matrixmultiply`'s packing of A and B, which each call redoes, and
+/// numerous enough (up to 8) to keep a few cores busy.
+fn gemm_tile(m: usize, n: usize) -> (usize, usize) {
+    let tm = m.div_ceil(4).next_multiple_of(8).clamp(32, 256);
+    let tn = n.div_ceil(2).next_multiple_of(64).clamp(128, 1024);
+    (tm, tn)
+}
+
 /// Products below this many multiply-adds run as one call: splitting would cost more than it saves.
 const GEMM_PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
@@ -387,17 +394,14 @@ pub fn gemm_ld<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut 
     };
     if m * n * k.max(1) < GEMM_PARALLEL_MIN_FLOPS {
         block(0, m, 0, n);
-    } else if m >= 2 * GEMM_ROW_BLOCK {
-        (0..m.div_ceil(GEMM_ROW_BLOCK)).into_par_iter().for_each(|i| {
-            let r0 = i * GEMM_ROW_BLOCK;
-            block(r0, GEMM_ROW_BLOCK.min(m - r0), 0, n)
-        });
-    } else {
-        (0..n.div_ceil(GEMM_COL_BLOCK)).into_par_iter().for_each(|j| {
-            let c0 = j * GEMM_COL_BLOCK;
-            block(0, m, c0, GEMM_COL_BLOCK.min(n - c0))
-        });
+        return;
     }
+    let (tm, tn) = gemm_tile(m, n);
+    let (tiles_m, tiles_n) = (m.div_ceil(tm), n.div_ceil(tn));
+    (0..tiles_m * tiles_n).into_par_iter().for_each(|t| {
+        let (r0, c0) = ((t / tiles_n) * tm, (t % tiles_n) * tn);
+        block(r0, tm.min(m - r0), c0, tn.min(n - c0))
+    });
 }
 
 /// `C ← α·A·B + β·C` with `C` contiguous row-major `[A.rows, B.cols]`.
