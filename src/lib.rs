@@ -1,5 +1,6 @@
 //! igpt — Image GPT from scratch.
 
 pub mod error;
+pub mod io;
 
 pub use error::{Error, Result};
