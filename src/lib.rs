@@ -4,6 +4,7 @@ pub mod args;
 pub mod autodiff;
 pub mod bench;
 pub mod error;
+pub mod io;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
