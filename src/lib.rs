@@ -5,9 +5,11 @@ pub mod autodiff;
 pub mod bench;
 pub mod error;
 pub mod io;
+pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::{Float, Tensor};
