@@ -4,6 +4,7 @@ pub mod args;
 pub mod autodiff;
 pub mod bench;
 pub mod error;
+pub mod golden;
 pub mod io;
 pub mod model;
 pub mod ops;

@@ -4,6 +4,7 @@
 //! 2 on a usage error (unknown flag, missing or unparsable value).
 
 mod bench;
+mod model;
 
 use igpt::args::Stop;
 
@@ -28,8 +29,13 @@ impl From<igpt::Error> for Failure {
 type Run = fn(&[String]) -> Result<(), Failure>;
 
 /// The subcommands: name, one-line summary, entry point.
-const COMMANDS: &[(&str, &str, Run)] =
-    &[("bench", "measure kernels; one JSON object per line", bench::run)];
+const COMMANDS: &[(&str, &str, Run)] = &[
+    ("init", "create a model with the paper's initialisation", model::init),
+    ("forward", "run a model on token ids and save logits / hidden states", model::forward),
+    ("golden", "write a golden file (a model's or one kernel's reference numbers)", model::golden),
+    ("verify", "compare a candidate against a golden file", model::verify_cmd),
+    ("bench", "measure kernels; one JSON object per line", bench::run),
+];
 
 fn top_help() -> String {
     let mut s = String::from(

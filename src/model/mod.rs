@@ -29,10 +29,12 @@ pub use params::{Layout, ParamSpec};
 
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
+use crate::io::npy::{read_npy, NpyArray, NpyData};
 use crate::ops;
 use crate::rng::Philox;
 use crate::tensor::{Float, Tensor};
 use forward::ForwardInput;
+use std::path::Path;
 
 /// A batch of token ids `[batch, seq]`, validated against a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +80,32 @@ impl TokenBatch {
             out.push(id as usize);
         }
         Ok(TokenBatch { ids: out, batch, seq })
+    }
+
+    /// Reads a token file: `.npy` of int32 or int64, shape `[B, T]`, validated against `config`.
+    pub fn read_npy(path: &Path, config: &Config) -> Result<TokenBatch> {
+        let origin = path.display().to_string();
+        let array = read_npy(path)?;
+        let ids = match &array.data {
+            NpyData::I32(_) | NpyData::I64(_) => array.data.to_i64().unwrap_or_default(),
+            other => {
+                let msg = format!("token ids must be int32 or int64, not {}", other.dtype_name());
+                return Err(Error::format(&origin, msg));
+            }
+        };
+        let &[b, t] = array.shape.as_slice() else {
+            let msg = format!("token ids must be a 2-D array [B, T], got shape {:?}", array.shape);
+            return Err(Error::format(&origin, msg));
+        };
+        TokenBatch::new(&ids, b, t, config, &origin)
+    }
+
+    /// The ids as an int64 `.npy` array `[B, T]`.
+    pub fn to_npy(&self) -> NpyArray {
+        NpyArray {
+            shape: vec![self.batch, self.seq],
+            data: NpyData::I64(self.ids.iter().map(|&i| i as i64).collect()),
+        }
     }
 }
 

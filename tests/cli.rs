@@ -1,0 +1,154 @@
+//! The `igpt` command end to end: exit statuses, one-line usage errors, and the model / golden
+//! workflow (init → golden → verify).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn igpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_igpt")).args(args).output().expect("run igpt")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("igpt-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        vec!["bench", "sgemm", "--bogus"],
+        vec!["bench", "sgemm", "--reps"],
+        vec!["bench", "sgemm", "--reps", "many"],
+        vec!["golden", "--out", "x.st", "--op", "linear", "--shape", "2,x"],
+        vec!["init", "--out", "x"],
+        vec!["nonsense"],
+        vec![],
+    ] {
+        let o = igpt(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        if !args.is_empty() {
+            assert_eq!(stderr(&o).trim().lines().count(), 1, "{args:?}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn help_exits_0_for_every_command() {
+    for cmd in ["init", "forward", "golden", "verify", "bench"] {
+        let o = igpt(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("--"), "{cmd}");
+    }
+    assert_eq!(igpt(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn bad_files_exit_1_and_name_the_file() {
+    let dir = scratch("badfiles");
+    let junk = dir.join("junk.npy");
+    std::fs::write(&junk, b"not a numpy file").unwrap();
+    let model = dir.join("m");
+    assert!(igpt(&["init", "--config", "digits", "--out", s(&model)]).status.success());
+    let o = igpt(&[
+        "forward",
+        "--model",
+        s(&model),
+        "--tokens",
+        s(&junk),
+        "--out",
+        s(&dir.join("o.st")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("junk.npy"), "{}", stderr(&o));
+    let o =
+        igpt(&["forward", "--model", s(&dir.join("missing")), "--tokens", s(&junk), "--out", "o"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    let o = igpt(&["init", "--config", "igpt-zz", "--out", s(&model)]);
+    assert!(stderr(&o).contains("unknown config preset"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn init_golden_verify_round_trip() {
+    let dir = scratch("golden");
+    let model = dir.join("m");
+    let golden = dir.join("g.safetensors");
+    assert!(igpt(&["init", "--config", "digits", "--seed", "3", "--out", s(&model)])
+        .status
+        .success());
+    let o = igpt(&[
+        "golden",
+        "--model",
+        s(&model),
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--steps",
+        "2",
+        "--out",
+        s(&golden),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A golden file verifies against itself ...
+    let o = igpt(&["verify", "--reference", s(&golden), "--candidate", s(&golden)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // ... and against one made from a differently initialised model it fails with exit 1.
+    let other = dir.join("other");
+    let golden2 = dir.join("g2.safetensors");
+    assert!(igpt(&["init", "--config", "digits", "--seed", "4", "--out", s(&other)])
+        .status
+        .success());
+    assert!(igpt(&[
+        "golden",
+        "--model",
+        s(&other),
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--out",
+        s(&golden2)
+    ])
+    .status
+    .success());
+    let o = igpt(&["verify", "--reference", s(&golden), "--candidate", s(&golden2)]);
+    assert_eq!(o.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("FAIL: missing from the candidate"), "{table}");
+    assert!(table.contains("FAIL:") && table.contains("outside atol"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn op_goldens_are_reproducible_from_the_seed() {
+    let dir = scratch("opgolden");
+    for (op, shape) in
+        [("linear", "3,5,7"), ("norm", "4,9"), ("attention", "1,2,5,4"), ("cross_entropy", "6,11")]
+    {
+        let a = dir.join(format!("{op}-a.st"));
+        let b = dir.join(format!("{op}-b.st"));
+        for f in [&a, &b] {
+            let o = igpt(&["golden", "--op", op, "--shape", shape, "--seed", "9", "--out", s(f)]);
+            assert!(o.status.success(), "{op}: {}", stderr(&o));
+        }
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{op}");
+    }
+    let o = igpt(&["golden", "--op", "softmax", "--shape", "2,2", "--out", s(&dir.join("x"))]);
+    assert!(stderr(&o).contains("unknown --op 'softmax'"), "{}", stderr(&o));
+    let o = igpt(&["golden", "--op", "linear", "--shape", "2,2", "--out", s(&dir.join("x"))]);
+    assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
