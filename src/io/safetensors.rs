@@ -41,6 +41,10 @@ use std::path::Path;
 /// Largest header the reference library (and so igpt) accepts.
 pub const MAX_HEADER_SIZE: usize = 100_000_000;
 
+/// Results of the validation helpers: a message that [`SafeTensors::parse`] prefixes with the
+/// file name.
+type Checked<T> = std::result::Result<T, String>;
+
 /// Reserved header key for the free-form string → string metadata.
 const METADATA_KEY: &str = "__metadata__";
 
@@ -213,7 +217,7 @@ fn bf16_to_f32(bits: u16) -> f32 {
 }
 
 /// A safetensors file in memory: tensors in file order (by offset) and the metadata.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SafeTensors {
     pub tensors: Vec<(String, TensorView)>,
     pub metadata: Vec<(String, String)>,
@@ -225,6 +229,12 @@ impl Default for SafeTensors {
     fn default() -> Self {
         SafeTensors { tensors: Vec::new(), metadata: Vec::new(), origin: "<in memory>".into() }
     }
+}
+
+/// What the JSON header declares.
+struct Header {
+    metadata: Vec<(String, String)>,
+    entries: Vec<Entry>,
 }
 
 /// A tensor's header entry before its data is copied.
@@ -245,48 +255,15 @@ impl SafeTensors {
     /// Parses and validates a whole file; `origin` names it in error messages.
     pub fn parse(bytes: &[u8], origin: &str) -> Result<SafeTensors> {
         let fail = |msg: String| Error::format(origin, msg);
-        let Some(length_bytes) = bytes.first_chunk::<8>() else {
-            let n = bytes.len();
-            return Err(fail(format!(
-                "file of {n} bytes is too short for the 8-byte header length"
-            )));
-        };
-        let n = u64::from_le_bytes(*length_bytes);
-        if n > MAX_HEADER_SIZE as u64 {
-            return Err(fail(format!(
-                "header length {n} exceeds the {MAX_HEADER_SIZE}-byte limit"
-            )));
-        }
-        let data_start = 8 + n as usize;
-        if data_start > bytes.len() {
-            let msg =
-                format!("header length {n} runs past the end of the file ({} bytes)", bytes.len());
-            return Err(fail(msg));
-        }
-        let header = parse_json(&bytes[8..data_start], &format!("{origin} (header)"))?;
-        let Json::Object(members) = header else {
-            return Err(fail("the header is not a JSON object".into()));
-        };
-        let mut metadata = Vec::new();
-        let mut entries = Vec::new();
-        for (key, value) in members {
-            if key == METADATA_KEY {
-                metadata = parse_metadata(value).map_err(fail)?;
-            } else {
-                entries.push(parse_entry(key, value).map_err(fail)?);
-            }
-        }
-        let data = &bytes[data_start..];
+        let (header, data) = split_header(bytes).map_err(fail)?;
+        let header = parse_json(header, &format!("{origin} (header)"))?;
+        let Header { metadata, mut entries } = parse_header(header).map_err(fail)?;
         check_layout(&mut entries, data.len()).map_err(fail)?;
         let tensors = entries
             .into_iter()
             .map(|e| {
-                let view = TensorView {
-                    dtype: e.dtype,
-                    shape: e.shape,
-                    data: data[e.begin..e.end].to_vec(),
-                };
-                (e.name, view)
+                let data = data[e.begin..e.end].to_vec();
+                (e.name, TensorView { dtype: e.dtype, shape: e.shape, data })
             })
             .collect();
         Ok(SafeTensors { tensors, metadata, origin: origin.to_string() })
@@ -437,6 +414,42 @@ impl SafeTensors {
     }
 }
 
+/// Splits a file into its header bytes and its data section, checking the header length.
+fn split_header(bytes: &[u8]) -> Checked<(&[u8], &[u8])> {
+    let Some(length_bytes) = bytes.first_chunk::<8>() else {
+        let len = bytes.len();
+        return Err(format!("file of {len} bytes is too short for the 8-byte header length"));
+    };
+    let n = u64::from_le_bytes(*length_bytes);
+    if n > MAX_HEADER_SIZE as u64 {
+        return Err(format!("header length {n} exceeds the {MAX_HEADER_SIZE}-byte limit"));
+    }
+    // Cannot overflow: n ≤ 100 000 000.
+    let data_start = 8 + n as usize;
+    if data_start > bytes.len() {
+        let len = bytes.len();
+        return Err(format!("header length {n} runs past the end of the file ({len} bytes)"));
+    }
+    Ok((&bytes[8..data_start], &bytes[data_start..]))
+}
+
+/// The metadata and the tensor entries of a parsed header.
+fn parse_header(header: Json) -> Checked<Header> {
+    let Json::Object(members) = header else {
+        return Err("the header is not a JSON object".into());
+    };
+    let mut metadata = Vec::new();
+    let mut entries = Vec::new();
+    for (key, value) in members {
+        if key == METADATA_KEY {
+            metadata = parse_metadata(value)?;
+        } else {
+            entries.push(parse_entry(key, value)?);
+        }
+    }
+    Ok(Header { metadata, entries })
+}
+
 /// The first string that occurs twice, found by sorting (O(n log n)).
 fn first_duplicate<'a>(items: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let mut sorted: Vec<&str> = items.collect();
@@ -445,7 +458,7 @@ fn first_duplicate<'a>(items: impl Iterator<Item = &'a str>) -> Option<&'a str> 
 }
 
 /// `__metadata__` must be an object of strings.
-fn parse_metadata(value: Json) -> std::result::Result<Vec<(String, String)>, String> {
+fn parse_metadata(value: Json) -> Checked<Vec<(String, String)>> {
     let Json::Object(members) = value else {
         return Err(format!("'{METADATA_KEY}' is not an object"));
     };
@@ -459,7 +472,7 @@ fn parse_metadata(value: Json) -> std::result::Result<Vec<(String, String)>, Str
 }
 
 /// `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}`, nothing more or less.
-fn parse_entry(name: String, value: Json) -> std::result::Result<Entry, String> {
+fn parse_entry(name: String, value: Json) -> Checked<Entry> {
     let Json::Object(fields) = value else {
         return Err(format!("tensor '{name}': entry is not an object"));
     };
@@ -481,7 +494,7 @@ fn parse_entry(name: String, value: Json) -> std::result::Result<Entry, String> 
     Ok(Entry { name, dtype, shape, begin, end })
 }
 
-fn parse_dtype(name: &str, value: &Json) -> std::result::Result<Dtype, String> {
+fn parse_dtype(name: &str, value: &Json) -> Checked<Dtype> {
     let Some(text) = value.as_str() else {
         return Err(format!("tensor '{name}': dtype is not a string"));
     };
@@ -495,14 +508,14 @@ fn parse_dtype(name: &str, value: &Json) -> std::result::Result<Dtype, String> {
 }
 
 /// An array of non-negative integers (each at most 2^53 − 1).
-fn parse_dims(name: &str, field: &str, value: &Json) -> std::result::Result<Vec<usize>, String> {
+fn parse_dims(name: &str, field: &str, value: &Json) -> Checked<Vec<usize>> {
     let bad = || format!("tensor '{name}': {field} must be an array of non-negative integers");
     let items = value.as_array().ok_or_else(bad)?;
     items.iter().map(|d| d.as_usize().ok_or_else(bad)).collect()
 }
 
 /// Sorts the entries by offsets and checks that they tile `data_len` bytes exactly.
-fn check_layout(entries: &mut [Entry], data_len: usize) -> std::result::Result<(), String> {
+fn check_layout(entries: &mut [Entry], data_len: usize) -> Checked<()> {
     entries.sort_by_key(|e| (e.begin, e.end));
     let mut cursor = 0;
     let mut previous: Option<&str> = None;
