@@ -3,6 +3,7 @@
 pub mod args;
 pub mod autodiff;
 pub mod bench;
+pub mod data;
 pub mod error;
 pub mod golden;
 pub mod io;
