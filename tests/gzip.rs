@@ -209,7 +209,7 @@ proptest! {
                 gz[i] = *byte;
             }
             gz.truncate(keep.index(gz.len() + 1));
-            igpt::data::gzip::fuzz_gzip(&gz);
+            igpt::io::fuzzing::fuzz_gzip(&gz);
         }
     }
 

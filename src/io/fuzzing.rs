@@ -14,14 +14,21 @@
 use super::json::parse_json;
 use super::npy::{parse_npy, to_npy_bytes};
 use super::safetensors::SafeTensors;
+use crate::data::gzip::{gunzip, MAX_OUTPUT};
+use crate::model::Config;
 
 /// A fuzz entry point: takes arbitrary bytes, returns whether the parser accepted them, and
 /// panics only on a bug.
 pub type FuzzFn = fn(&[u8]) -> bool;
 
 /// Every fuzz target: its name (the corpus folder and cargo-fuzz binary) and entry point.
-pub const TARGETS: &[(&str, FuzzFn)] =
-    &[("json", fuzz_json), ("npy", fuzz_npy), ("safetensors", fuzz_safetensors)];
+pub const TARGETS: &[(&str, FuzzFn)] = &[
+    ("json", fuzz_json),
+    ("npy", fuzz_npy),
+    ("safetensors", fuzz_safetensors),
+    ("config", fuzz_config),
+    ("gzip", fuzz_gzip),
+];
 
 /// JSON: compact and pretty output both parse back to the same value.
 pub fn fuzz_json(data: &[u8]) -> bool {
@@ -59,6 +66,24 @@ pub fn fuzz_safetensors(data: &[u8]) -> bool {
         assert_eq!(again.get(name), Some(view), "tensor {name} changed");
     }
     assert_eq!(again.to_bytes().expect("second write failed"), bytes);
+    true
+}
+
+/// `config.json`: an accepted configuration is valid, and writing it and reading it back gives
+/// the same configuration.
+pub fn fuzz_config(data: &[u8]) -> bool {
+    let Ok(json) = parse_json(data, "fuzz") else { return false };
+    let Ok(config) = Config::from_json(&json, "fuzz") else { return false };
+    config.validate("fuzz").expect("an accepted config must be valid");
+    let again = Config::from_json(&config.to_json(), "fuzz (written)").expect("written config rejected");
+    assert_eq!(again, config, "config round trip changed the value");
+    true
+}
+
+/// gzip: the decoder never panics, and its output respects the size cap.
+pub fn fuzz_gzip(data: &[u8]) -> bool {
+    let Ok(out) = gunzip(data, "fuzz") else { return false };
+    assert!(out.len() <= MAX_OUTPUT, "gunzip exceeded its output cap");
     true
 }
 

@@ -15,13 +15,13 @@
 //!
 //! Dropout sites are numbered: 0 = embeddings, `1 + 2l` = block l's attention output,
 //! `2 + 2l` = block l's MLP output. In training step `s` site `k` uses Philox stream
-//! `s · 2²⁰ + k` of the run's seed (see SPEC).
+//! `streams::DROPOUT + s · 2²⁰ + k` of the run's seed (see SPEC).
 
 use super::config::{Activation, Config};
 use super::params::Layout;
 use crate::autodiff::{Tape, Var};
 use crate::ops::{self, DropoutMask};
-use crate::rng::Philox;
+use crate::rng::{streams, Philox};
 use crate::tensor::Float;
 
 /// Dropout randomness for one training step (absent in eval mode).
@@ -31,7 +31,7 @@ pub struct DropoutRng {
     pub step: u64,
 }
 
-/// The Philox streams of one step's dropout sites: `step · 2²⁰ + site`.
+/// The Philox streams of one step's dropout sites: `streams::DROPOUT + step · 2²⁰ + site`.
 pub const DROPOUT_SITES_PER_STEP: u64 = 1 << 20;
 
 /// What the forward pass reads: token ids `[batch, seq]` and options.
@@ -59,7 +59,7 @@ pub struct ForwardVars {
 fn drop<T: Float>(tape: &mut Tape<T>, x: Var, p: f32, site: u64, rng: Option<DropoutRng>) -> Var {
     match rng {
         Some(r) if p > 0.0 => {
-            let stream = r.step * DROPOUT_SITES_PER_STEP + site;
+            let stream = streams::DROPOUT + r.step * DROPOUT_SITES_PER_STEP + site;
             ops::dropout(tape, x, DropoutMask { philox: r.philox, stream, p })
         }
         _ => x,

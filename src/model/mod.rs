@@ -306,6 +306,15 @@ impl Model {
         }
     }
 
+    /// The loss of `objective` on `batch` in eval mode, without gradients (nothing is recorded
+    /// for a backward pass).
+    pub fn loss(&self, batch: &TokenBatch, objective: &Objective) -> Result<f32> {
+        let mut tape = Tape::<f32>::new();
+        let p: Vec<Var> = self.params.iter().map(|x| tape.constant(x.clone())).collect();
+        let loss = self.loss_graph(&mut tape, &p, batch, objective, None)?;
+        Ok(tape.value(loss).item())
+    }
+
     /// The loss of `objective` on `batch` and the gradient of every parameter (canonical order).
     /// `dropout` enables training-mode dropout; `None` is eval mode.
     pub fn loss_and_grads(

@@ -1,6 +1,9 @@
-//! Training: the optimizer (and, as the training issue lands, schedules, the trainer and
-//! checkpoints).
+//! Training: AdamW, the learning-rate schedule and clipping, checkpoints, and the trainer.
 
 pub mod adamw;
+pub mod checkpoint;
+pub mod schedule;
+pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use trainer::{TrainConfig, TrainObjective, TrainReport, Trainer};

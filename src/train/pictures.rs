@@ -1,0 +1,91 @@
+//! The pictures of a run: `loss.png` (train and test curves), `samples.png` (unconditional
+//! samples) and `completions.png` (test images whose bottom half the model paints), plus the
+//! palette as `preprocessor_config.json` so the run directory is a complete HF image model.
+
+use super::trainer::LogRow;
+use crate::data::Splits;
+use crate::error::Result;
+use crate::model::Model;
+use crate::palette::{grid, save_preprocessor_config, tokens_to_image, write_png, RgbImage};
+use crate::plot::{line_plot, PlotOptions, Series};
+use crate::sample::{complete, SamplingSettings};
+use std::path::Path;
+
+/// Images per row of `samples.png`, and samples drawn.
+const SAMPLE_COLS: usize = 8;
+const SAMPLES: usize = 32;
+/// Test images completed, and completions per image.
+const COMPLETE_IMAGES: usize = 6;
+const COMPLETIONS: usize = 5;
+/// Pixel enlargement for viewing.
+const UPSCALE: usize = 4;
+
+/// Writes `loss.png`, `samples.png`, `completions.png` and `preprocessor_config.json` into `dir`.
+pub fn draw_run_pictures(model: &Model, data: &Splits, dir: &Path, log: &[LogRow], seed: u64) -> Result<()> {
+    let set = &data.test;
+    save_preprocessor_config(&set.palette, set.width, set.height, &dir.join("preprocessor_config.json"))?;
+    draw_loss(log, &dir.join("loss.png"))?;
+    let (w, h) = (set.width, set.height);
+    let n = w * h;
+    let settings = SamplingSettings::default();
+    let to_image = |tokens: &[usize]| -> Result<RgbImage> {
+        let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
+        tokens_to_image(&t, &set.palette, w, h)
+    };
+    let samples = complete(model, &vec![Vec::new(); SAMPLES], n, &settings, seed)?;
+    let images: Vec<RgbImage> = samples.iter().map(|s| to_image(s)).collect::<Result<_>>()?;
+    write_png(&grid(&images, SAMPLE_COLS)?, UPSCALE, &dir.join("samples.png"))?;
+    write_png(&completion_grid(model, data, &settings, seed, &to_image)?, UPSCALE, &dir.join("completions.png"))
+}
+
+/// Each row: the original test image, its top half (bottom blanked), then completions.
+fn completion_grid(
+    model: &Model,
+    data: &Splits,
+    settings: &SamplingSettings,
+    seed: u64,
+    to_image: &dyn Fn(&[usize]) -> Result<RgbImage>,
+) -> Result<RgbImage> {
+    let set = &data.test;
+    let n = set.seq_len();
+    let keep = (set.height / 2) * set.width;
+    let count = COMPLETE_IMAGES.min(set.len());
+    let mut prompts = Vec::new();
+    for i in 0..count {
+        let top: Vec<usize> = set.image(i)[..keep].iter().map(|&x| usize::from(x)).collect();
+        prompts.extend(std::iter::repeat_n(top, COMPLETIONS));
+    }
+    let completed = complete(model, &prompts, n, settings, seed)?;
+    let mut cells = Vec::new();
+    for i in 0..count {
+        let original: Vec<usize> = set.image(i).iter().map(|&x| usize::from(x)).collect();
+        // The kept half, the rest painted with the palette's colour 0.
+        let mut half = original.clone();
+        half[keep..].fill(0);
+        cells.push(to_image(&original)?);
+        cells.push(to_image(&half)?);
+        for c in &completed[i * COMPLETIONS..(i + 1) * COMPLETIONS] {
+            cells.push(to_image(c)?);
+        }
+    }
+    grid(&cells, COMPLETIONS + 2)
+}
+
+/// Train (per log row) and test (at evaluations) loss in nats per token against the step.
+fn draw_loss(log: &[LogRow], path: &Path) -> Result<()> {
+    let train = log.iter().map(|r| (r.step as f64, r.train_loss)).collect();
+    let test = log.iter().filter_map(|r| r.test_loss.map(|t| (r.step as f64, t))).collect();
+    let series = [
+        Series { name: "train".into(), points: train, color: [31, 119, 180] },
+        Series { name: "test".into(), points: test, color: [214, 39, 40] },
+    ];
+    let opts = PlotOptions {
+        title: "iGPT training loss".into(),
+        x_label: "step".into(),
+        y_label: "nats per token".into(),
+        width: 800,
+        height: 500,
+        log_y: false,
+    };
+    line_plot(&series, &opts).save_png(path)
+}
