@@ -1,6 +1,7 @@
 //! igpt — Image GPT from scratch.
 
 pub mod error;
+pub mod io;
 pub mod palette;
 pub mod rng;
 
