@@ -25,6 +25,7 @@
 
 use super::resize::resize_bilinear_pillow_u8;
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use image::{DynamicImage, ImageEncoder};
 use std::path::Path;
 
@@ -145,10 +146,9 @@ pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes `img` enlarged `upscale` times as a PNG file.
+/// Writes `img` enlarged `upscale` times as a PNG file (atomically).
 pub fn write_png(img: &RgbImage, upscale: usize, path: &Path) -> Result<()> {
-    let bytes = encode_png(&img.upscale(upscale)?)?;
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    write_atomic(path, &encode_png(&img.upscale(upscale)?)?)
 }
 
 /// Tiles equally sized images into a grid `cols` wide (row-major), gaps filled black.

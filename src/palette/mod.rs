@@ -27,11 +27,16 @@
 //! `ImageGPTImageProcessorPil` given the same palette, because every step above reproduces the
 //! reference bit for bit (tested against fixtures generated with Pillow and transformers).
 
+pub mod files;
 pub mod image_io;
 pub mod kmeans;
 pub mod quantize;
 pub mod resize;
 
+pub use files::{
+    load_palette, load_pixels_npy, read_preprocessor_config, save_palette_npy,
+    save_preprocessor_config, PreprocessorConfig,
+};
 pub use image_io::{grid, load_image_rgb, write_png, RgbImage};
 pub use kmeans::{bench_kmeans, fit_kmeans, KMeansBench, KMeansOptions, KMeansResult};
 pub use quantize::{dequantize, pixel_to_unit, quantize_rgb8, quantize_unit, Palette};

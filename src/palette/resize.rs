@@ -20,10 +20,14 @@
 //! out[xx] = clamp((2²¹ + Σ_x src[xmin + x] · k[x]) >> 22, 0, 255)      (i32 arithmetic)
 //! ```
 //! The two axes are separable. An axis is resampled only when its size changes. When both change,
-//! the horizontal pass runs first — only over the source rows `ybox_first .. ybox_last` that the
-//! vertical pass will read — into an 8-bit intermediate image, then the vertical pass. Rounding to
-//! 8 bits between the passes is part of Pillow's result, so it is part of ours. Channels are
-//! independent and use the same coefficients.
+//! the order is Pillow 13's (PR #9549): **vertical first** if the height shrinks and by more than
+//! twice as many pixels as the width does (`in_h > out_h` and `in_h − out_h > 2 (in_w − out_w)`),
+//! otherwise **horizontal first**. Horizontal-first resamples only the source rows
+//! `ybox_first .. ybox_last` that the vertical pass will read; vertical-first resamples every
+//! column. Either way the first pass writes an 8-bit intermediate image — that rounding is part
+//! of Pillow's result, so it is part of ours (and the order changes the bytes). Earlier Pillow
+//! releases always ran the horizontal pass first; the fixtures pin Pillow 13.0's behaviour.
+//! Channels are independent and use the same coefficients.
 
 use crate::error::{Error, Result};
 
@@ -183,20 +187,30 @@ pub fn resize_bilinear_pillow_u8(
         return Ok(src.to_vec());
     }
     let vertical = axis_coeffs(in_h, out_h);
-    // Source rows the vertical pass reads: from the first output row's start to the last's end.
-    let ybox_first = vertical.start[0];
-    let ybox_last = vertical.start[out_h - 1] + vertical.count[out_h - 1];
     if !need_horizontal {
         return Ok(resample_vertical(src, in_w, channels, 0, &vertical));
     }
-    // (When the height is unchanged these rows are simply 0..in_h.)
     let horizontal = axis_coeffs(in_w, out_w);
+    if !need_vertical {
+        return Ok(resample_horizontal(src, in_w, channels, 0, in_h, &horizontal));
+    }
+    if vertical_first(in_w, in_h, out_w, out_h) {
+        let temp = resample_vertical(src, in_w, channels, 0, &vertical);
+        return Ok(resample_horizontal(&temp, in_w, channels, 0, out_h, &horizontal));
+    }
+    // Source rows the vertical pass reads: from the first output row's start to the last's end.
+    let ybox_first = vertical.start[0];
+    let ybox_last = vertical.start[out_h - 1] + vertical.count[out_h - 1];
     let temp =
         resample_horizontal(src, in_w, channels, ybox_first, ybox_last - ybox_first, &horizontal);
-    if !need_vertical {
-        return Ok(temp);
-    }
     Ok(resample_vertical(&temp, out_w, channels, ybox_first, &vertical))
+}
+
+/// Pillow 13's pass order: vertical first when the height shrinks by more than twice as many
+/// pixels as the width (which may also grow).
+fn vertical_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool {
+    let shrink = |i: usize, o: usize| i as i64 - o as i64;
+    in_h > out_h && shrink(in_h, out_h) > 2 * shrink(in_w, out_w)
 }
 
 #[cfg(test)]
