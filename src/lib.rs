@@ -9,6 +9,7 @@ pub mod golden;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod palette;
 pub mod rng;
 pub mod sample;
 pub mod tensor;
