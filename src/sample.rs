@@ -171,11 +171,14 @@ mod tests {
     fn top_k_and_top_p_cut_the_tail() {
         let z = [3.0f32, 0.0, 2.9, 1.0];
         let k2 = SamplingSettings { top_k: Some(2), ..SamplingSettings::default() };
-        let p = SamplingSettings { top_p: Some(0.5), ..SamplingSettings::default() };
+        // Token 0 alone holds 48 % of the mass: p = 0.4 keeps it alone, p = 0.5 needs token 2 too.
+        let p = SamplingSettings { top_p: Some(0.4), ..SamplingSettings::default() };
+        let p2 = SamplingSettings { top_p: Some(0.5), ..SamplingSettings::default() };
         for i in 0..100 {
             let u = i as f32 / 100.0;
             assert!([0, 2].contains(&choose_token(&z, &k2, u)));
             assert_eq!(choose_token(&z, &p, u), 0);
+            assert!([0, 2].contains(&choose_token(&z, &p2, u)));
         }
     }
 

@@ -19,8 +19,16 @@ fn size() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![1usize, 2, 3, 5, 7, 8, 11, 13])
 }
 
+/// Ten cases per op (the seed is fixed for the whole suite in `.cargo/config.toml`).
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 10, ..ProptestConfig::default() }
+}
+
+/// Row widths of at least 2: for a single column the norm's input gradient is
+/// `ε·g·∂y/(x² + ε)^{3/2}` — nearly zero by cancellation, so f32 cannot match f64 to 1e-4
+/// relative there (the f64 finite-difference check passes for width 1 too).
+fn width() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![2usize, 3, 5, 7, 8, 11, 13])
 }
 
 /// A tensor of normals with standard deviation `std`, drawn from Philox stream `stream`.
@@ -200,7 +208,7 @@ proptest! {
     }
 
     #[test]
-    fn rms_norm(r in size(), c in size(), seed: u64) {
+    fn rms_norm(r in size(), c in width(), seed: u64) {
         let mut g = normal(&[c], seed, 2, 0.3);
         g.data_mut().iter_mut().for_each(|x| *x += 1.0);
         check(&RmsNorm, &[normal(&[r, c], seed, 1, 1.0), g], seed);

@@ -326,7 +326,7 @@ impl Trainer<'_> {
         let first_step = state.step;
         let seconds_before = log.last().map_or(0.0, |r: &LogRow| r.seconds);
         let tokens_per_step = (cfg.batch * train.seq_len()) as f64;
-        let (mut since_loss, mut since_steps, mut last_norm, mut since) = (0.0, 0usize, 0.0, Instant::now());
+        let (mut since_loss, mut since_steps, mut since) = (0.0, 0usize, Instant::now());
         while state.step < cfg.steps {
             let s = state.step;
             let batch = gather(train, &step_samples(&mut order, cfg, s), &state.model.config)?;
@@ -347,7 +347,7 @@ impl Trainer<'_> {
             let lr = schedule.lr(s);
             state.opt.step(&mut state.model.params, &grads, lr);
             state.step += 1;
-            (since_loss, since_steps, last_norm) = (since_loss + loss, since_steps + 1, norm);
+            (since_loss, since_steps) = (since_loss + loss, since_steps + 1);
             let done = state.step == cfg.steps;
             let eval_now = state.step % cfg.eval_every == 0 || done;
             if eval_now || since.elapsed().as_secs_f64() >= 1.0 {
@@ -358,7 +358,7 @@ impl Trainer<'_> {
                     lr,
                     train_loss: since_loss / since_steps as f64,
                     test_loss,
-                    grad_norm: last_norm,
+                    grad_norm: norm,
                     tokens_per_s: tokens_per_step * since_steps as f64 / elapsed,
                     seconds: seconds_before + start.elapsed().as_secs_f64(),
                 };
