@@ -101,7 +101,8 @@ impl TrainConfig {
             return bad("--clip must be positive".into());
         }
         let a = &self.adamw;
-        if !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) || !(a.eps > 0.0) || !(a.weight_decay >= 0.0) {
+        let valid = (0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2) && a.eps > 0.0 && a.weight_decay >= 0.0;
+        if !valid {
             return bad("AdamW needs 0 <= beta < 1, eps > 0, weight decay >= 0".into());
         }
         Ok(())
@@ -286,13 +287,16 @@ pub fn evaluate(model: &Model, set: &ImageSet, cfg: &TrainConfig, max_images: us
     Ok(weighted / count as f64)
 }
 
+/// Called with the model, the run directory and the log after each checkpoint.
+pub type CheckpointHook = dyn Fn(&Model, &Path, &[LogRow]) -> Result<()>;
+
 /// A training run writing into `out`.
 pub struct Trainer<'a> {
     pub data: &'a Splits,
     pub cfg: TrainConfig,
     pub out: PathBuf,
     /// Called after the model files are written at each checkpoint (e.g. to draw pictures).
-    pub on_checkpoint: Option<&'a dyn Fn(&Model, &Path, &[LogRow]) -> Result<()>>,
+    pub on_checkpoint: Option<&'a CheckpointHook>,
 }
 
 impl Trainer<'_> {
