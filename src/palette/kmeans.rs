@@ -90,7 +90,7 @@ pub struct KMeansOptions {
     pub tol: f64,
     /// Fit on a random subset of at most this many points (None: all points).
     pub max_points: Option<usize>,
-    /// Candidates per k-means++ step (None: `2 + ⌊ln k⌋`, as scikit-learn).
+    /// Candidates per k-means++ step (None: `2 + ⌊ln k⌋`, as scikit-learn; clamped to 1..=64).
     pub n_local_trials: Option<usize>,
     /// Record the inertia after every assignment step (costs one extra pass per iteration).
     pub track_inertia: bool,
@@ -999,6 +999,22 @@ mod tests {
                 Ok(r) => prop_assert_eq!(r.labels, naive_labels(&pts, 3, &r.centers)),
                 Err(e) => prop_assert!(grid && e.to_string().contains("distinct"), "{}", e),
             }
+        }
+
+        /// Every Lloyd step (assignment, then means) leaves the inertia no larger (up to f32
+        /// rounding of the means), and the final inertia is the smallest.
+        #[test]
+        fn inertia_is_non_increasing(
+            n in 50usize..3000, blobs in 1usize..12, k in 1usize..24, seed in any::<u64>()
+        ) {
+            let pts = blob_points(n, blobs, 0.15, seed);
+            let opts = KMeansOptions { seed, track_inertia: true, ..Default::default() };
+            let r = fit_kmeans(&pts, n, 3, k.min(n), &opts).unwrap();
+            for w in r.inertia_history.windows(2) {
+                prop_assert!(w[1] <= w[0] * (1.0 + 1e-6) + 1e-9, "{} → {}", w[0], w[1]);
+            }
+            let last = *r.inertia_history.last().unwrap();
+            prop_assert!(r.inertia <= last * (1.0 + 1e-6) + 1e-9);
         }
     }
 }
