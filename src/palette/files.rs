@@ -34,6 +34,8 @@ use std::path::Path;
 
 /// `rescale_factor` of the HF processor: 1/255.
 const RESCALE_FACTOR: f64 = 1.0 / 255.0;
+/// `ImageGPTImageProcessor`'s default `size` (height and width) when a config has none.
+const HF_DEFAULT_SIZE: usize = 256;
 /// Pillow's `Image.BILINEAR`, HF's `resample` code for it.
 const RESAMPLE_BILINEAR: usize = 2;
 
@@ -172,10 +174,13 @@ fn check_supported(json: &Json) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// `size`: `{"height": H, "width": W}`, or a single number (older hub files) for a square.
+/// `size`: `{"height": H, "width": W}`, or a single number (older hub files) for a square;
+/// absent means the processor's default, 256 × 256.
 fn read_size(json: &Json) -> std::result::Result<(usize, usize), String> {
     let positive = |v: Option<&Json>| v.and_then(Json::as_usize).filter(|&s| s > 0);
-    let size = json.get("size").ok_or("do_resize is true but there is no \"size\"")?;
+    let Some(size) = json.get("size") else {
+        return Ok((HF_DEFAULT_SIZE, HF_DEFAULT_SIZE));
+    };
     if let Some(s) = positive(Some(size)) {
         return Ok((s, s));
     }
@@ -310,6 +315,11 @@ mod tests {
             "feature_extractor_type": "ImageGPTFeatureExtractor", "resample": 2, "size": 32}"#;
         let cfg = preprocessor_config_from_bytes(old, "old.json").unwrap();
         assert_eq!(cfg.size, Some((32, 32)));
+        let minimal = br#"{"clusters": [[0.5, 0.5, 0.5]]}"#;
+        assert_eq!(
+            preprocessor_config_from_bytes(minimal, "m.json").unwrap().size,
+            Some((256, 256))
+        );
         let no_resize = br#"{"clusters": [[0.5]], "do_resize": false}"#;
         let cfg = preprocessor_config_from_bytes(no_resize, "g.json").unwrap();
         assert_eq!((cfg.size, cfg.palette.colors()), (None, &[0.5, 0.5, 0.5][..]));
