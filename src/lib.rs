@@ -10,6 +10,7 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod palette;
+pub mod plot;
 pub mod rng;
 pub mod sample;
 pub mod tensor;
