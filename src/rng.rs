@@ -47,6 +47,8 @@ pub mod streams {
     pub const BERT_MASK: u64 = 4 << 60;
     /// Sampling: uniform `t` of stream `SAMPLE + b` for position `t` of sequence `b`.
     pub const SAMPLE: u64 = 5 << 60;
+    /// The pixel subsample a palette is fitted on: word `i` picks sample pixel `i`.
+    pub const PALETTE_PIXELS: u64 = 6 << 60;
 }
 use std::convert::Infallible;
 

@@ -1,8 +1,9 @@
 //! Data sources beyond the embedded digits: CIFAR-10 binary batches and folders of images.
 //!
 //! Both produce RGB images of a fixed size, which are quantised with a palette — the one given
-//! (`--palette`), or one fitted by k-means (K = 512, as the paper) on a Philox-chosen subsample
-//! of the training pixels. `--data` accepts:
+//! (`--palette`), or one fitted by k-means (K = 512 as in the paper, or the number of distinct
+//! colours if smaller) on up to 2¹⁹ training pixels (pixel `i` of the sample is word `i` of
+//! Philox stream 6·2⁶⁰ modulo the pixel count; every pixel when there are fewer). `--data` accepts:
 //! - `digits` — the embedded UCI digits (see `digits`);
 //! - `cifar10:PATH` — PATH a directory holding `data_batch_1.bin … data_batch_5.bin` and
 //!   `test_batch.bin`, or a comma-separated list of such files (files named `test_batch*` form
@@ -17,7 +18,7 @@ use super::dataset::{ImageSet, Splits};
 use super::digits::digits;
 use crate::error::{Error, Result};
 use crate::palette::{fit_kmeans, load_image_rgb, load_palette, quantize_rgb8, KMeansOptions, Palette};
-use crate::rng::Philox;
+use crate::rng::{streams, Philox};
 use std::path::{Path, PathBuf};
 
 /// Bytes per CIFAR-10 record: the label and 3·32·32 pixels.
@@ -196,12 +197,16 @@ fn fit_palette(train: &RgbSet, seed: u64) -> Result<Palette> {
     let philox = Philox::new(seed);
     let take = n.min(PALETTE_FIT_PIXELS);
     let mut points = Vec::with_capacity(take * 3);
+    let mut distinct = std::collections::HashSet::new();
     for i in 0..take {
         // Pixel i of the subsample: word i of stream 6·2⁶⁰ (or every pixel when few).
-        let p = if take == n { i } else { (philox.u32_at(6 << 60, i as u64) as usize) % n };
-        points.extend(train.pixels[3 * p..3 * p + 3].iter().map(|&b| crate::palette::pixel_to_unit(b)));
+        let p = if take == n { i } else { (philox.u32_at(streams::PALETTE_PIXELS, i as u64) as usize) % n };
+        let rgb = &train.pixels[3 * p..3 * p + 3];
+        distinct.insert([rgb[0], rgb[1], rgb[2]]);
+        points.extend(rgb.iter().map(|&b| crate::palette::pixel_to_unit(b)));
     }
-    let k = PALETTE_SIZE.min(take);
+    // A data set with fewer colours than 512 gets one palette entry per colour.
+    let k = PALETTE_SIZE.min(distinct.len());
     let opts = KMeansOptions { seed, ..KMeansOptions::default() };
     let fit = fit_kmeans(&points, take, 3, k, &opts)?;
     Palette::from_centers(&fit.centers, 3)

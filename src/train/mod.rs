@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod checkpoint;
+pub mod pictures;
 pub mod schedule;
 pub mod trainer;
 

@@ -6,8 +6,8 @@ use super::trainer::LogRow;
 use crate::data::Splits;
 use crate::error::Result;
 use crate::model::Model;
-use crate::palette::{grid, save_preprocessor_config, tokens_to_image, write_png, RgbImage};
-use crate::plot::{line_plot, PlotOptions, Series};
+use crate::palette::{dequantize, save_preprocessor_config};
+use crate::plot::{image_grid, line_plot, Canvas, PlotOptions, Rgb, Series};
 use crate::sample::{complete, SamplingSettings};
 use std::path::Path;
 
@@ -17,35 +17,38 @@ const SAMPLES: usize = 32;
 /// Test images completed, and completions per image.
 const COMPLETE_IMAGES: usize = 6;
 const COMPLETIONS: usize = 5;
-/// Pixel enlargement for viewing.
-const UPSCALE: usize = 4;
+/// On-screen size of an image cell (pixels are enlarged by an integer factor to about this).
+const CELL_PIXELS: usize = 48;
+/// Grey pixels between cells.
+const GAP: usize = 2;
 
 /// Writes `loss.png`, `samples.png`, `completions.png` and `preprocessor_config.json` into `dir`.
 pub fn draw_run_pictures(model: &Model, data: &Splits, dir: &Path, log: &[LogRow], seed: u64) -> Result<()> {
     let set = &data.test;
     save_preprocessor_config(&set.palette, set.width, set.height, &dir.join("preprocessor_config.json"))?;
     draw_loss(log, &dir.join("loss.png"))?;
-    let (w, h) = (set.width, set.height);
-    let n = w * h;
     let settings = SamplingSettings::default();
-    let to_image = |tokens: &[usize]| -> Result<RgbImage> {
-        let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
-        tokens_to_image(&t, &set.palette, w, h)
-    };
-    let samples = complete(model, &vec![Vec::new(); SAMPLES], n, &settings, seed)?;
-    let images: Vec<RgbImage> = samples.iter().map(|s| to_image(s)).collect::<Result<_>>()?;
-    write_png(&grid(&images, SAMPLE_COLS)?, UPSCALE, &dir.join("samples.png"))?;
-    write_png(&completion_grid(model, data, &settings, seed, &to_image)?, UPSCALE, &dir.join("completions.png"))
+    let samples = complete(model, &vec![Vec::new(); SAMPLES], set.seq_len(), &settings, seed)?;
+    let images = samples.iter().map(|s| to_rgb(data, s)).collect::<Result<Vec<_>>>()?;
+    grid(data, &images, SAMPLE_COLS)?.save_png(&dir.join("samples.png"))?;
+    completion_grid(model, data, &settings, seed)?.save_png(&dir.join("completions.png"))
+}
+
+/// The pixels of one image of tokens.
+fn to_rgb(data: &Splits, tokens: &[usize]) -> Result<Vec<Rgb>> {
+    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
+    Ok(dequantize(&t, &data.test.palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
+}
+
+/// Images laid out `cols` wide, each enlarged to about `CELL_PIXELS`.
+fn grid(data: &Splits, images: &[Vec<Rgb>], cols: usize) -> Result<Canvas> {
+    let (w, h) = (data.test.width, data.test.height);
+    let scale = (CELL_PIXELS / w.max(h)).max(1);
+    image_grid(images, w, h, cols, scale, GAP)
 }
 
 /// Each row: the original test image, its top half (bottom blanked), then completions.
-fn completion_grid(
-    model: &Model,
-    data: &Splits,
-    settings: &SamplingSettings,
-    seed: u64,
-    to_image: &dyn Fn(&[usize]) -> Result<RgbImage>,
-) -> Result<RgbImage> {
+fn completion_grid(model: &Model, data: &Splits, settings: &SamplingSettings, seed: u64) -> Result<Canvas> {
     let set = &data.test;
     let n = set.seq_len();
     let keep = (set.height / 2) * set.width;
@@ -62,13 +65,13 @@ fn completion_grid(
         // The kept half, the rest painted with the palette's colour 0.
         let mut half = original.clone();
         half[keep..].fill(0);
-        cells.push(to_image(&original)?);
-        cells.push(to_image(&half)?);
+        cells.push(to_rgb(data, &original)?);
+        cells.push(to_rgb(data, &half)?);
         for c in &completed[i * COMPLETIONS..(i + 1) * COMPLETIONS] {
-            cells.push(to_image(c)?);
+            cells.push(to_rgb(data, c)?);
         }
     }
-    grid(&cells, COMPLETIONS + 2)
+    grid(data, &cells, COMPLETIONS + 2)
 }
 
 /// Train (per log row) and test (at evaluations) loss in nats per token against the step.
@@ -87,5 +90,5 @@ fn draw_loss(log: &[LogRow], path: &Path) -> Result<()> {
         height: 500,
         log_y: false,
     };
-    line_plot(&series, &opts).save_png(path)
+    line_plot(&series, &opts)?.save_png(path)
 }

@@ -288,7 +288,7 @@ pub fn evaluate(model: &Model, set: &ImageSet, cfg: &TrainConfig, max_images: us
 }
 
 /// Called with the model, the run directory and the log after each checkpoint.
-pub type CheckpointHook = dyn Fn(&Model, &Path, &[LogRow]) -> Result<()>;
+pub type CheckpointHook<'a> = dyn Fn(&Model, &Path, &[LogRow]) -> Result<()> + 'a;
 
 /// A training run writing into `out`.
 pub struct Trainer<'a> {
@@ -296,7 +296,7 @@ pub struct Trainer<'a> {
     pub cfg: TrainConfig,
     pub out: PathBuf,
     /// Called after the model files are written at each checkpoint (e.g. to draw pictures).
-    pub on_checkpoint: Option<&'a CheckpointHook>,
+    pub on_checkpoint: Option<&'a CheckpointHook<'a>>,
 }
 
 impl Trainer<'_> {
