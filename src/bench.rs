@@ -4,8 +4,11 @@
 //! `reps` runs and reports the **median** (robust to the noise of a shared machine). The
 //! `igpt bench …` command prints the records; performance targets live here, never in tests.
 
+use crate::error::Result;
+use crate::model::{Config, Model, Objective, TokenBatch};
 use crate::rng::Philox;
 use crate::tensor::{gemm, MatRef};
+use crate::train::{AdamW, AdamWConfig};
 use std::time::Instant;
 
 /// The median of `reps` timed runs of `f` (after `warmup` untimed ones), in milliseconds.
@@ -82,4 +85,56 @@ mod tests {
         let line = r.json();
         assert!(line.starts_with("{\"bench\":\"sgemm\",\"m\":8,") && !line.contains('\n'));
     }
+}
+
+/// One training-step measurement: forward + backward + AdamW on random tokens.
+#[derive(Clone, Debug)]
+pub struct TrainBench {
+    pub config: String,
+    pub batch: usize,
+    pub seq: usize,
+    pub median_ms: f64,
+    pub tokens_per_s: f64,
+    /// Model FLOPs per second: `(6·N + 12·L·T·d)` per token, `N` the non-embedding parameters.
+    pub gflops: f64,
+}
+
+impl TrainBench {
+    /// `{"bench":"train","config":…,"batch":…,"seq":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
+            self.config, self.batch, self.seq, self.tokens_per_s, self.median_ms, self.gflops
+        )
+    }
+}
+
+/// FLOPs of one training token: `6·N` for the matrix products of the non-embedding parameters
+/// `N` (forward 2, backward 4) plus `12·L·T·d` for attention's two `T×T` products.
+pub fn train_flops_per_token(config: &Config, seq: usize) -> f64 {
+    let d = config.n_embd as f64;
+    let embeddings = ((config.vocab_size + config.n_positions) * config.n_embd) as f64;
+    let n = config.n_params(true) as f64 - embeddings;
+    6.0 * n + 12.0 * config.n_layer as f64 * seq as f64 * d
+}
+
+/// Times full training steps of a freshly initialised `config` model on random colour tokens.
+pub fn bench_train(name: &str, config: Config, batch: usize, seq: usize, reps: usize) -> Result<TrainBench> {
+    let mut model = Model::init(config, 0)?;
+    let colours = model.config.vocab_size as u32 - 1;
+    let philox = Philox::new(1);
+    let ids: Vec<i64> = (0..(batch * seq) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
+    let tokens = TokenBatch::new(&ids, batch, seq, &model.config, "random tokens")?;
+    let mut opt = AdamW::new(AdamWConfig::default(), &model.params);
+    let mut failure = None;
+    let ms = median_ms(1, reps, || match model.loss_and_grads(&tokens, &Objective::Autoregressive, None) {
+        Ok((_, grads)) => opt.step(&mut model.params, &grads, 1e-4),
+        Err(e) => failure = Some(e),
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let tokens_per_s = (batch * seq) as f64 / (ms * 1e-3);
+    let gflops = tokens_per_s * train_flops_per_token(&model.config, seq) / 1e9;
+    Ok(TrainBench { config: name.into(), batch, seq, median_ms: ms, tokens_per_s, gflops })
 }

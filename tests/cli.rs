@@ -152,3 +152,35 @@ fn op_goldens_are_reproducible_from_the_seed() {
     assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn palette_fit_and_quantize_match_the_transformers_tokens() {
+    let dir = scratch("palette");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/palette");
+    let images: Vec<String> = ["grey_33x47.png", "rgb_40x33.png", "rgba_20x20.png"]
+        .iter()
+        .map(|n| fixtures.join("images").join(n).display().to_string())
+        .collect();
+    let out = dir.join("tokens.npy");
+    let config = fixtures.join("preprocessor_config.json");
+    let mut args = vec!["quantize", "--palette", s(&config), "--out", s(&out), "--images"];
+    args.extend(images.iter().map(String::as_str));
+    let o = igpt(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours = igpt::io::npy::read_npy(&out).unwrap();
+    let theirs = igpt::io::npy::read_npy(&fixtures.join("tokens.npy")).unwrap();
+    let (ours, theirs) = (ours.data.to_i64().unwrap(), theirs.data.to_i64().unwrap());
+    // tokens_order.txt: grey_33x47 is row 0, rgb_40x33 row 4, rgba_20x20 row 7.
+    for (k, row) in [0usize, 4, 7].into_iter().enumerate() {
+        assert_eq!(ours[k * 1024..(k + 1) * 1024], theirs[row * 1024..(row + 1) * 1024], "image {k}");
+    }
+    let palette = dir.join("palette.npy");
+    let o = igpt(&["palette", "fit", "--images", s(&fixtures.join("images")), "--k", "8", "--out", s(&palette)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("{\"k\":8,\"inertia\":"));
+    let o = igpt(&["palette", "fit", "--images", s(&fixtures.join("images")), "--k", "0", "--out", s(&palette)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = igpt(&["quantize", "--palette", s(&palette), "--images", s(&dir.join("nope.png")), "--out", s(&out)]);
+    assert!(stderr(&o).contains("nope.png"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

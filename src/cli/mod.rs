@@ -5,6 +5,7 @@
 
 mod bench;
 mod model;
+mod palette;
 mod train;
 
 use igpt::args::Stop;
@@ -32,6 +33,8 @@ type Run = fn(&[String]) -> Result<(), Failure>;
 /// The subcommands: name, one-line summary, entry point.
 const COMMANDS: &[(&str, &str, Run)] = &[
     ("train", "train a model (default: the digits preset on the embedded digits)", train::run),
+    ("palette", "fit a k-means colour palette (igpt palette fit …)", palette::palette),
+    ("quantize", "turn images into token ids with a palette", palette::quantize),
     ("init", "create a model with the paper's initialisation", model::init),
     ("forward", "run a model on token ids and save logits / hidden states", model::forward),
     ("golden", "write a golden file (a model's or one kernel's reference numbers)", model::golden),

@@ -108,8 +108,8 @@ fn read_cifar_files(files: &[PathBuf]) -> Result<RgbSet> {
     Ok(set)
 }
 
-/// Image files under `dir`, recursively, sorted.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// PNG/JPEG files under `dir`, recursively, sorted.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
