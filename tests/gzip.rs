@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-const DIGITS_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
+const DIGITS_GZ: &[u8] = include_bytes!("../src/data/digits.csv.gz");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gzip/");
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -1,7 +1,7 @@
 //! Gzip (RFC 1952) and DEFLATE (RFC 1951) decompression, written to be read.
 //!
 //! igpt ships the UCI handwritten-digits data set gzipped inside the binary (`include_bytes!` of
-//! `data/digits.csv.gz`, 57 KB → 265 KB of CSV); this module turns those bytes back into text
+//! `src/data/digits.csv.gz`, 57 KB → 265 KB of CSV); this module turns those bytes back into text
 //! before the data loaders parse them. The dependency set has no compression crate, so the
 //! decoder lives here, in the style of Mark Adler's `puff.c`: clarity over speed.
 //!
