@@ -2,6 +2,7 @@
 
 pub mod autodiff;
 pub mod error;
+pub mod kernels;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
