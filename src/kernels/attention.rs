@@ -64,11 +64,12 @@
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
 
-use super::simd::{exp2, load, store, tile_gemm, transpose, LANES};
+use super::simd::{dot, exp2, load, store, tile_gemm, transpose, LANES};
 use crate::ops::AttentionDims;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::f32::consts::{LN_2, LOG2_E};
+use std::thread::LocalKey;
 use wide::f32x8;
 
 /// Rows of a query tile and of a key tile.
@@ -133,63 +134,23 @@ impl Geometry {
     }
 }
 
-/// Where one head's rows live in a `[B, T, width]` buffer: `T` rows of `hd` floats at
-/// `offset + t·stride`.
-#[derive(Clone, Copy)]
-struct HeadRows<'a> {
-    src: &'a [f32],
-    offset: usize,
-    stride: usize,
-}
-
-impl HeadRows<'_> {
-    fn row(&self, t: usize, hd: usize) -> &[f32] {
-        &self.src[self.offset + t * self.stride..][..hd]
-    }
-}
-
-/// Rows `first..first+n` of a head into `dst: [n, hdp]`; rows past `T` and columns past `hd`
-/// are written as zeros.
-fn pack_rows(rows: HeadRows, first: usize, n: usize, g: &Geometry, dst: &mut [f32]) {
-    for (i, d) in dst.chunks_exact_mut(g.hdp).take(n).enumerate() {
-        if first + i < g.seq {
-            d[..g.hd].copy_from_slice(rows.row(first + i, g.hd));
-            d[g.hd..].fill(0.0);
-        } else {
-            d.fill(0.0);
-        }
-    }
-}
-
-/// The same rows transposed into `dst: [hdp, ld]`, `dst[c·ld + i] = row first+i, column c`;
-/// zeros past `T`, past `hd`, and in columns `n..ld`.
-fn pack_transposed(
-    rows: HeadRows,
-    first: usize,
-    n: usize,
-    ld: usize,
-    g: &Geometry,
-    dst: &mut [f32],
-) {
-    dst[..g.hdp * ld].fill(0.0);
-    for i in 0..n.min(g.seq.saturating_sub(first)) {
-        for (c, &x) in rows.row(first + i, g.hd).iter().enumerate() {
-            dst[c * ld + i] = x;
-        }
-    }
-}
-
 thread_local! {
-    /// Per-thread memory for packed operands, reused across calls (it grows to the largest size
-    /// used and is never shrunk).
-    static WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread memory reused across calls (each grows to the largest size used and is never
+    /// shrunk): `CALL_WORKSPACE` holds the packed inputs of a whole call, `TASK_WORKSPACE` one
+    /// backward task's buffers.
+    static CALL_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static TASK_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on `len` floats of this thread's workspace (contents unspecified: callers overwrite
-/// what they read). A nested call on the same thread — possible when a rayon thread waiting
-/// inside one attention call steals a task of another — gets fresh memory instead.
-fn with_workspace<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    WORKSPACE.with(|cell| match cell.try_borrow_mut() {
+/// Runs `f` on `len` floats of one of this thread's workspaces (contents unspecified: callers
+/// overwrite what they read). A nested use on the same thread — possible when a rayon thread
+/// waiting inside one attention call steals a task of another — gets fresh memory instead.
+fn with_workspace<R>(
+    which: &'static LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    which.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {
                 buf.resize(len, 0.0);
@@ -231,6 +192,48 @@ impl DisjointOut {
     }
 }
 
+/// Copies column blocks of every row of `src: [B, T, width]` into per-head rows: part `p`
+/// (columns `parts[p] + h·hd ..` for head `h`) goes to `dst: [parts, B·H, nt·BLOCK, hdp]`,
+/// zero past `T` and past `hd`.
+///
+/// One task per (batch element, tile) reads its rows front to back — far friendlier to the
+/// prefetchers than gathering one head's column block down the rows.
+fn pack_heads(src: &[f32], width: usize, parts: &[usize], g: &Geometry, dst: &mut [f32]) {
+    let head_len = g.nt * BLOCK * g.hdp;
+    let part_len = g.batch * g.n_head * head_len;
+    assert_eq!(dst.len(), parts.len() * part_len, "pack_heads: destination size");
+    let out = DisjointOut::new(dst);
+    (0..g.batch * g.nt).into_par_iter().for_each(|task| {
+        let (b, tile) = (task / g.nt, task % g.nt);
+        let zeros = vec![0.0; g.hdp];
+        for t in tile * BLOCK..(tile + 1) * BLOCK {
+            for (p, &col) in parts.iter().enumerate() {
+                for h in 0..g.n_head {
+                    let at = p * part_len + (b * g.n_head + h) * head_len + t * g.hdp;
+                    // SAFETY: row t of head (b, h) of every part belongs to this task alone.
+                    unsafe {
+                        if t < g.seq {
+                            let row = &src[(b * g.seq + t) * width + col + h * g.hd..][..g.hd];
+                            out.put(at, row, false);
+                            out.put(at + g.hd, &zeros[g.hd..], false);
+                        } else {
+                            out.put(at, &zeros, false);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Transposes every 64-row tile of packed head rows `[n, nt·BLOCK, hdp]` into `[n, nt, hdp,
+/// BLOCK]` (the `Kᵀ` layout).
+fn transpose_tiles(rows: &[f32], hdp: usize, dst: &mut [f32]) {
+    dst.par_chunks_mut(hdp * BLOCK).enumerate().for_each(|(i, tile)| {
+        transpose(&rows[i * BLOCK * hdp..], hdp, (BLOCK, hdp), tile, BLOCK);
+    });
+}
+
 /// The result of [`flash_attention_forward`].
 #[derive(Clone, Debug)]
 pub struct FlashForward {
@@ -238,6 +241,14 @@ pub struct FlashForward {
     pub out: Vec<f32>,
     /// The logsumexp of each query row's logits, `L_i = ln Σ_j exp(S_ij)`: `[B, H, T]`.
     pub lse: Vec<f32>,
+}
+
+/// One head's packed forward operands: `Q`, `V` rows `[nt·BLOCK, hdp]`, `Kᵀ` tiles
+/// `[nt, hdp, BLOCK]`.
+struct ForwardHead<'a> {
+    q: &'a [f32],
+    k_t: &'a [f32],
+    v: &'a [f32],
 }
 
 /// Fused attention forward: `o: [B, T, d]` and the per-row logsumexp from `qkv: [B, T, 3d]`.
@@ -253,50 +264,43 @@ pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -
         return FlashForward { out, lse };
     }
     let n_heads = g.batch * g.n_head;
-    // Per head: Kᵀ tiles [nt, hdp, BLOCK], then V rows [nt·BLOCK, hdp].
-    let per_head = 2 * g.nt * BLOCK * g.hdp;
-    with_workspace(n_heads * per_head, |packed| {
-        packed.par_chunks_mut(per_head).enumerate().for_each(|(bh, kv)| {
-            let (b, h) = (bh / g.n_head, bh % g.n_head);
-            let (k_t, v) = kv.split_at_mut(g.nt * BLOCK * g.hdp);
-            let keys = HeadRows { src: qkv, offset: g.qkv_offset(b, h, 1), stride: 3 * g.d };
-            let values = HeadRows { src: qkv, offset: g.qkv_offset(b, h, 2), stride: 3 * g.d };
-            for (kt, tile) in k_t.chunks_exact_mut(g.hdp * BLOCK).enumerate() {
-                pack_transposed(keys, kt * BLOCK, BLOCK, BLOCK, &g, tile);
-            }
-            pack_rows(values, 0, g.nt * BLOCK, &g, v);
-        });
-        let packed: &[f32] = packed;
+    let head_len = g.nt * BLOCK * g.hdp;
+    let part_len = n_heads * head_len;
+    // Workspace: Q, K, V rows of every head, then the Kᵀ tiles.
+    with_workspace(&CALL_WORKSPACE, 4 * part_len, |ws| {
+        let (rows, k_t) = ws.split_at_mut(3 * part_len);
+        pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, rows);
+        transpose_tiles(&rows[part_len..2 * part_len], g.hdp, k_t);
+        let (rows, k_t): (&[f32], &[f32]) = (rows, k_t);
         let (o_out, lse_out) = (DisjointOut::new(&mut out), DisjointOut::new(&mut lse));
         (0..n_heads * g.nt).into_par_iter().for_each(|task| {
             let (bh, qt) = (task / g.nt, task % g.nt);
-            let kv = &packed[bh * per_head..][..per_head];
-            forward_tile(qkv, &g, kv, bh, qt, causal, &o_out, &lse_out);
+            let head = ForwardHead {
+                q: &rows[bh * head_len..][..head_len],
+                k_t: &k_t[bh * head_len..][..head_len],
+                v: &rows[2 * part_len + bh * head_len..][..head_len],
+            };
+            forward_tile(&head, &g, bh, qt, causal, &o_out, &lse_out);
         });
     });
     FlashForward { out, lse }
 }
 
 /// One query tile `qt` of head `bh`: writes its rows of `o` and `lse`.
-#[allow(clippy::too_many_arguments)]
 fn forward_tile(
-    qkv: &[f32],
+    x: &ForwardHead,
     g: &Geometry,
-    kv: &[f32],
     bh: usize,
     qt: usize,
     causal: bool,
     o_out: &DisjointOut,
     lse_out: &DisjointOut,
 ) {
-    let (b, h) = (bh / g.n_head, bh % g.n_head);
     let (hd, hdp, r0, rows) = (g.hd, g.hdp, qt * BLOCK, g.tile_rows(qt));
     // Queries sit in vector lanes: rp = rows rounded up to 8 (the extra lanes are zero queries).
     let rp = round8(rows);
-    let (k_t, v) = kv.split_at(g.nt * BLOCK * hdp);
     let mut q_t = vec![0.0; hdp * rp];
-    let queries = HeadRows { src: qkv, offset: g.qkv_offset(b, h, 0), stride: 3 * g.d };
-    pack_transposed(queries, r0, rows, rp, g, &mut q_t);
+    transpose(&x.q[r0 * hdp..], hdp, (rp, hdp), &mut q_t, rp);
     let mut s_t = vec![0.0; BLOCK * rp];
     let mut o_t = vec![0.0; hdp * rp];
     let mut stats = RowStats::new(rp);
@@ -310,7 +314,7 @@ fn forward_tile(
         if causal {
             keys = keys.min(r0 + rows - c0);
         }
-        let k_tile = &k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
+        let k_tile = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
         tile_gemm((keys, rp, hdp), k_tile, BLOCK, &q_t, rp, &mut s_t, rp, false);
         if causal && kt == qt {
             // Key c0 + j is hidden from queries r0 + i < c0 + j, i.e. lanes i < j (c0 = r0).
@@ -319,21 +323,27 @@ fn forward_tile(
             }
         }
         stats.update(&mut s_t[..keys * rp], &mut o_t, c);
-        let v_tile = &v[c0 * hdp..][..keys * hdp];
+        let v_tile = &x.v[c0 * hdp..][..keys * hdp];
         tile_gemm((hdp, rp, keys), v_tile, hdp, &s_t, rp, &mut o_t, rp, true);
     }
     // o = Oᵀ / l, transposed back into rows; L = (m₂ + log₂ l)·ln 2.
-    let mut o_row = vec![0.0; hd];
-    for i in 0..rows {
-        let l = stats.l[i];
-        for (ch, o) in o_row.iter_mut().enumerate() {
-            *o = o_t[ch * rp + i] / l;
+    for q in (0..rp).step_by(LANES) {
+        let l = load(&stats.l[q..]);
+        for o in o_t.chunks_exact_mut(rp) {
+            let normalised = load(&o[q..]) / l;
+            store(&mut o[q..], normalised);
         }
+    }
+    let mut o = vec![0.0; rp * hdp];
+    transpose(&o_t, rp, (hdp, rp), &mut o, hdp);
+    let (b, h) = (bh / g.n_head, bh % g.n_head);
+    for (i, o_row) in o.chunks_exact(hdp).take(rows).enumerate() {
         let t = r0 + i;
+        let lse = (stats.m2[i] + stats.l[i].log2()) * LN_2;
         // SAFETY: row t of head (b, h) belongs to this task alone.
         unsafe {
-            o_out.put(g.out_offset(b, h) + t * g.d, &o_row, false);
-            lse_out.put(bh * g.seq + t, &[(stats.m2[i] + l.log2()) * LN_2], false);
+            o_out.put(g.out_offset(b, h) + t * g.d, &o_row[..hd], false);
+            lse_out.put(bh * g.seq + t, &[lse], false);
         }
     }
 }
@@ -359,36 +369,81 @@ impl RowStats {
     /// `2^(−∞ + ∞)`.
     fn update(&mut self, s_t: &mut [f32], o_t: &mut [f32], c: f32) {
         let rp = self.l.len();
-        let keys = s_t.len() / rp;
         let cv = f32x8::splat(c);
         for q in (0..rp).step_by(LANES) {
-            // Maximum over keys, in four independent chains (max is exact: order is irrelevant).
-            let mut mx = [f32x8::splat(f32::NEG_INFINITY); 4];
-            for j in 0..keys {
-                mx[j % 4] = mx[j % 4].max(load(&s_t[j * rp + q..]));
-            }
-            let row_max = mx[0].max(mx[1]).max(mx[2].max(mx[3]));
             let m_old = load(&self.m2[q..]);
-            let m_new = m_old.max(row_max * cv);
+            let m_new = m_old.max(column_max(s_t, rp, q) * cv);
             let alpha = exp2(m_old - m_new);
-            // Σ_j p_j in four partial sums combined in a fixed order.
-            let mut sum = [f32x8::ZERO; 4];
-            for j in 0..keys {
-                let s = &mut s_t[j * rp + q..];
-                let p = exp2(load(s).mul_add(cv, -m_new));
-                store(s, p);
-                sum[j % 4] += p;
-            }
-            let tile_sum = (sum[0] + sum[1]) + (sum[2] + sum[3]);
-            let l = load(&self.l[q..]).mul_add(alpha, tile_sum);
+            let l = load(&self.l[q..]).mul_add(alpha, exp_column(s_t, rp, q, cv, -m_new));
             store(&mut self.l[q..], l);
             store(&mut self.m2[q..], m_new);
-            for o in o_t.chunks_exact_mut(rp) {
-                let scaled = load(&o[q..]) * alpha;
-                store(&mut o[q..], scaled);
+            // Rescaling by exactly 1 changes nothing: skip it once the maxima have settled.
+            if !alpha.simd_eq(f32x8::ONE).all() {
+                for o in o_t.chunks_exact_mut(rp) {
+                    let scaled = load(&o[q..]) * alpha;
+                    store(&mut o[q..], scaled);
+                }
             }
         }
     }
+}
+
+/// `p = 2^(x·c − m₂)` in place for the 8 lanes at column `q` of every row of `s_t: [keys, rp]`;
+/// returns `Σ p` summed in two chains (even and odd keys) added last.
+fn exp_column(s_t: &mut [f32], rp: usize, q: usize, c: f32x8, neg_m: f32x8) -> f32x8 {
+    let mut sum = [f32x8::ZERO; 2];
+    let mut pairs = s_t.chunks_exact_mut(2 * rp);
+    for pair in &mut pairs {
+        for (k, acc) in sum.iter_mut().enumerate() {
+            let x = &mut pair[k * rp + q..];
+            let p = exp2(load(x).mul_add(c, neg_m));
+            store(x, p);
+            *acc += p;
+        }
+    }
+    for row in pairs.into_remainder().chunks_exact_mut(rp) {
+        let p = exp2(load(&row[q..]).mul_add(c, neg_m));
+        store(&mut row[q..], p);
+        sum[0] += p;
+    }
+    sum[0] + sum[1]
+}
+
+/// The maximum over the rows of `s_t: [keys, rp]` of the 8 lanes at column `q`, in two chains.
+/// NaN propagates (`fast_max` returns its argument when either is NaN).
+fn column_max(s_t: &[f32], rp: usize, q: usize) -> f32x8 {
+    let mut mx = [f32x8::splat(f32::NEG_INFINITY); 2];
+    let mut pairs = s_t.chunks_exact(2 * rp);
+    for pair in &mut pairs {
+        mx[0] = mx[0].fast_max(load(&pair[q..]));
+        mx[1] = mx[1].fast_max(load(&pair[rp + q..]));
+    }
+    for row in pairs.remainder().chunks_exact(rp) {
+        mx[0] = mx[0].fast_max(load(&row[q..]));
+    }
+    mx[0].fast_max(mx[1])
+}
+
+/// `D[bh, t] = Σ_c o[b, t, h·hd + c] · ∂o[b, t, h·hd + c]` into `delta: [B·H, nt·BLOCK]` (0 past
+/// `T`); one task per (batch element, tile), reading rows front to back.
+fn row_dots(out: &[f32], dout: &[f32], g: &Geometry, delta: &mut [f32]) {
+    let tp = g.nt * BLOCK;
+    let dst = DisjointOut::new(delta);
+    (0..g.batch * g.nt).into_par_iter().for_each(|task| {
+        let (b, tile) = (task / g.nt, task % g.nt);
+        for t in tile * BLOCK..(tile + 1) * BLOCK {
+            for h in 0..g.n_head {
+                let d = if t < g.seq {
+                    let at = g.out_offset(b, h) + t * g.d;
+                    dot(&out[at..][..g.hd], &dout[at..][..g.hd])
+                } else {
+                    0.0
+                };
+                // SAFETY: entry (b·H + h, t) belongs to this task alone.
+                unsafe { dst.put((b * g.n_head + h) * tp + t, &[d], false) };
+            }
+        }
+    });
 }
 
 /// Fused attention backward: writes (or, with `accumulate`, adds) `∂qkv: [B, T, 3d]` into
@@ -419,34 +474,59 @@ pub fn flash_attention_backward(
         }
         return;
     }
-    let dst = DisjointOut::new(dqkv);
-    (0..g.batch * g.n_head).into_par_iter().for_each(|bh| {
-        with_workspace(HeadBuffers::floats(&g), |ws| {
-            let mut bufs = HeadBuffers::split(ws, &g);
-            let (b, h) = (bh / g.n_head, bh % g.n_head);
-            bufs.pack_query_side(qkv, out, &lse[bh * g.seq..][..g.seq], dout, &g, b, h);
-            backward_head(&mut bufs, qkv, &g, b, h, causal, &dst, accumulate);
-        })
+    let n_heads = g.batch * g.n_head;
+    let (tp, head_len) = (g.nt * BLOCK, g.nt * BLOCK * g.hdp);
+    let part_len = n_heads * head_len;
+    // Workspace: Q, K, V, dO rows of every head, then D.
+    with_workspace(&CALL_WORKSPACE, 4 * part_len + n_heads * tp, |ws| {
+        let (rows, delta) = ws.split_at_mut(4 * part_len);
+        let (qkv_rows, do_rows) = rows.split_at_mut(3 * part_len);
+        pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, qkv_rows);
+        pack_heads(dout, g.d, &[0], &g, do_rows);
+        row_dots(out, dout, &g, delta);
+        let (rows, delta): (&[f32], &[f32]) = (rows, delta);
+        let dst = DisjointOut::new(dqkv);
+        (0..n_heads).into_par_iter().for_each(|bh| {
+            let head = |part: usize| &rows[part * part_len + bh * head_len..][..head_len];
+            let inputs = BackwardHead {
+                q: head(0),
+                k: head(1),
+                v: head(2),
+                d_o: head(3),
+                delta: &delta[bh * tp..][..tp],
+                lse: &lse[bh * g.seq..][..g.seq],
+            };
+            with_workspace(&TASK_WORKSPACE, HeadBuffers::floats(&g), |ws| {
+                let mut bufs = HeadBuffers::split(ws, &g);
+                backward_head(&inputs, &mut bufs, &g, bh, causal, &dst, accumulate);
+            })
+        });
     });
 }
 
-/// One head's working memory in the backward, carved out of the thread's workspace.
+/// One head's packed backward inputs: `Q`, `K`, `V`, `dO` rows `[nt·BLOCK, hdp]`, `D` per row
+/// (`[nt·BLOCK]`) and the forward's logsumexp (`[T]`).
+struct BackwardHead<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    d_o: &'a [f32],
+    delta: &'a [f32],
+    lse: &'a [f32],
+}
+
+/// One head's working memory in the backward, carved out of the thread's task workspace.
 struct HeadBuffers<'a> {
-    /// `Qᵀ` tiles `[nt, hdp, BLOCK]`, `Q` rows `[nt·BLOCK, hdp]`.
+    /// `Qᵀ` and `dOᵀ` tiles `[nt, hdp, BLOCK]`.
     q_t: &'a mut [f32],
-    q: &'a mut [f32],
-    /// `dOᵀ` tiles and `dO` rows, same shapes.
     do_t: &'a mut [f32],
-    d_o: &'a mut [f32],
     /// The `dQ` accumulator `[nt·BLOCK, hdp]`.
     dq: &'a mut [f32],
-    /// `D_i = Σ_c dO_ic O_ic` and `L_i·log₂e` per query row.
-    delta: &'a mut [f32],
+    /// `L_i · log₂e` per query row: the logsumexp in the base-2 units of `simd::exp2`.
     lse2: &'a mut [f32],
-    /// One key tile: `Kᵀ`, `Vᵀ` `[hdp, BLOCK]`, `K` `[BLOCK, hdp]`.
+    /// One key tile of `Kᵀ`, `Vᵀ` `[hdp, BLOCK]`.
     k_t: &'a mut [f32],
     v_t: &'a mut [f32],
-    k: &'a mut [f32],
     /// 64×64 tiles: `P`, `dP` then `dS`, `dSᵀ`; and the `dK`, `dV` accumulators `[BLOCK, hdp]`.
     p: &'a mut [f32],
     ds: &'a mut [f32],
@@ -456,11 +536,10 @@ struct HeadBuffers<'a> {
 }
 
 impl<'a> HeadBuffers<'a> {
-    /// The sizes of the buffers above, in order.
-    fn sizes(g: &Geometry) -> [usize; 15] {
+    /// The sizes of the buffers above, in field order.
+    fn sizes(g: &Geometry) -> [usize; 11] {
         let (rows, tile, sq) = (g.nt * BLOCK * g.hdp, BLOCK * g.hdp, BLOCK * BLOCK);
-        let per_row = g.nt * BLOCK;
-        [rows, rows, rows, rows, rows, per_row, per_row, tile, tile, tile, sq, sq, sq, tile, tile]
+        [rows, rows, rows, g.nt * BLOCK, tile, tile, sq, sq, sq, tile, tile]
     }
 
     fn floats(g: &Geometry) -> usize {
@@ -468,43 +547,8 @@ impl<'a> HeadBuffers<'a> {
     }
 
     fn split(ws: &'a mut [f32], g: &Geometry) -> Self {
-        let [q_t, q, do_t, d_o, dq, delta, lse2, k_t, v_t, k, p, ds, ds_t, dk, dv] =
-            split_parts(ws, Self::sizes(g));
-        HeadBuffers { q_t, q, do_t, d_o, dq, delta, lse2, k_t, v_t, k, p, ds, ds_t, dk, dv }
-    }
-
-    /// Packs the per-query operands of head (b, h), computes `D` and `L·log₂e`, zeroes `dQ`.
-    #[allow(clippy::too_many_arguments)]
-    fn pack_query_side(
-        &mut self,
-        qkv: &[f32],
-        out: &[f32],
-        lse: &[f32],
-        dout: &[f32],
-        g: &Geometry,
-        b: usize,
-        h: usize,
-    ) {
-        let queries = HeadRows { src: qkv, offset: g.qkv_offset(b, h, 0), stride: 3 * g.d };
-        let grads = HeadRows { src: dout, offset: g.out_offset(b, h), stride: g.d };
-        let outputs = HeadRows { src: out, offset: g.out_offset(b, h), stride: g.d };
-        let tile = g.hdp * BLOCK;
-        for qt in 0..g.nt {
-            pack_transposed(queries, qt * BLOCK, BLOCK, BLOCK, g, &mut self.q_t[qt * tile..]);
-            pack_transposed(grads, qt * BLOCK, BLOCK, BLOCK, g, &mut self.do_t[qt * tile..]);
-        }
-        pack_rows(queries, 0, g.nt * BLOCK, g, self.q);
-        pack_rows(grads, 0, g.nt * BLOCK, g, self.d_o);
-        self.dq.fill(0.0);
-        self.delta.fill(0.0);
-        self.lse2.fill(0.0);
-        for (t, (delta, lse2)) in self.delta.iter_mut().zip(self.lse2.iter_mut()).enumerate() {
-            if t < g.seq {
-                let (o, d_o) = (outputs.row(t, g.hd), grads.row(t, g.hd));
-                *delta = o.iter().zip(d_o).fold(0.0, |acc, (&o, &d)| o.mul_add(d, acc));
-                *lse2 = lse[t] * LOG2_E;
-            }
-        }
+        let [q_t, do_t, dq, lse2, k_t, v_t, p, ds, ds_t, dk, dv] = split_parts(ws, Self::sizes(g));
+        HeadBuffers { q_t, do_t, dq, lse2, k_t, v_t, p, ds, ds_t, dk, dv }
     }
 }
 
@@ -518,97 +562,107 @@ fn split_parts<const N: usize>(mut ws: &mut [f32], sizes: [usize; N]) -> [&mut [
 }
 
 /// One head's backward (see the module doc), writing its columns of `∂qkv` through `dst`.
-#[allow(clippy::too_many_arguments)]
 fn backward_head(
-    x: &mut HeadBuffers,
-    qkv: &[f32],
+    x: &BackwardHead,
+    buf: &mut HeadBuffers,
     g: &Geometry,
-    b: usize,
-    h: usize,
+    bh: usize,
     causal: bool,
     dst: &DisjointOut,
     accumulate: bool,
 ) {
     let hdp = g.hdp;
-    let c = LOG2_E * g.inv_sqrt_hd();
+    let c = f32x8::splat(LOG2_E * g.inv_sqrt_hd());
     let scale = f32x8::splat(g.inv_sqrt_hd());
-    let stride = 3 * g.d;
-    let key_rows = HeadRows { src: qkv, offset: g.qkv_offset(b, h, 1), stride };
-    let value_rows = HeadRows { src: qkv, offset: g.qkv_offset(b, h, 2), stride };
+    transpose_tiles(x.q, hdp, buf.q_t);
+    transpose_tiles(x.d_o, hdp, buf.do_t);
+    buf.dq.fill(0.0);
+    buf.lse2.fill(0.0);
+    buf.lse2.iter_mut().zip(x.lse).for_each(|(l2, &l)| *l2 = l * LOG2_E);
     for kt in 0..g.nt {
-        let c0 = kt * BLOCK;
-        let keys = g.tile_rows(kt);
+        let (c0, keys) = (kt * BLOCK, g.tile_rows(kt));
         // Key columns of the 64-wide tiles are padded to a multiple of 8 (masked to P = 0).
         let kp = round8(keys);
-        pack_transposed(key_rows, c0, keys, BLOCK, g, x.k_t);
-        pack_transposed(value_rows, c0, keys, BLOCK, g, x.v_t);
-        pack_rows(key_rows, c0, BLOCK, g, x.k);
+        let k = &x.k[c0 * hdp..][..BLOCK * hdp];
+        transpose(k, hdp, (BLOCK, hdp), buf.k_t, BLOCK);
+        transpose(&x.v[c0 * hdp..], hdp, (BLOCK, hdp), buf.v_t, BLOCK);
         let first_qt = if causal { kt } else { 0 };
         for qt in first_qt..g.nt {
             let (r0, rows, first) = (qt * BLOCK, g.tile_rows(qt), qt == first_qt);
-            let q_t = &x.q_t[qt * hdp * BLOCK..][..hdp * BLOCK];
-            let do_t = &x.do_t[qt * hdp * BLOCK..][..hdp * BLOCK];
+            let q_t = &buf.q_t[qt * hdp * BLOCK..][..hdp * BLOCK];
+            let do_t = &buf.do_t[qt * hdp * BLOCK..][..hdp * BLOCK];
             let q = &x.q[r0 * hdp..][..rows * hdp];
             let d_o = &x.d_o[r0 * hdp..][..rows * hdp];
             // P = 2^(x·c − L·log₂e), then 0 where masked.
-            tile_gemm((rows, kp, hdp), q_t, BLOCK, x.k_t, BLOCK, x.p, BLOCK, false);
-            for (i, p_row) in x.p.chunks_exact_mut(BLOCK).take(rows).enumerate() {
-                let neg_lse = f32x8::splat(-x.lse2[r0 + i]);
+            tile_gemm((rows, kp, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+            for (i, p_row) in buf.p.chunks_exact_mut(BLOCK).take(rows).enumerate() {
+                let neg_lse = f32x8::splat(-buf.lse2[r0 + i]);
                 for ch in p_row[..kp].chunks_exact_mut(LANES) {
-                    store(ch, exp2(load(ch).mul_add(f32x8::splat(c), neg_lse)));
+                    store(ch, exp2(load(ch).mul_add(c, neg_lse)));
                 }
                 // Causal: query r0 + i sees keys up to itself (r0 ≥ c0 on these tiles).
                 let visible = if causal { keys.min(r0 + i + 1 - c0) } else { keys };
                 p_row[visible..kp].fill(0.0);
             }
             // dV_j += Pᵀ dO_i
-            tile_gemm((keys, hdp, rows), x.p, BLOCK, d_o, hdp, x.dv, hdp, !first);
+            tile_gemm((keys, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
             // dP = dO_i V_jᵀ, then dS = P ∘ (dP − D) / sqrt(hd) in place.
-            tile_gemm((rows, kp, hdp), do_t, BLOCK, x.v_t, BLOCK, x.ds, BLOCK, false);
-            let p_rows = x.p.chunks_exact(BLOCK);
-            for (i, (ds_row, p_row)) in
-                x.ds.chunks_exact_mut(BLOCK).zip(p_rows).take(rows).enumerate()
-            {
+            tile_gemm((rows, kp, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+            let p_rows = buf.p.chunks_exact(BLOCK);
+            let ds_rows = buf.ds.chunks_exact_mut(BLOCK).zip(p_rows).take(rows);
+            for (i, (ds_row, p_row)) in ds_rows.enumerate() {
                 let delta = f32x8::splat(x.delta[r0 + i]);
                 for (d, p) in ds_row[..kp].chunks_exact_mut(LANES).zip(p_row.chunks_exact(LANES)) {
                     store(d, load(p) * (load(d) - delta) * scale);
                 }
             }
             // dK_j += dSᵀ Q_i      dQ_i += dS K_j   (dS transposed so keys are its rows)
-            tile_gemm((keys, hdp, rows), x.ds, BLOCK, q, hdp, x.dk, hdp, !first);
-            transpose(x.ds, BLOCK, (round8(rows), kp), x.ds_t, BLOCK);
-            let dq = &mut x.dq[r0 * hdp..][..rows * hdp];
-            tile_gemm((rows, hdp, keys), x.ds_t, BLOCK, x.k, hdp, dq, hdp, true);
+            tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+            transpose(buf.ds, BLOCK, (round8(rows), kp), buf.ds_t, BLOCK);
+            let dq = &mut buf.dq[r0 * hdp..][..rows * hdp];
+            tile_gemm((rows, hdp, keys), buf.ds_t, BLOCK, k, hdp, dq, hdp, true);
         }
-        for j in 0..keys {
-            let t = (b * g.seq + c0 + j) * stride + h * g.hd;
-            // SAFETY: the ∂k and ∂v columns of head (b, h) belong to this task alone.
-            unsafe {
-                dst.put(t + g.d, &x.dk[j * hdp..][..g.hd], accumulate);
-                dst.put(t + 2 * g.d, &x.dv[j * hdp..][..g.hd], accumulate);
-            }
-        }
+        write_rows(dst, g, bh, 1, c0, keys, buf.dk, accumulate);
+        write_rows(dst, g, bh, 2, c0, keys, buf.dv, accumulate);
     }
-    for t in 0..g.seq {
-        // SAFETY: the ∂q columns of head (b, h) belong to this task alone.
-        unsafe {
-            dst.put((b * g.seq + t) * stride + h * g.hd, &x.dq[t * hdp..][..g.hd], accumulate)
-        };
+    write_rows(dst, g, bh, 0, 0, g.seq, buf.dq, accumulate);
+}
+
+/// Writes `n` padded rows `src: [n, hdp]` as rows `first..first+n` of part `part` (0 = ∂q,
+/// 1 = ∂k, 2 = ∂v) of head `bh` in `∂qkv: [B, T, 3d]`.
+#[allow(clippy::too_many_arguments)]
+fn write_rows(
+    dst: &DisjointOut,
+    g: &Geometry,
+    bh: usize,
+    part: usize,
+    first: usize,
+    n: usize,
+    src: &[f32],
+    accumulate: bool,
+) {
+    let (b, h) = (bh / g.n_head, bh % g.n_head);
+    for (i, row) in src.chunks_exact(g.hdp).take(n).enumerate() {
+        let at = g.qkv_offset(b, h, part) + (first + i) * 3 * g.d;
+        // SAFETY: head (b, h)'s columns of part `part` belong to this task alone.
+        unsafe { dst.put(at, &row[..g.hd], accumulate) };
     }
 }
 
-/// Floats the forward allocates besides its outputs `o` and `lse`: the packed `Kᵀ` and `V` of
-/// every head plus, per query-tile task, `Qᵀ`, `Sᵀ`, `Oᵀ` and the row statistics (counted as if
-/// all tasks ran at once). Linear in `T`: no `T×T` buffer exists.
+/// Floats the forward allocates besides its outputs `o` and `lse`: the packed `Q`, `K`, `V`
+/// rows and `Kᵀ` tiles of every head, plus, per query-tile task, `Qᵀ`, `Sᵀ`, `Oᵀ` and the row
+/// statistics (counted as if all tasks ran at once). Linear in `T`: no `T×T` buffer exists.
 pub fn forward_workspace_floats(dims: AttentionDims) -> usize {
     let g = Geometry::new(dims);
-    let per_tile = 2 * g.hdp * BLOCK + BLOCK * BLOCK + 2 * BLOCK + g.hd;
-    g.batch * g.n_head * (2 * g.nt * BLOCK * g.hdp + g.nt * per_tile)
+    let per_tile = 3 * g.hdp * BLOCK + BLOCK * BLOCK + 2 * BLOCK;
+    g.batch * g.n_head * (4 * g.nt * BLOCK * g.hdp + g.nt * per_tile)
 }
 
-/// Floats the backward allocates besides its output `∂qkv`: one head's buffers per task (see
-/// `HeadBuffers`), counted as if all `B·H` tasks ran at once. Linear in `T`.
+/// Floats the backward allocates besides its output `∂qkv`: the packed `Q`, `K`, `V`, `dO` rows
+/// and `D` of every head, plus one task's buffers (see `HeadBuffers`) per head, counted as if all
+/// `B·H` tasks ran at once. Linear in `T`.
 pub fn backward_workspace_floats(dims: AttentionDims) -> usize {
     let g = Geometry::new(dims);
-    g.batch * g.n_head * HeadBuffers::floats(&g)
+    let shared = 4 * g.nt * BLOCK * g.hdp + g.nt * BLOCK;
+    g.batch * g.n_head * (shared + HeadBuffers::floats(&g))
 }

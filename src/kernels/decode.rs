@@ -21,7 +21,7 @@
 //! order. Heads are independent tasks, so the result is the same for any thread count. It equals
 //! the last row of full causal attention to ≤ 1e-6 relative (tests/attention.rs).
 
-use super::simd::{hsum, load, store, LANES};
+use super::simd::{dot, load, store, LANES};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use wide::f32x8;
@@ -198,17 +198,6 @@ impl KvCache {
         }
         o.iter_mut().for_each(|x| *x /= sum);
     }
-}
-
-/// `a·b`, eight lanes at a time, lanes and tail combined in a fixed order.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = f32x8::ZERO;
-    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a8.zip(b8) {
-        acc = load(x).mul_add(load(y), acc);
-    }
-    hsum(acc) + tail
 }
 
 /// `y += α·x`.

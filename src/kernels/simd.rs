@@ -52,6 +52,17 @@ pub fn hmax(v: f32x8) -> f32 {
     v.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// `a·b`, eight lanes at a time, lanes and tail combined in a fixed order.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = f32x8::ZERO;
+    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        acc = load(x).mul_add(load(y), acc);
+    }
+    hsum(acc) + tail
+}
+
 /// `2^x` per lane for `x ≤ 127`; `x < −127` (and −∞) → 0, NaN → NaN. See the module doc.
 #[inline(always)]
 pub fn exp2(x: f32x8) -> f32x8 {
