@@ -186,14 +186,15 @@ fn tape_op_dispatches_f32_to_fused_and_f64_to_reference() {
     assert_eq!(t64.value(y64).data(), &reference[..]);
 }
 
-/// Decoding position by position equals each row of full causal attention (f64 reference).
+/// Decoding position by position equals each row of full causal attention (f64 reference),
+/// including long sequences and peaked softmaxes (input std 2: logits of std ≈ 4).
 #[test]
 fn decode_matches_rows_of_causal_attention() {
-    for (b, t, h, hd) in
-        [(1, 1, 1, 8), (3, 37, 2, 16), (2, 70, 3, 12), (2, 130, 2, 64), (1, 20, 1, 5)]
-    {
+    let short = [(1, 1, 1, 8, 1.0), (3, 37, 2, 16, 1.0), (2, 70, 3, 12, 2.0), (1, 20, 1, 5, 1.0)];
+    let long = [(2, 130, 2, 64, 2.0), (1, 1025, 2, 64, 1.0), (1, 1023, 1, 128, 2.0)];
+    for (b, t, h, hd, std) in short.into_iter().chain(long) {
         let d = dims(b, t, h, hd);
-        let (qkv, _) = inputs(d, t as u64, 1.0);
+        let (qkv, _) = inputs(d, t as u64, std);
         let (reference, _) = attention_reference_forward(&to_f64(&qkv), d, true);
         let width = d.d();
         let mut cache = KvCache::new(b, h, hd, t).expect("cache");
