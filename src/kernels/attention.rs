@@ -142,6 +142,10 @@ thread_local! {
     static TASK_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Workspace slices start on a 64-byte boundary (16 floats), so that 32-byte vector loads of
+/// rows whose lengths are multiples of 8 never straddle a cache line.
+const ALIGN: usize = 16;
+
 /// Runs `f` on `len` floats of one of this thread's workspaces (contents unspecified: callers
 /// overwrite what they read). A nested use on the same thread — possible when a rayon thread
 /// waiting inside one attention call steals a task of another — gets fresh memory instead.
@@ -150,14 +154,18 @@ fn with_workspace<R>(
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,
 ) -> R {
+    let aligned = |buf: &mut [f32]| {
+        let offset = buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
+        f(&mut buf[offset..offset + len])
+    };
     which.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
+            if buf.len() < len + ALIGN {
+                buf.resize(len + ALIGN, 0.0);
             }
-            f(&mut buf[..len])
+            aligned(&mut buf)
         }
-        Err(_) => f(&mut vec![0.0; len]),
+        Err(_) => aligned(&mut vec![0.0; len + ALIGN]),
     })
 }
 
@@ -286,6 +294,10 @@ pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -
     FlashForward { out, lse }
 }
 
+/// Half a tile. On the causal diagonal, queries `0..HALF` of a tile see only keys `0..HALF`:
+/// the products skip that all-masked quarter.
+const HALF: usize = BLOCK / 2;
+
 /// One query tile `qt` of head `bh`: writes its rows of `o` and `lse`.
 fn forward_tile(
     x: &ForwardHead,
@@ -296,71 +308,106 @@ fn forward_tile(
     o_out: &DisjointOut,
     lse_out: &DisjointOut,
 ) {
-    let (hd, hdp, r0, rows) = (g.hd, g.hdp, qt * BLOCK, g.tile_rows(qt));
+    let (hdp, rows) = (g.hdp, g.tile_rows(qt));
     // Queries sit in vector lanes: rp = rows rounded up to 8 (the extra lanes are zero queries).
     let rp = round8(rows);
-    let mut q_t = vec![0.0; hdp * rp];
-    transpose(&x.q[r0 * hdp..], hdp, (rp, hdp), &mut q_t, rp);
-    let mut s_t = vec![0.0; BLOCK * rp];
-    let mut o_t = vec![0.0; hdp * rp];
-    let mut stats = RowStats::new(rp);
-    let c = LOG2_E * g.inv_sqrt_hd();
-    let key_tiles = if causal { qt + 1 } else { g.nt };
-    for kt in 0..key_tiles {
-        let c0 = kt * BLOCK;
-        // Keys this tile's queries can see at all: the tile (or what the sequence has of it),
-        // and, on the causal diagonal, none past the last query.
-        let mut keys = g.tile_rows(kt);
-        if causal {
-            keys = keys.min(r0 + rows - c0);
+    let sizes = [hdp * rp, BLOCK * rp, hdp * rp, rp * hdp, rp, rp];
+    with_workspace(&TASK_WORKSPACE, sizes.iter().sum(), |ws| {
+        let [q_t, s_t, o_t, o, m2, l] = split_parts(ws, sizes);
+        transpose(&x.q[qt * BLOCK * hdp..], hdp, (rp, hdp), q_t, rp);
+        o_t.fill(0.0);
+        m2.fill(f32::NEG_INFINITY);
+        l.fill(0.0);
+        let mut stats = RowStats { m2, l };
+        let key_tiles = if causal { qt + 1 } else { g.nt };
+        for kt in 0..key_tiles {
+            attend_key_tile(x, g, (qt, rows, rp), kt, causal, q_t, s_t, o_t, &mut stats);
         }
-        let k_tile = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
-        tile_gemm((keys, rp, hdp), k_tile, BLOCK, &q_t, rp, &mut s_t, rp, false);
-        if causal && kt == qt {
-            // Key c0 + j is hidden from queries r0 + i < c0 + j, i.e. lanes i < j (c0 = r0).
-            for (j, row) in s_t.chunks_exact_mut(rp).take(keys).enumerate() {
-                row[..j.min(rp)].fill(f32::NEG_INFINITY);
+        // o = Oᵀ / l, transposed back into rows; L = (m₂ + log₂ l)·ln 2.
+        for q in (0..rp).step_by(LANES) {
+            let l = load(&stats.l[q..]);
+            for o in o_t.chunks_exact_mut(rp) {
+                let normalised = load(&o[q..]) / l;
+                store(&mut o[q..], normalised);
             }
         }
-        stats.update(&mut s_t[..keys * rp], &mut o_t, c);
-        let v_tile = &x.v[c0 * hdp..][..keys * hdp];
-        tile_gemm((hdp, rp, keys), v_tile, hdp, &s_t, rp, &mut o_t, rp, true);
+        transpose(o_t, rp, (hdp, rp), o, hdp);
+        let (b, h) = (bh / g.n_head, bh % g.n_head);
+        for (i, o_row) in o.chunks_exact(hdp).take(rows).enumerate() {
+            let t = qt * BLOCK + i;
+            let lse = (stats.m2[i] + stats.l[i].log2()) * LN_2;
+            // SAFETY: row t of head (b, h) belongs to this task alone.
+            unsafe {
+                o_out.put(g.out_offset(b, h) + t * g.d, &o_row[..g.hd], false);
+                lse_out.put(bh * g.seq + t, &[lse], false);
+            }
+        }
+    })
+}
+
+/// Folds key tile `kt` into query tile `qt` (`rows` queries in `rp` lanes): `Sᵀ = K Qᵀ`, the
+/// online-softmax update, `Oᵀ += Vᵀ Pᵀ`.
+#[allow(clippy::too_many_arguments)]
+fn attend_key_tile(
+    x: &ForwardHead,
+    g: &Geometry,
+    (qt, rows, rp): (usize, usize, usize),
+    kt: usize,
+    causal: bool,
+    q_t: &[f32],
+    s_t: &mut [f32],
+    o_t: &mut [f32],
+    stats: &mut RowStats,
+) {
+    let (hdp, c0) = (g.hdp, kt * BLOCK);
+    let diagonal = causal && kt == qt;
+    // Keys these queries can see at all: the tile (or what the sequence has of it), and, on
+    // the causal diagonal, none past the last query.
+    let keys = if diagonal { rows } else { g.tile_rows(kt) };
+    let split = diagonal && rows > HALF;
+    let k_t = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
+    if split {
+        tile_gemm((HALF, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
+        let lower = &mut s_t[HALF * rp + HALF..];
+        tile_gemm(
+            (keys - HALF, rp - HALF, hdp),
+            &k_t[HALF..],
+            BLOCK,
+            &q_t[HALF..],
+            rp,
+            lower,
+            rp,
+            false,
+        );
+    } else {
+        tile_gemm((keys, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
     }
-    // o = Oᵀ / l, transposed back into rows; L = (m₂ + log₂ l)·ln 2.
-    for q in (0..rp).step_by(LANES) {
-        let l = load(&stats.l[q..]);
-        for o in o_t.chunks_exact_mut(rp) {
-            let normalised = load(&o[q..]) / l;
-            store(&mut o[q..], normalised);
+    if diagonal {
+        // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This
+        // also covers the quarter a split product skipped.
+        for (j, row) in s_t.chunks_exact_mut(rp).take(keys).enumerate() {
+            row[..j.min(rp)].fill(f32::NEG_INFINITY);
         }
     }
-    let mut o = vec![0.0; rp * hdp];
-    transpose(&o_t, rp, (hdp, rp), &mut o, hdp);
-    let (b, h) = (bh / g.n_head, bh % g.n_head);
-    for (i, o_row) in o.chunks_exact(hdp).take(rows).enumerate() {
-        let t = r0 + i;
-        let lse = (stats.m2[i] + stats.l[i].log2()) * LN_2;
-        // SAFETY: row t of head (b, h) belongs to this task alone.
-        unsafe {
-            o_out.put(g.out_offset(b, h) + t * g.d, &o_row[..hd], false);
-            lse_out.put(bh * g.seq + t, &[lse], false);
-        }
+    stats.update(&mut s_t[..keys * rp], o_t, LOG2_E * g.inv_sqrt_hd());
+    let v = &x.v[c0 * hdp..][..keys * hdp];
+    if split {
+        tile_gemm((hdp, HALF, HALF), v, hdp, s_t, rp, o_t, rp, true);
+        tile_gemm((hdp, rp - HALF, keys), v, hdp, &s_t[HALF..], rp, &mut o_t[HALF..], rp, true);
+    } else {
+        tile_gemm((hdp, rp, keys), v, hdp, s_t, rp, o_t, rp, true);
     }
 }
 
 /// The online-softmax state of up to 64 queries, one per vector lane.
-struct RowStats {
-    /// Running maximum of `x·c` (base-2 units), per query.
-    m2: Vec<f32>,
-    /// Running sum of `2^(x·c − m₂)`, per query.
-    l: Vec<f32>,
+struct RowStats<'a> {
+    /// Running maximum of `x·c` (base-2 units), per query (starts at −∞).
+    m2: &'a mut [f32],
+    /// Running sum of `2^(x·c − m₂)`, per query (starts at 0).
+    l: &'a mut [f32],
 }
 
-impl RowStats {
-    fn new(rp: usize) -> Self {
-        RowStats { m2: vec![f32::NEG_INFINITY; rp], l: vec![0.0; rp] }
-    }
-
+impl RowStats<'_> {
     /// Folds one key tile into the state. `s_t: [keys, rp]` holds the raw products `x = q·k`
     /// (−∞ where masked) and is overwritten with `p = 2^(x·c − m₂')`; `o_t: [hdp, rp]` (the
     /// unnormalised `Oᵀ`) is rescaled by `α = 2^(m₂ − m₂')`.
@@ -572,8 +619,6 @@ fn backward_head(
     accumulate: bool,
 ) {
     let hdp = g.hdp;
-    let c = f32x8::splat(LOG2_E * g.inv_sqrt_hd());
-    let scale = f32x8::splat(g.inv_sqrt_hd());
     transpose_tiles(x.q, hdp, buf.q_t);
     transpose_tiles(x.d_o, hdp, buf.do_t);
     buf.dq.fill(0.0);
@@ -581,51 +626,106 @@ fn backward_head(
     buf.lse2.iter_mut().zip(x.lse).for_each(|(l2, &l)| *l2 = l * LOG2_E);
     for kt in 0..g.nt {
         let (c0, keys) = (kt * BLOCK, g.tile_rows(kt));
-        // Key columns of the 64-wide tiles are padded to a multiple of 8 (masked to P = 0).
-        let kp = round8(keys);
-        let k = &x.k[c0 * hdp..][..BLOCK * hdp];
-        transpose(k, hdp, (BLOCK, hdp), buf.k_t, BLOCK);
+        transpose(&x.k[c0 * hdp..], hdp, (BLOCK, hdp), buf.k_t, BLOCK);
         transpose(&x.v[c0 * hdp..], hdp, (BLOCK, hdp), buf.v_t, BLOCK);
         let first_qt = if causal { kt } else { 0 };
         for qt in first_qt..g.nt {
-            let (r0, rows, first) = (qt * BLOCK, g.tile_rows(qt), qt == first_qt);
-            let q_t = &buf.q_t[qt * hdp * BLOCK..][..hdp * BLOCK];
-            let do_t = &buf.do_t[qt * hdp * BLOCK..][..hdp * BLOCK];
-            let q = &x.q[r0 * hdp..][..rows * hdp];
-            let d_o = &x.d_o[r0 * hdp..][..rows * hdp];
-            // P = 2^(x·c − L·log₂e), then 0 where masked.
-            tile_gemm((rows, kp, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
-            for (i, p_row) in buf.p.chunks_exact_mut(BLOCK).take(rows).enumerate() {
-                let neg_lse = f32x8::splat(-buf.lse2[r0 + i]);
-                for ch in p_row[..kp].chunks_exact_mut(LANES) {
-                    store(ch, exp2(load(ch).mul_add(c, neg_lse)));
-                }
-                // Causal: query r0 + i sees keys up to itself (r0 ≥ c0 on these tiles).
-                let visible = if causal { keys.min(r0 + i + 1 - c0) } else { keys };
-                p_row[visible..kp].fill(0.0);
-            }
-            // dV_j += Pᵀ dO_i
-            tile_gemm((keys, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
-            // dP = dO_i V_jᵀ, then dS = P ∘ (dP − D) / sqrt(hd) in place.
-            tile_gemm((rows, kp, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
-            let p_rows = buf.p.chunks_exact(BLOCK);
-            let ds_rows = buf.ds.chunks_exact_mut(BLOCK).zip(p_rows).take(rows);
-            for (i, (ds_row, p_row)) in ds_rows.enumerate() {
-                let delta = f32x8::splat(x.delta[r0 + i]);
-                for (d, p) in ds_row[..kp].chunks_exact_mut(LANES).zip(p_row.chunks_exact(LANES)) {
-                    store(d, load(p) * (load(d) - delta) * scale);
-                }
-            }
-            // dK_j += dSᵀ Q_i      dQ_i += dS K_j   (dS transposed so keys are its rows)
-            tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
-            transpose(buf.ds, BLOCK, (round8(rows), kp), buf.ds_t, BLOCK);
-            let dq = &mut buf.dq[r0 * hdp..][..rows * hdp];
-            tile_gemm((rows, hdp, keys), buf.ds_t, BLOCK, k, hdp, dq, hdp, true);
+            tile_pair_backward(x, buf, g, (kt, qt), causal, qt == first_qt);
         }
         write_rows(dst, g, bh, 1, c0, keys, buf.dk, accumulate);
         write_rows(dst, g, bh, 2, c0, keys, buf.dv, accumulate);
     }
     write_rows(dst, g, bh, 0, 0, g.seq, buf.dq, accumulate);
+}
+
+/// Key tile `kt` × query tile `qt` of the backward: recomputes `P`, adds this pair's terms to
+/// `dV_kt`, `dK_kt` (written instead when `first`) and `dQ_qt`.
+///
+/// On the causal diagonal with more than `HALF` queries the products skip the quarter where
+/// queries `0..HALF` meet keys `HALF..` (all masked); `P` and `dS` are zero there.
+fn tile_pair_backward(
+    x: &BackwardHead,
+    buf: &mut HeadBuffers,
+    g: &Geometry,
+    (kt, qt): (usize, usize),
+    causal: bool,
+    first: bool,
+) {
+    let hdp = g.hdp;
+    let (c0, keys, r0, rows) = (kt * BLOCK, g.tile_rows(kt), qt * BLOCK, g.tile_rows(qt));
+    // Key columns of the 64-wide tiles are padded to a multiple of 8 (masked to P = 0).
+    let kp = round8(keys);
+    let split = causal && kt == qt && rows > HALF;
+    let q_t = &buf.q_t[qt * hdp * BLOCK..][..hdp * BLOCK];
+    let do_t = &buf.do_t[qt * hdp * BLOCK..][..hdp * BLOCK];
+    let q = &x.q[r0 * hdp..][..rows * hdp];
+    let d_o = &x.d_o[r0 * hdp..][..rows * hdp];
+    let k = &x.k[c0 * hdp..][..BLOCK * hdp];
+    let h = HALF;
+    // Columns computed in row i: all, or the first HALF in the skipped quarter's rows.
+    let cols = |i: usize| if split && i < h { h } else { kp };
+    // S = Q_i K_jᵀ, then P = 2^(x·c − L·log₂e), 0 where masked.
+    if split {
+        tile_gemm((h, h, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+        let lower = &mut buf.p[h * BLOCK..];
+        tile_gemm((rows - h, kp, hdp), &q_t[h..], BLOCK, buf.k_t, BLOCK, lower, BLOCK, false);
+    } else {
+        tile_gemm((rows, kp, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+    }
+    let c = f32x8::splat(LOG2_E * g.inv_sqrt_hd());
+    for (i, p_row) in buf.p.chunks_exact_mut(BLOCK).take(rows).enumerate() {
+        let neg_lse = f32x8::splat(-buf.lse2[r0 + i]);
+        for ch in p_row[..cols(i)].chunks_exact_mut(LANES) {
+            store(ch, exp2(load(ch).mul_add(c, neg_lse)));
+        }
+        // Causal: query r0 + i sees keys up to itself (r0 ≥ c0 on these tiles).
+        let visible = if causal { keys.min(r0 + i + 1 - c0) } else { keys };
+        p_row[visible..kp].fill(0.0);
+    }
+    // dV_j += Pᵀ dO_i   (in the split, keys HALF.. meet only queries HALF..)
+    if split {
+        tile_gemm((h, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
+        let (p, dv) = (&buf.p[h * BLOCK + h..], &mut buf.dv[h * hdp..]);
+        tile_gemm((keys - h, hdp, rows - h), p, BLOCK, &d_o[h * hdp..], hdp, dv, hdp, !first);
+    } else {
+        tile_gemm((keys, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
+    }
+    // dP = dO_i V_jᵀ, then dS = P ∘ (dP − D) / sqrt(hd) in place.
+    if split {
+        tile_gemm((h, h, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+        let lower = &mut buf.ds[h * BLOCK..];
+        tile_gemm((rows - h, kp, hdp), &do_t[h..], BLOCK, buf.v_t, BLOCK, lower, BLOCK, false);
+    } else {
+        tile_gemm((rows, kp, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+    }
+    let scale = f32x8::splat(g.inv_sqrt_hd());
+    let ds_rows = buf.ds.chunks_exact_mut(BLOCK).zip(buf.p.chunks_exact(BLOCK)).take(rows);
+    for (i, (ds_row, p_row)) in ds_rows.enumerate() {
+        let delta = f32x8::splat(x.delta[r0 + i]);
+        let (computed, skipped) = ds_row[..kp].split_at_mut(cols(i));
+        for (d, p) in computed.chunks_exact_mut(LANES).zip(p_row.chunks_exact(LANES)) {
+            store(d, load(p) * (load(d) - delta) * scale);
+        }
+        skipped.fill(0.0);
+    }
+    // dK_j += dSᵀ Q_i
+    if split {
+        tile_gemm((h, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+        let (ds, dk) = (&buf.ds[h * BLOCK + h..], &mut buf.dk[h * hdp..]);
+        tile_gemm((keys - h, hdp, rows - h), ds, BLOCK, &q[h * hdp..], hdp, dk, hdp, !first);
+    } else {
+        tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+    }
+    // dQ_i += dS K_j   (dS transposed so that keys are its rows)
+    transpose(buf.ds, BLOCK, (round8(rows), kp), buf.ds_t, BLOCK);
+    let dq = &mut buf.dq[r0 * hdp..][..rows * hdp];
+    if split {
+        tile_gemm((h, hdp, h), buf.ds_t, BLOCK, k, hdp, dq, hdp, true);
+        let lower = &mut dq[h * hdp..];
+        tile_gemm((rows - h, hdp, keys), &buf.ds_t[h..], BLOCK, k, hdp, lower, hdp, true);
+    } else {
+        tile_gemm((rows, hdp, keys), buf.ds_t, BLOCK, k, hdp, dq, hdp, true);
+    }
 }
 
 /// Writes `n` padded rows `src: [n, hdp]` as rows `first..first+n` of part `part` (0 = ∂q,
