@@ -42,7 +42,7 @@
 //! | `dV += Pᵀ dO` | `P [queries, keys]` | `dO` rows `[queries, hd]` | `dV [keys, hd]` |
 //! | `dP = dO Vᵀ` | `dOᵀ` tile | `Vᵀ` tile | `dP [queries, keys]` |
 //! | `dK += dSᵀ Q` | `dS [queries, keys]` | `Q` rows | `dK [keys, hd]` |
-//! | `dQ += dS K` | `dSᵀ [keys, queries]` (8×8 transposes) | `K` rows | `dQ [queries, hd]` |
+//! | `dQ += dS K` | `dS` read row-wise (`simd::tile_gemm_nn`) | `K` rows | `dQ [queries, hd]` |
 //!
 //! The forward works on `Sᵀ` so that the softmax statistics of 8 queries sit in the 8 lanes of
 //! a vector: the maxima and sums over keys are plain vertical operations, never horizontal.
@@ -64,7 +64,7 @@
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
 
-use super::simd::{dot, exp2, load, store, tile_gemm, transpose, LANES};
+use super::simd::{dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
 use crate::ops::AttentionDims;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -574,19 +574,18 @@ struct HeadBuffers<'a> {
     /// One key tile of `Kᵀ`, `Vᵀ` `[hdp, BLOCK]`.
     k_t: &'a mut [f32],
     v_t: &'a mut [f32],
-    /// 64×64 tiles: `P`, `dP` then `dS`, `dSᵀ`; and the `dK`, `dV` accumulators `[BLOCK, hdp]`.
+    /// 64×64 tiles: `P`, `dP` then `dS`; and the `dK`, `dV` accumulators `[BLOCK, hdp]`.
     p: &'a mut [f32],
     ds: &'a mut [f32],
-    ds_t: &'a mut [f32],
     dk: &'a mut [f32],
     dv: &'a mut [f32],
 }
 
 impl<'a> HeadBuffers<'a> {
     /// The sizes of the buffers above, in field order.
-    fn sizes(g: &Geometry) -> [usize; 11] {
+    fn sizes(g: &Geometry) -> [usize; 10] {
         let (rows, tile, sq) = (g.nt * BLOCK * g.hdp, BLOCK * g.hdp, BLOCK * BLOCK);
-        [rows, rows, rows, g.nt * BLOCK, tile, tile, sq, sq, sq, tile, tile]
+        [rows, rows, rows, g.nt * BLOCK, tile, tile, sq, sq, tile, tile]
     }
 
     fn floats(g: &Geometry) -> usize {
@@ -594,8 +593,8 @@ impl<'a> HeadBuffers<'a> {
     }
 
     fn split(ws: &'a mut [f32], g: &Geometry) -> Self {
-        let [q_t, do_t, dq, lse2, k_t, v_t, p, ds, ds_t, dk, dv] = split_parts(ws, Self::sizes(g));
-        HeadBuffers { q_t, do_t, dq, lse2, k_t, v_t, p, ds, ds_t, dk, dv }
+        let [q_t, do_t, dq, lse2, k_t, v_t, p, ds, dk, dv] = split_parts(ws, Self::sizes(g));
+        HeadBuffers { q_t, do_t, dq, lse2, k_t, v_t, p, ds, dk, dv }
     }
 }
 
@@ -716,15 +715,14 @@ fn tile_pair_backward(
     } else {
         tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
     }
-    // dQ_i += dS K_j   (dS transposed so that keys are its rows)
-    transpose(buf.ds, BLOCK, (round8(rows), kp), buf.ds_t, BLOCK);
+    // dQ_i += dS K_j   (dS row-major: the one product through `tile_gemm_nn`)
     let dq = &mut buf.dq[r0 * hdp..][..rows * hdp];
     if split {
-        tile_gemm((h, hdp, h), buf.ds_t, BLOCK, k, hdp, dq, hdp, true);
+        tile_gemm_nn((h, hdp, h), buf.ds, BLOCK, k, hdp, dq, hdp, true);
         let lower = &mut dq[h * hdp..];
-        tile_gemm((rows - h, hdp, keys), &buf.ds_t[h..], BLOCK, k, hdp, lower, hdp, true);
+        tile_gemm_nn((rows - h, hdp, keys), &buf.ds[h * BLOCK..], BLOCK, k, hdp, lower, hdp, true);
     } else {
-        tile_gemm((rows, hdp, keys), buf.ds_t, BLOCK, k, hdp, dq, hdp, true);
+        tile_gemm_nn((rows, hdp, keys), buf.ds, BLOCK, k, hdp, dq, hdp, true);
     }
 }
 

@@ -104,11 +104,24 @@ pub fn transpose(
     ld_dst: usize,
 ) {
     assert!(rows % LANES == 0 && cols % LANES == 0, "transpose: {rows}x{cols} not in 8x8 blocks");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!((rows - 1) * ld_src + cols <= src.len(), "transpose: source too small");
+    assert!((cols - 1) * ld_dst + rows <= dst.len(), "transpose: destination too small");
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     for i in (0..rows).step_by(LANES) {
         for j in (0..cols).step_by(LANES) {
-            let block: [f32x8; LANES] = std::array::from_fn(|r| load(&src[(i + r) * ld_src + j..]));
-            for (r, v) in f32x8::transpose(block).into_iter().enumerate() {
-                store(&mut dst[(j + r) * ld_dst + i..], v);
+            // SAFETY: rows i..i+8 < rows and columns j..j+8 < cols of `src`, and the transposed
+            // positions in `dst`, are inside the slices (asserted above); `dst` is a `&mut`.
+            unsafe {
+                let block: [f32x8; LANES] =
+                    std::array::from_fn(|r| load_ptr(s.add((i + r) * ld_src + j)));
+                for (r, v) in f32x8::transpose(block).into_iter().enumerate() {
+                    d.add((j + r) * ld_dst + i)
+                        .cast::<[f32; LANES]>()
+                        .write_unaligned(v.to_array());
+                }
             }
         }
     }
@@ -151,22 +164,71 @@ pub fn tile_gemm(
     }
     assert!((k - 1) * ldx + m <= x.len(), "tile_gemm: X too small");
     assert!((k - 1) * ldy + n <= y.len(), "tile_gemm: Y too small");
-    let ops = Operands { x: x.as_ptr(), ldx, y: y.as_ptr(), ldy, c: c.as_mut_ptr(), ldc, k };
+    let ops = Operands {
+        x: x.as_ptr(),
+        x_row: 1,
+        x_step: ldx,
+        y: y.as_ptr(),
+        ldy,
+        c: c.as_mut_ptr(),
+        ldc,
+        k,
+    };
     // SAFETY: the asserts above bound every index the kernels touch (rows i < m, columns j < n,
     // inner p < k of X, Y and C); `c` is a `&mut`, so it aliases neither operand.
-    unsafe {
-        if n % (2 * LANES) == 0 {
-            tile_gemm_nv::<2>(&ops, m, n, accumulate)
-        } else {
-            tile_gemm_nv::<1>(&ops, m, n, accumulate)
-        }
-    }
+    unsafe { run::<true>(&ops, m, n, accumulate) }
 }
 
-/// Raw views of the three operands of [`tile_gemm`] (bounds already checked).
+/// `C ← A·Y` or `C ← C + A·Y` with `A: [m, k]` row-major (row stride `lda`), `Y: [k, n]`
+/// (row stride `ldy`), `C: [m, n]` (row stride `ldc`); the same kernel as [`tile_gemm`], for the
+/// one product whose left operand is naturally row-major (`dQ = dS K` in the backward).
+///
+/// # Panics
+/// If `n` is not a multiple of 8 or a view reaches outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_gemm_nn(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    y: &[f32],
+    ldy: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    assert!(n % LANES == 0, "tile_gemm_nn: n = {n} is not a multiple of {LANES}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * ldc + n <= c.len(), "tile_gemm_nn: C too small");
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    assert!((m - 1) * lda + k <= a.len(), "tile_gemm_nn: A too small");
+    assert!((k - 1) * ldy + n <= y.len(), "tile_gemm_nn: Y too small");
+    let ops = Operands {
+        x: a.as_ptr(),
+        x_row: lda,
+        x_step: 1,
+        y: y.as_ptr(),
+        ldy,
+        c: c.as_mut_ptr(),
+        ldc,
+        k,
+    };
+    // SAFETY: as in `tile_gemm`, with A's rows i < m and columns p < k asserted above.
+    unsafe { run::<false>(&ops, m, n, accumulate) }
+}
+
+/// Raw views of the three operands (bounds already checked). The left operand's element
+/// `(i, p)` is at `x + i·x_row + p·x_step`.
 struct Operands {
     x: *const f32,
-    ldx: usize,
+    x_row: usize,
+    x_step: usize,
     y: *const f32,
     ldy: usize,
     c: *mut f32,
@@ -174,36 +236,52 @@ struct Operands {
     k: usize,
 }
 
+/// Picks the panel width: 16 columns (two vectors) when `n` allows, else 8.
+/// `UNIT_ROW` says `x_row == 1`, which lets the kernel address `X` with constant offsets.
+unsafe fn run<const UNIT_ROW: bool>(ops: &Operands, m: usize, n: usize, accumulate: bool) {
+    if n % (2 * LANES) == 0 {
+        tile_gemm_nv::<2, UNIT_ROW>(ops, m, n, accumulate)
+    } else {
+        tile_gemm_nv::<1, UNIT_ROW>(ops, m, n, accumulate)
+    }
+}
+
 /// Sweeps `C` in column panels of `8·NV`, each panel in row blocks of 6 (then 4, 2, 1).
-unsafe fn tile_gemm_nv<const NV: usize>(ops: &Operands, m: usize, n: usize, accumulate: bool) {
+unsafe fn tile_gemm_nv<const NV: usize, const UNIT_ROW: bool>(
+    ops: &Operands,
+    m: usize,
+    n: usize,
+    accumulate: bool,
+) {
     for j in (0..n).step_by(LANES * NV) {
         let mut i = 0;
         while i + 6 <= m {
-            micro::<6, NV>(ops, i, j, accumulate);
+            micro::<6, NV, UNIT_ROW>(ops, i, j, accumulate);
             i += 6;
         }
         if i + 4 <= m {
-            micro::<4, NV>(ops, i, j, accumulate);
+            micro::<4, NV, UNIT_ROW>(ops, i, j, accumulate);
             i += 4;
         }
         if i + 2 <= m {
-            micro::<2, NV>(ops, i, j, accumulate);
+            micro::<2, NV, UNIT_ROW>(ops, i, j, accumulate);
             i += 2;
         }
         if i < m {
-            micro::<1, NV>(ops, i, j, accumulate);
+            micro::<1, NV, UNIT_ROW>(ops, i, j, accumulate);
         }
     }
 }
 
-/// The register block: `C[i..i+MR, j..j+8·NV] (+)= Σ_p X[p, i..i+MR]ᵀ · Y[p, j..j+8·NV]`.
+/// The register block: `C[i..i+MR, j..j+8·NV] (+)= Σ_p X(i..i+MR, p) · Y[p, j..j+8·NV]`.
 #[inline(always)]
-unsafe fn micro<const MR: usize, const NV: usize>(
+unsafe fn micro<const MR: usize, const NV: usize, const UNIT_ROW: bool>(
     ops: &Operands,
     i: usize,
     j: usize,
     accumulate: bool,
 ) {
+    let x_row = if UNIT_ROW { 1 } else { ops.x_row };
     let c = ops.c.add(i * ops.ldc + j);
     let mut acc = [[f32x8::ZERO; NV]; MR];
     if accumulate {
@@ -213,7 +291,7 @@ unsafe fn micro<const MR: usize, const NV: usize>(
             }
         }
     }
-    let mut xp = ops.x.add(i);
+    let mut xp = ops.x.add(i * x_row);
     let mut yp = ops.y.add(j);
     for _ in 0..ops.k {
         let mut yv = [f32x8::ZERO; NV];
@@ -221,12 +299,12 @@ unsafe fn micro<const MR: usize, const NV: usize>(
             *y = load_ptr(yp.add(v * LANES));
         }
         for (r, row) in acc.iter_mut().enumerate() {
-            let xv = f32x8::splat(*xp.add(r));
+            let xv = f32x8::splat(*xp.add(r * x_row));
             for (a, &y) in row.iter_mut().zip(&yv) {
                 *a = xv.mul_add(y, *a);
             }
         }
-        xp = xp.add(ops.ldx);
+        xp = xp.add(ops.x_step);
         yp = yp.add(ops.ldy);
     }
     for (r, row) in acc.iter().enumerate() {
@@ -311,6 +389,11 @@ mod tests {
             tile_gemm((m, n, k), &x, m, &y, n, &mut c, n, false);
             let mut c2 = want.clone();
             tile_gemm((m, n, k), &x, m, &y, n, &mut c2, n, true);
+            // The same product with the left operand stored row-major.
+            let a: Vec<f32> = (0..m * k).map(|e| x[(e % k) * m + e / k]).collect();
+            let mut c3 = vec![f32::NAN; m * n];
+            tile_gemm_nn((m, n, k), &a, k, &y, n, &mut c3, n, false);
+            assert_eq!(c3, c, "row-major A gives the same sums in the same order");
             for ((a, w), b) in c.iter().zip(&want).zip(&c2) {
                 assert!((a - w).abs() < 1e-4, "{m}x{n}x{k}: {a} vs {w}");
                 assert!((b - 2.0 * w).abs() < 2e-4, "accumulate {m}x{n}x{k}: {b} vs 2·{w}");
