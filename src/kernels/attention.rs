@@ -17,7 +17,8 @@
 //! finally:            O /= l        L = m + ln l
 //! ```
 //! In causal mode key tiles entirely right of the diagonal are skipped (they would be all −∞),
-//! so the work is ≈ half of the bidirectional case. Exponentials run in base 2 with the scale
+//! so the work is ≈ half of the bidirectional case; on a diagonal tile the products also skip
+//! the quarter where queries `0..32` meet keys `32..64`. Exponentials run in base 2 with the scale
 //! folded in: `exp(S_ij − m) = 2^(x_ij·c − m₂)` with `x = q·k`, `c = log₂e / sqrt(hd)` and `m₂`
 //! the running maximum of `x·c` (see `simd::exp2`).
 //!
@@ -30,9 +31,10 @@
 //!         dP = dO_i V_jᵀ      dS = P ∘ (dP − D_i) / sqrt(hd)
 //!         dK_j += dSᵀ Q_i     dQ_i += dS K_j
 //! ```
-//! Five tile products per tile pair (the forward has two), all through `simd::tile_gemm`, which
-//! computes `XᵀY` from two operands stored with the inner dimension as rows. For each product
-//! the operands are packed (once per head or tile) in the orientation that form needs:
+//! Five tile products per tile pair (the forward has two), through `simd::tile_gemm`, which
+//! computes `XᵀY` from two operands stored with the inner dimension as rows (one uses its
+//! row-major twin `tile_gemm_nn`). The operands are packed once per call, head or tile in the
+//! orientation each product needs:
 //!
 //! | product | X `[inner, m]` | Y `[inner, n]` | C |
 //! |---|---|---|---|
@@ -54,12 +56,14 @@
 //! is ever summed across tasks, so results are bit-identical for any number of threads.
 //!
 //! ## Memory
-//! The forward packs every head's `Kᵀ` and `V` (`2·T·hdp` floats per head); the backward packs,
-//! per head in flight, `Qᵀ`, `Q`, `dO`, `dOᵀ` and `dQ` (`5·T·hdp`) plus one key tile of each of
-//! `Kᵀ`, `K`, `Vᵀ`. Everything else is 64-row tiles. No `T×T` buffer exists;
-//! [`forward_workspace_floats`] and [`backward_workspace_floats`] state the totals. The packed
-//! copies live in a per-thread workspace reused across calls, so a training step does not
-//! page-fault megabytes of fresh memory in every attention call.
+//! Inputs are first copied, row by row, into zero-padded per-head blocks `[T', hdp]` (`T'` = `T`
+//! rounded up to 64). The forward keeps every head's `Q`, `K`, `V` rows and `Kᵀ` tiles
+//! (`4·T'·hdp` floats per head); the backward every head's `Q`, `K`, `V`, `dO` rows and `D`,
+//! plus, per head in flight, `Qᵀ`, `dOᵀ`, `dQ` (`3·T'·hdp`) and one key tile of `Kᵀ`, `Vᵀ`.
+//! Everything else is 64-row tiles. No `T×T` buffer exists; [`forward_workspace_floats`] and
+//! [`backward_workspace_floats`] state the totals. These buffers live in per-thread workspaces
+//! reused across calls (64-byte aligned), so a training step does not page-fault megabytes of
+//! fresh memory in every attention call.
 //!
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
