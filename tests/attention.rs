@@ -291,3 +291,35 @@ fn long_sequence_forward_in_linear_memory() {
         }
     }
 }
+
+#[test]
+fn backward_accumulates_when_asked() {
+    let d = dims(2, 70, 2, 16);
+    let (qkv, dout) = inputs(d, 21, 1.0);
+    let f = flash_attention_forward(&qkv, d, true);
+    let fresh = fused_backward(&qkv, &f.out, &f.lse, &dout, d, true);
+    let mut acc = vec![1.0f32; qkv.len()];
+    flash_attention_backward(&qkv, &f.out, &f.lse, &dout, d, true, &mut acc, true);
+    for (a, g) in acc.iter().zip(&fresh) {
+        assert_eq!(*a, 1.0 + g);
+    }
+}
+
+#[test]
+fn empty_shapes_and_nan_inputs() {
+    for d in [dims(0, 5, 2, 8), dims(2, 0, 2, 8)] {
+        let f = flash_attention_forward(&[], d, true);
+        assert!(f.out.is_empty() && f.lse.is_empty());
+        let mut g: Vec<f32> = Vec::new();
+        flash_attention_backward(&[], &[], &[], &[], d, true, &mut g, false);
+    }
+    // A NaN input must show up in the output, not vanish.
+    let d = dims(1, 10, 1, 8);
+    let (mut qkv, _) = inputs(d, 22, 1.0);
+    qkv[3 * d.d() * 4 + d.d()] = f32::NAN; // a key component at position 4
+    let out = flash_attention_forward(&qkv, d, false).out;
+    assert!(out.iter().all(|x| x.is_nan()), "every query sees key 4");
+    let causal = flash_attention_forward(&qkv, d, true).out;
+    assert!(causal[..4 * d.d()].iter().all(|x| x.is_finite()), "rows 0..4 do not see key 4");
+    assert!(causal[4 * d.d()..].iter().all(|x| x.is_nan()));
+}
