@@ -62,8 +62,8 @@
 //! plus, per head in flight, `Qᵀ`, `dOᵀ`, `dQ` (`3·T'·hdp`) and one key tile of `Kᵀ`, `Vᵀ`.
 //! Everything else is 64-row tiles. No `T×T` buffer exists; [`forward_workspace_floats`] and
 //! [`backward_workspace_floats`] state the totals. These buffers live in per-thread workspaces
-//! reused across calls (64-byte aligned), so a training step does not page-fault megabytes of
-//! fresh memory in every attention call.
+//! reused across calls (64-byte aligned; at most 64 MiB kept per thread), so a training step
+//! does not page-fault megabytes of fresh memory in every attention call.
 //!
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
@@ -150,6 +150,10 @@ thread_local! {
 /// rows whose lengths are multiples of 8 never straddle a cache line.
 const ALIGN: usize = 16;
 
+/// The largest workspace a thread keeps between calls (64 MiB). Bigger requests get fresh
+/// memory each time; their page faults are small next to the O(T²) work of such calls.
+const RETAIN_MAX: usize = 16 << 20;
+
 /// Runs `f` on `len` floats of one of this thread's workspaces (contents unspecified: callers
 /// overwrite what they read). A nested use on the same thread — possible when a rayon thread
 /// waiting inside one attention call steals a task of another — gets fresh memory instead.
@@ -162,6 +166,9 @@ fn with_workspace<R>(
         let offset = buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
         f(&mut buf[offset..offset + len])
     };
+    if len + ALIGN > RETAIN_MAX {
+        return aligned(&mut vec![0.0; len + ALIGN]);
+    }
     which.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len + ALIGN {
