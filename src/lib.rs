@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod golden;
 pub mod io;
+pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod palette;

@@ -13,6 +13,7 @@
 //! | `embedding` | `embedding.rs` | `wte`, `wpe` |
 //! | `cross_entropy` | `loss.rs` | every objective's loss |
 //! | `mean_pool` | `pool.rs` | classification head, linear probe |
+//! | `attention` | `attention.rs` → `kernels/attention.rs` | the model's attention: fused in f32, reference in f64 |
 //! | `attention_reference` | `attention.rs` | the materialised attention reference |
 //! | `dropout` | `dropout.rs` | `embd_pdrop`, `attn_pdrop`, `resid_pdrop` |
 
@@ -25,7 +26,7 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 
-pub use attention::{attention_reference, AttentionDims};
+pub use attention::{attention, attention_reference, AttentionDims};
 pub use dropout::{dropout, DropoutMask};
 pub use elementwise::{add, gelu_tanh, quick_gelu, reshape, scale};
 pub use embedding::embedding;

@@ -1,0 +1,777 @@
+//! Fused multi-head attention, FlashAttention-2 style: forward and backward in O(T) memory.
+//!
+//! Same layout and math as the materialised reference (`ops::attention`): `qkv: [B, T, 3d]` →
+//! `o: [B, T, d]`, head `h` owning columns `h·hd .. (h+1)·hd` of q, k and v, and per head
+//! ```text
+//! S_ij = q_i·k_j / sqrt(hd)     (−∞ for j > i when causal)
+//! P = softmax_j(S)      O = P V      L_i = ln Σ_j exp(S_ij)    (the logsumexp, saved)
+//! ```
+//! The difference is that no `T×T` matrix ever exists. Queries and keys are cut into tiles of
+//! [`BLOCK`] = 64 rows; one task owns one query tile of one head and walks the key tiles left to
+//! right keeping, per query row, the running maximum `m`, the running sum `l` and an unnormalised
+//! output row (the *online softmax*):
+//! ```text
+//! for each key tile:  S = Q_tile K_tileᵀ / sqrt(hd)            (64×64, in L1)
+//!                     m' = max(m, max_j S_ij)   α = exp(m − m')
+//!                     P  = exp(S − m')          l = α l + Σ_j P_ij     O = α O + P V_tile
+//! finally:            O /= l        L = m + ln l
+//! ```
+//! In causal mode key tiles entirely right of the diagonal are skipped (they would be all −∞),
+//! so the work is ≈ half of the bidirectional case; on a diagonal tile the products also skip
+//! the quarter where queries `0..32` meet keys `32..64`. Exponentials run in base 2 with the scale
+//! folded in: `exp(S_ij − m) = 2^(x_ij·c − m₂)` with `x = q·k`, `c = log₂e / sqrt(hd)` and `m₂`
+//! the running maximum of `x·c` (see `simd::exp2`).
+//!
+//! The backward recomputes `P` tile by tile from the saved `L` instead of storing it:
+//! ```text
+//! D_i = Σ_c dO_ic O_ic                      (once per row)
+//! for each key tile j (dK_j, dV_j accumulate in L1):
+//!     for each query tile i (i ≥ j when causal):
+//!         P = exp(Q_i K_jᵀ / sqrt(hd) − L_i)     dV_j += Pᵀ dO_i
+//!         dP = dO_i V_jᵀ      dS = P ∘ (dP − D_i) / sqrt(hd)
+//!         dK_j += dSᵀ Q_i     dQ_i += dS K_j
+//! ```
+//! Five tile products per tile pair (the forward has two), through `simd::tile_gemm`, which
+//! computes `XᵀY` from two operands stored with the inner dimension as rows (one uses its
+//! row-major twin `tile_gemm_nn`). The operands are packed once per call, head or tile in the
+//! orientation each product needs:
+//!
+//! | product | X `[inner, m]` | Y `[inner, n]` | C |
+//! |---|---|---|---|
+//! | forward `Sᵀ` | `Kᵀ` tile `[hd, keys]` | `Qᵀ` tile `[hd, queries]` | `Sᵀ [keys, queries]` |
+//! | forward `Oᵀ += Vᵀ Pᵀ` | `V` tile `[keys, hd]` | `Pᵀ [keys, queries]` | `Oᵀ [hd, queries]` |
+//! | `S` | `Qᵀ` tile | `Kᵀ` tile | `S [queries, keys]` |
+//! | `dV += Pᵀ dO` | `P [queries, keys]` | `dO` rows `[queries, hd]` | `dV [keys, hd]` |
+//! | `dP = dO Vᵀ` | `dOᵀ` tile | `Vᵀ` tile | `dP [queries, keys]` |
+//! | `dK += dSᵀ Q` | `dS [queries, keys]` | `Q` rows | `dK [keys, hd]` |
+//! | `dQ += dS K` | `dS` read row-wise (`simd::tile_gemm_nn`) | `K` rows | `dQ [queries, hd]` |
+//!
+//! The forward works on `Sᵀ` so that the softmax statistics of 8 queries sit in the 8 lanes of
+//! a vector: the maxima and sums over keys are plain vertical operations, never horizontal.
+//!
+//! ## Parallelism and determinism
+//! The forward runs one rayon task per (batch, head, query tile); each task's result depends on
+//! its inputs only. The backward runs one task per (batch, head): inside it `dQ_i` accumulates
+//! over key tiles and `dK_j`, `dV_j` over query tiles, always in increasing tile order. No float
+//! is ever summed across tasks, so results are bit-identical for any number of threads.
+//!
+//! ## Memory
+//! Inputs are first copied, row by row, into zero-padded per-head blocks `[T', hdp]` (`T'` = `T`
+//! rounded up to 64). The forward keeps every head's `Q`, `K`, `V` rows and `Kᵀ` tiles
+//! (`4·T'·hdp` floats per head); the backward every head's `Q`, `K`, `V`, `dO` rows and `D`,
+//! plus, per head in flight, `Qᵀ`, `dOᵀ`, `dQ` (`3·T'·hdp`) and one key tile of `Kᵀ`, `Vᵀ`.
+//! Everything else is 64-row tiles. No `T×T` buffer exists; [`forward_workspace_floats`] and
+//! [`backward_workspace_floats`] state the totals. These buffers live in per-thread workspaces
+//! reused across calls (64-byte aligned; at most 64 MiB kept per thread), so a training step
+//! does not page-fault megabytes of fresh memory in every attention call.
+//!
+//! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
+//! nothing to `q·k` and produce output columns that are dropped.
+
+use super::simd::{dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
+use crate::ops::AttentionDims;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::f32::consts::{LN_2, LOG2_E};
+use std::thread::LocalKey;
+use wide::f32x8;
+
+/// Rows of a query tile and of a key tile.
+pub const BLOCK: usize = 64;
+
+/// `n` rounded up to a multiple of 8.
+fn round8(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// Sizes derived from [`AttentionDims`] that every loop needs.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    n_head: usize,
+    seq: usize,
+    hd: usize,
+    /// `hd` rounded up to a multiple of 8.
+    hdp: usize,
+    /// `d = n_head · hd`.
+    d: usize,
+    /// Number of tiles: `ceil(T / BLOCK)`.
+    nt: usize,
+}
+
+impl Geometry {
+    fn new(dims: AttentionDims) -> Self {
+        Geometry {
+            batch: dims.batch,
+            n_head: dims.n_head,
+            seq: dims.seq,
+            hd: dims.head_dim,
+            hdp: round8(dims.head_dim),
+            d: dims.d(),
+            nt: dims.seq.div_ceil(BLOCK),
+        }
+    }
+
+    /// Whether there is nothing to compute (some size is zero).
+    fn is_empty(&self) -> bool {
+        self.batch == 0 || self.n_head == 0 || self.seq == 0 || self.hd == 0
+    }
+
+    /// Offset in `qkv` of head `h`'s part (0 = q, 1 = k, 2 = v) of batch element `b`, row 0.
+    fn qkv_offset(&self, b: usize, h: usize, part: usize) -> usize {
+        b * self.seq * 3 * self.d + part * self.d + h * self.hd
+    }
+
+    /// Offset in `o` or `∂o` (`[B, T, d]`) of head `h` of batch element `b`, row 0.
+    fn out_offset(&self, b: usize, h: usize) -> usize {
+        b * self.seq * self.d + h * self.hd
+    }
+
+    /// Rows in tile `tile` (`BLOCK`, or fewer in the last tile).
+    fn tile_rows(&self, tile: usize) -> usize {
+        BLOCK.min(self.seq - tile * BLOCK)
+    }
+
+    /// `1 / sqrt(hd)`, the logit scale.
+    fn inv_sqrt_hd(&self) -> f32 {
+        1.0 / (self.hd as f32).sqrt()
+    }
+}
+
+thread_local! {
+    /// Per-thread memory reused across calls (each grows to the largest size used and is never
+    /// shrunk): `CALL_WORKSPACE` holds the packed inputs of a whole call, `TASK_WORKSPACE` one
+    /// backward task's buffers.
+    static CALL_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static TASK_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Workspace slices start on a 64-byte boundary (16 floats), so that 32-byte vector loads of
+/// rows whose lengths are multiples of 8 never straddle a cache line.
+const ALIGN: usize = 16;
+
+/// The largest workspace a thread keeps between calls (64 MiB). Bigger requests get fresh
+/// memory each time; their page faults are small next to the O(T²) work of such calls.
+const RETAIN_MAX: usize = 16 << 20;
+
+/// Runs `f` on `len` floats of one of this thread's workspaces (contents unspecified: callers
+/// overwrite what they read). A nested use on the same thread — possible when a rayon thread
+/// waiting inside one attention call steals a task of another — gets fresh memory instead.
+fn with_workspace<R>(
+    which: &'static LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let aligned = |buf: &mut [f32]| {
+        let offset = buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
+        f(&mut buf[offset..offset + len])
+    };
+    if len + ALIGN > RETAIN_MAX {
+        return aligned(&mut vec![0.0; len + ALIGN]);
+    }
+    which.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len + ALIGN {
+                buf.resize(len + ALIGN, 0.0);
+            }
+            aligned(&mut buf)
+        }
+        Err(_) => aligned(&mut vec![0.0; len + ALIGN]),
+    })
+}
+
+/// An output buffer that parallel tasks fill at disjoint positions (each task owns the cells of
+/// its rows and head), so the tasks can write results in place instead of returning them.
+struct DisjointOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: tasks only write through `put`, at positions no other task writes (see its contract).
+unsafe impl Send for DisjointOut {}
+unsafe impl Sync for DisjointOut {}
+
+impl DisjointOut {
+    fn new(buf: &mut [f32]) -> Self {
+        DisjointOut { ptr: buf.as_mut_ptr(), len: buf.len() }
+    }
+
+    /// Writes (or, with `accumulate`, adds) `src` at `start`.
+    ///
+    /// # Safety
+    /// No other task may access `start..start + src.len()` while the buffer is shared.
+    unsafe fn put(&self, start: usize, src: &[f32], accumulate: bool) {
+        assert!(start + src.len() <= self.len, "DisjointOut: write past the end");
+        let dst = std::slice::from_raw_parts_mut(self.ptr.add(start), src.len());
+        if accumulate {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+/// Copies column blocks of every row of `src: [B, T, width]` into per-head rows: part `p`
+/// (columns `parts[p] + h·hd ..` for head `h`) goes to `dst: [parts, B·H, nt·BLOCK, hdp]`,
+/// zero past `T` and past `hd`.
+///
+/// One task per (batch element, tile) reads its rows front to back — far friendlier to the
+/// prefetchers than gathering one head's column block down the rows.
+fn pack_heads(src: &[f32], width: usize, parts: &[usize], g: &Geometry, dst: &mut [f32]) {
+    let head_len = g.nt * BLOCK * g.hdp;
+    let part_len = g.batch * g.n_head * head_len;
+    assert_eq!(dst.len(), parts.len() * part_len, "pack_heads: destination size");
+    let out = DisjointOut::new(dst);
+    (0..g.batch * g.nt).into_par_iter().for_each(|task| {
+        let (b, tile) = (task / g.nt, task % g.nt);
+        let zeros = vec![0.0; g.hdp];
+        for t in tile * BLOCK..(tile + 1) * BLOCK {
+            for (p, &col) in parts.iter().enumerate() {
+                for h in 0..g.n_head {
+                    let at = p * part_len + (b * g.n_head + h) * head_len + t * g.hdp;
+                    // SAFETY: row t of head (b, h) of every part belongs to this task alone.
+                    unsafe {
+                        if t < g.seq {
+                            let row = &src[(b * g.seq + t) * width + col + h * g.hd..][..g.hd];
+                            out.put(at, row, false);
+                            out.put(at + g.hd, &zeros[g.hd..], false);
+                        } else {
+                            out.put(at, &zeros, false);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Transposes every 64-row tile of packed head rows `[n, nt·BLOCK, hdp]` into `[n, nt, hdp,
+/// BLOCK]` (the `Kᵀ` layout).
+fn transpose_tiles(rows: &[f32], hdp: usize, dst: &mut [f32]) {
+    dst.par_chunks_mut(hdp * BLOCK).enumerate().for_each(|(i, tile)| {
+        transpose(&rows[i * BLOCK * hdp..], hdp, (BLOCK, hdp), tile, BLOCK);
+    });
+}
+
+/// The result of [`flash_attention_forward`].
+#[derive(Clone, Debug)]
+pub struct FlashForward {
+    /// The attention output `o: [B, T, d]` (heads merged).
+    pub out: Vec<f32>,
+    /// The logsumexp of each query row's logits, `L_i = ln Σ_j exp(S_ij)`: `[B, H, T]`.
+    pub lse: Vec<f32>,
+}
+
+/// One head's packed forward operands: `Q`, `V` rows `[nt·BLOCK, hdp]`, `Kᵀ` tiles
+/// `[nt, hdp, BLOCK]`.
+struct ForwardHead<'a> {
+    q: &'a [f32],
+    k_t: &'a [f32],
+    v: &'a [f32],
+}
+
+/// Fused attention forward: `o: [B, T, d]` and the per-row logsumexp from `qkv: [B, T, 3d]`.
+///
+/// # Panics
+/// If `qkv.len()` is not `B·T·3d`.
+pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -> FlashForward {
+    let g = Geometry::new(dims);
+    assert_eq!(qkv.len(), g.batch * g.seq * 3 * g.d, "flash forward: qkv size for {dims:?}");
+    let mut out = vec![0.0; g.batch * g.seq * g.d];
+    let mut lse = vec![0.0; g.batch * g.n_head * g.seq];
+    if g.is_empty() {
+        return FlashForward { out, lse };
+    }
+    let n_heads = g.batch * g.n_head;
+    let head_len = g.nt * BLOCK * g.hdp;
+    let part_len = n_heads * head_len;
+    // Workspace: Q, K, V rows of every head, then the Kᵀ tiles.
+    with_workspace(&CALL_WORKSPACE, 4 * part_len, |ws| {
+        let (rows, k_t) = ws.split_at_mut(3 * part_len);
+        pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, rows);
+        transpose_tiles(&rows[part_len..2 * part_len], g.hdp, k_t);
+        let (rows, k_t): (&[f32], &[f32]) = (rows, k_t);
+        let (o_out, lse_out) = (DisjointOut::new(&mut out), DisjointOut::new(&mut lse));
+        (0..n_heads * g.nt).into_par_iter().for_each(|task| {
+            let (bh, qt) = (task / g.nt, task % g.nt);
+            let head = ForwardHead {
+                q: &rows[bh * head_len..][..head_len],
+                k_t: &k_t[bh * head_len..][..head_len],
+                v: &rows[2 * part_len + bh * head_len..][..head_len],
+            };
+            forward_tile(&head, &g, bh, qt, causal, &o_out, &lse_out);
+        });
+    });
+    FlashForward { out, lse }
+}
+
+/// Half a tile. On the causal diagonal, queries `0..HALF` of a tile see only keys `0..HALF`:
+/// the products skip that all-masked quarter.
+const HALF: usize = BLOCK / 2;
+
+/// One query tile `qt` of head `bh`: writes its rows of `o` and `lse`.
+fn forward_tile(
+    x: &ForwardHead,
+    g: &Geometry,
+    bh: usize,
+    qt: usize,
+    causal: bool,
+    o_out: &DisjointOut,
+    lse_out: &DisjointOut,
+) {
+    let (hdp, rows) = (g.hdp, g.tile_rows(qt));
+    // Queries sit in vector lanes: rp = rows rounded up to 8 (the extra lanes are zero queries).
+    let rp = round8(rows);
+    let sizes = [hdp * rp, BLOCK * rp, hdp * rp, rp * hdp, rp, rp];
+    with_workspace(&TASK_WORKSPACE, sizes.iter().sum(), |ws| {
+        let [q_t, s_t, o_t, o, m2, l] = split_parts(ws, sizes);
+        transpose(&x.q[qt * BLOCK * hdp..], hdp, (rp, hdp), q_t, rp);
+        o_t.fill(0.0);
+        m2.fill(f32::NEG_INFINITY);
+        l.fill(0.0);
+        let mut stats = RowStats { m2, l };
+        let key_tiles = if causal { qt + 1 } else { g.nt };
+        for kt in 0..key_tiles {
+            attend_key_tile(x, g, (qt, rows, rp), kt, causal, q_t, s_t, o_t, &mut stats);
+        }
+        // o = Oᵀ / l, transposed back into rows; L = (m₂ + log₂ l)·ln 2.
+        for q in (0..rp).step_by(LANES) {
+            let l = load(&stats.l[q..]);
+            for o in o_t.chunks_exact_mut(rp) {
+                let normalised = load(&o[q..]) / l;
+                store(&mut o[q..], normalised);
+            }
+        }
+        transpose(o_t, rp, (hdp, rp), o, hdp);
+        let (b, h) = (bh / g.n_head, bh % g.n_head);
+        for (i, o_row) in o.chunks_exact(hdp).take(rows).enumerate() {
+            let t = qt * BLOCK + i;
+            let lse = (stats.m2[i] + stats.l[i].log2()) * LN_2;
+            // SAFETY: row t of head (b, h) belongs to this task alone.
+            unsafe {
+                o_out.put(g.out_offset(b, h) + t * g.d, &o_row[..g.hd], false);
+                lse_out.put(bh * g.seq + t, &[lse], false);
+            }
+        }
+    })
+}
+
+/// Folds key tile `kt` into query tile `qt` (`rows` queries in `rp` lanes): `Sᵀ = K Qᵀ`, the
+/// online-softmax update, `Oᵀ += Vᵀ Pᵀ`.
+#[allow(clippy::too_many_arguments)]
+fn attend_key_tile(
+    x: &ForwardHead,
+    g: &Geometry,
+    (qt, rows, rp): (usize, usize, usize),
+    kt: usize,
+    causal: bool,
+    q_t: &[f32],
+    s_t: &mut [f32],
+    o_t: &mut [f32],
+    stats: &mut RowStats,
+) {
+    let (hdp, c0) = (g.hdp, kt * BLOCK);
+    let diagonal = causal && kt == qt;
+    // Keys these queries can see at all: the tile (or what the sequence has of it), and, on
+    // the causal diagonal, none past the last query.
+    let keys = if diagonal { rows } else { g.tile_rows(kt) };
+    let split = diagonal && rows > HALF;
+    let k_t = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
+    if split {
+        tile_gemm((HALF, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
+        let lower = &mut s_t[HALF * rp + HALF..];
+        tile_gemm(
+            (keys - HALF, rp - HALF, hdp),
+            &k_t[HALF..],
+            BLOCK,
+            &q_t[HALF..],
+            rp,
+            lower,
+            rp,
+            false,
+        );
+    } else {
+        tile_gemm((keys, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
+    }
+    if diagonal {
+        // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This
+        // also covers the quarter a split product skipped.
+        for (j, row) in s_t.chunks_exact_mut(rp).take(keys).enumerate() {
+            row[..j.min(rp)].fill(f32::NEG_INFINITY);
+        }
+    }
+    stats.update(&mut s_t[..keys * rp], o_t, LOG2_E * g.inv_sqrt_hd());
+    let v = &x.v[c0 * hdp..][..keys * hdp];
+    if split {
+        tile_gemm((hdp, HALF, HALF), v, hdp, s_t, rp, o_t, rp, true);
+        tile_gemm((hdp, rp - HALF, keys), v, hdp, &s_t[HALF..], rp, &mut o_t[HALF..], rp, true);
+    } else {
+        tile_gemm((hdp, rp, keys), v, hdp, s_t, rp, o_t, rp, true);
+    }
+}
+
+/// The online-softmax state of up to 64 queries, one per vector lane.
+struct RowStats<'a> {
+    /// Running maximum of `x·c` (base-2 units), per query (starts at −∞).
+    m2: &'a mut [f32],
+    /// Running sum of `2^(x·c − m₂)`, per query (starts at 0).
+    l: &'a mut [f32],
+}
+
+impl RowStats<'_> {
+    /// Folds one key tile into the state. `s_t: [keys, rp]` holds the raw products `x = q·k`
+    /// (−∞ where masked) and is overwritten with `p = 2^(x·c − m₂')`; `o_t: [hdp, rp]` (the
+    /// unnormalised `Oᵀ`) is rescaled by `α = 2^(m₂ − m₂')`.
+    ///
+    /// Every query sees key 0, so after the first tile `m₂` is finite and `α`, `p` are never
+    /// `2^(−∞ + ∞)`.
+    fn update(&mut self, s_t: &mut [f32], o_t: &mut [f32], c: f32) {
+        let rp = self.l.len();
+        let cv = f32x8::splat(c);
+        for q in (0..rp).step_by(LANES) {
+            let m_old = load(&self.m2[q..]);
+            let m_new = m_old.max(column_max(s_t, rp, q) * cv);
+            let alpha = exp2(m_old - m_new);
+            let l = load(&self.l[q..]).mul_add(alpha, exp_column(s_t, rp, q, cv, -m_new));
+            store(&mut self.l[q..], l);
+            store(&mut self.m2[q..], m_new);
+            // Rescaling by exactly 1 changes nothing: skip it once the maxima have settled.
+            if !alpha.simd_eq(f32x8::ONE).all() {
+                for o in o_t.chunks_exact_mut(rp) {
+                    let scaled = load(&o[q..]) * alpha;
+                    store(&mut o[q..], scaled);
+                }
+            }
+        }
+    }
+}
+
+/// `p = 2^(x·c − m₂)` in place for the 8 lanes at column `q` of every row of `s_t: [keys, rp]`;
+/// returns `Σ p` summed in two chains (even and odd keys) added last.
+fn exp_column(s_t: &mut [f32], rp: usize, q: usize, c: f32x8, neg_m: f32x8) -> f32x8 {
+    let mut sum = [f32x8::ZERO; 2];
+    let mut pairs = s_t.chunks_exact_mut(2 * rp);
+    for pair in &mut pairs {
+        for (k, acc) in sum.iter_mut().enumerate() {
+            let x = &mut pair[k * rp + q..];
+            let p = exp2(load(x).mul_add(c, neg_m));
+            store(x, p);
+            *acc += p;
+        }
+    }
+    for row in pairs.into_remainder().chunks_exact_mut(rp) {
+        let p = exp2(load(&row[q..]).mul_add(c, neg_m));
+        store(&mut row[q..], p);
+        sum[0] += p;
+    }
+    sum[0] + sum[1]
+}
+
+/// The maximum over the rows of `s_t: [keys, rp]` of the 8 lanes at column `q`, in two chains.
+/// NaN propagates (`fast_max` returns its argument when either is NaN).
+fn column_max(s_t: &[f32], rp: usize, q: usize) -> f32x8 {
+    let mut mx = [f32x8::splat(f32::NEG_INFINITY); 2];
+    let mut pairs = s_t.chunks_exact(2 * rp);
+    for pair in &mut pairs {
+        mx[0] = mx[0].fast_max(load(&pair[q..]));
+        mx[1] = mx[1].fast_max(load(&pair[rp + q..]));
+    }
+    for row in pairs.remainder().chunks_exact(rp) {
+        mx[0] = mx[0].fast_max(load(&row[q..]));
+    }
+    mx[0].fast_max(mx[1])
+}
+
+/// `D[bh, t] = Σ_c o[b, t, h·hd + c] · ∂o[b, t, h·hd + c]` into `delta: [B·H, nt·BLOCK]` (0 past
+/// `T`); one task per (batch element, tile), reading rows front to back.
+fn row_dots(out: &[f32], dout: &[f32], g: &Geometry, delta: &mut [f32]) {
+    let tp = g.nt * BLOCK;
+    let dst = DisjointOut::new(delta);
+    (0..g.batch * g.nt).into_par_iter().for_each(|task| {
+        let (b, tile) = (task / g.nt, task % g.nt);
+        for t in tile * BLOCK..(tile + 1) * BLOCK {
+            for h in 0..g.n_head {
+                let d = if t < g.seq {
+                    let at = g.out_offset(b, h) + t * g.d;
+                    dot(&out[at..][..g.hd], &dout[at..][..g.hd])
+                } else {
+                    0.0
+                };
+                // SAFETY: entry (b·H + h, t) belongs to this task alone.
+                unsafe { dst.put((b * g.n_head + h) * tp + t, &[d], false) };
+            }
+        }
+    });
+}
+
+/// Fused attention backward: writes (or, with `accumulate`, adds) `∂qkv: [B, T, 3d]` into
+/// `dqkv`, from `qkv`, the forward's `out` and `lse`, and `∂o: [B, T, d]`.
+///
+/// # Panics
+/// If a slice length does not match `dims`.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attention_backward(
+    qkv: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    dims: AttentionDims,
+    causal: bool,
+    dqkv: &mut [f32],
+    accumulate: bool,
+) {
+    let g = Geometry::new(dims);
+    assert_eq!(qkv.len(), g.batch * g.seq * 3 * g.d, "flash backward: qkv size for {dims:?}");
+    assert_eq!(dqkv.len(), qkv.len(), "flash backward: dqkv size");
+    assert_eq!(out.len(), g.batch * g.seq * g.d, "flash backward: out size");
+    assert_eq!(dout.len(), out.len(), "flash backward: dout size");
+    assert_eq!(lse.len(), g.batch * g.n_head * g.seq, "flash backward: lse size");
+    if g.is_empty() {
+        if !accumulate {
+            dqkv.fill(0.0);
+        }
+        return;
+    }
+    let n_heads = g.batch * g.n_head;
+    let (tp, head_len) = (g.nt * BLOCK, g.nt * BLOCK * g.hdp);
+    let part_len = n_heads * head_len;
+    // Workspace: Q, K, V, dO rows of every head, then D.
+    with_workspace(&CALL_WORKSPACE, 4 * part_len + n_heads * tp, |ws| {
+        let (rows, delta) = ws.split_at_mut(4 * part_len);
+        let (qkv_rows, do_rows) = rows.split_at_mut(3 * part_len);
+        pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, qkv_rows);
+        pack_heads(dout, g.d, &[0], &g, do_rows);
+        row_dots(out, dout, &g, delta);
+        let (rows, delta): (&[f32], &[f32]) = (rows, delta);
+        let dst = DisjointOut::new(dqkv);
+        (0..n_heads).into_par_iter().for_each(|bh| {
+            let head = |part: usize| &rows[part * part_len + bh * head_len..][..head_len];
+            let inputs = BackwardHead {
+                q: head(0),
+                k: head(1),
+                v: head(2),
+                d_o: head(3),
+                delta: &delta[bh * tp..][..tp],
+                lse: &lse[bh * g.seq..][..g.seq],
+            };
+            with_workspace(&TASK_WORKSPACE, HeadBuffers::floats(&g), |ws| {
+                let mut bufs = HeadBuffers::split(ws, &g);
+                backward_head(&inputs, &mut bufs, &g, bh, causal, &dst, accumulate);
+            })
+        });
+    });
+}
+
+/// One head's packed backward inputs: `Q`, `K`, `V`, `dO` rows `[nt·BLOCK, hdp]`, `D` per row
+/// (`[nt·BLOCK]`) and the forward's logsumexp (`[T]`).
+struct BackwardHead<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    d_o: &'a [f32],
+    delta: &'a [f32],
+    lse: &'a [f32],
+}
+
+/// One head's working memory in the backward, carved out of the thread's task workspace.
+struct HeadBuffers<'a> {
+    /// `Qᵀ` and `dOᵀ` tiles `[nt, hdp, BLOCK]`.
+    q_t: &'a mut [f32],
+    do_t: &'a mut [f32],
+    /// The `dQ` accumulator `[nt·BLOCK, hdp]`.
+    dq: &'a mut [f32],
+    /// `L_i · log₂e` per query row: the logsumexp in the base-2 units of `simd::exp2`.
+    lse2: &'a mut [f32],
+    /// One key tile of `Kᵀ`, `Vᵀ` `[hdp, BLOCK]`.
+    k_t: &'a mut [f32],
+    v_t: &'a mut [f32],
+    /// 64×64 tiles: `P`, `dP` then `dS`; and the `dK`, `dV` accumulators `[BLOCK, hdp]`.
+    p: &'a mut [f32],
+    ds: &'a mut [f32],
+    dk: &'a mut [f32],
+    dv: &'a mut [f32],
+}
+
+impl<'a> HeadBuffers<'a> {
+    /// The sizes of the buffers above, in field order.
+    fn sizes(g: &Geometry) -> [usize; 10] {
+        let (rows, tile, sq) = (g.nt * BLOCK * g.hdp, BLOCK * g.hdp, BLOCK * BLOCK);
+        [rows, rows, rows, g.nt * BLOCK, tile, tile, sq, sq, tile, tile]
+    }
+
+    fn floats(g: &Geometry) -> usize {
+        Self::sizes(g).iter().sum()
+    }
+
+    fn split(ws: &'a mut [f32], g: &Geometry) -> Self {
+        let [q_t, do_t, dq, lse2, k_t, v_t, p, ds, dk, dv] = split_parts(ws, Self::sizes(g));
+        HeadBuffers { q_t, do_t, dq, lse2, k_t, v_t, p, ds, dk, dv }
+    }
+}
+
+/// Cuts `ws` into consecutive parts of the given sizes.
+fn split_parts<const N: usize>(mut ws: &mut [f32], sizes: [usize; N]) -> [&mut [f32]; N] {
+    sizes.map(|n| {
+        let (part, rest) = std::mem::take(&mut ws).split_at_mut(n);
+        ws = rest;
+        part
+    })
+}
+
+/// One head's backward (see the module doc), writing its columns of `∂qkv` through `dst`.
+fn backward_head(
+    x: &BackwardHead,
+    buf: &mut HeadBuffers,
+    g: &Geometry,
+    bh: usize,
+    causal: bool,
+    dst: &DisjointOut,
+    accumulate: bool,
+) {
+    let hdp = g.hdp;
+    transpose_tiles(x.q, hdp, buf.q_t);
+    transpose_tiles(x.d_o, hdp, buf.do_t);
+    buf.dq.fill(0.0);
+    buf.lse2.fill(0.0);
+    buf.lse2.iter_mut().zip(x.lse).for_each(|(l2, &l)| *l2 = l * LOG2_E);
+    for kt in 0..g.nt {
+        let (c0, keys) = (kt * BLOCK, g.tile_rows(kt));
+        transpose(&x.k[c0 * hdp..], hdp, (BLOCK, hdp), buf.k_t, BLOCK);
+        transpose(&x.v[c0 * hdp..], hdp, (BLOCK, hdp), buf.v_t, BLOCK);
+        let first_qt = if causal { kt } else { 0 };
+        for qt in first_qt..g.nt {
+            tile_pair_backward(x, buf, g, (kt, qt), causal, qt == first_qt);
+        }
+        write_rows(dst, g, bh, 1, c0, keys, buf.dk, accumulate);
+        write_rows(dst, g, bh, 2, c0, keys, buf.dv, accumulate);
+    }
+    write_rows(dst, g, bh, 0, 0, g.seq, buf.dq, accumulate);
+}
+
+/// Key tile `kt` × query tile `qt` of the backward: recomputes `P`, adds this pair's terms to
+/// `dV_kt`, `dK_kt` (written instead when `first`) and `dQ_qt`.
+///
+/// On the causal diagonal with more than `HALF` queries the products skip the quarter where
+/// queries `0..HALF` meet keys `HALF..` (all masked); `P` and `dS` are zero there.
+fn tile_pair_backward(
+    x: &BackwardHead,
+    buf: &mut HeadBuffers,
+    g: &Geometry,
+    (kt, qt): (usize, usize),
+    causal: bool,
+    first: bool,
+) {
+    let hdp = g.hdp;
+    let (c0, keys, r0, rows) = (kt * BLOCK, g.tile_rows(kt), qt * BLOCK, g.tile_rows(qt));
+    // Key columns of the 64-wide tiles are padded to a multiple of 8 (masked to P = 0).
+    let kp = round8(keys);
+    let split = causal && kt == qt && rows > HALF;
+    let q_t = &buf.q_t[qt * hdp * BLOCK..][..hdp * BLOCK];
+    let do_t = &buf.do_t[qt * hdp * BLOCK..][..hdp * BLOCK];
+    let q = &x.q[r0 * hdp..][..rows * hdp];
+    let d_o = &x.d_o[r0 * hdp..][..rows * hdp];
+    let k = &x.k[c0 * hdp..][..BLOCK * hdp];
+    let h = HALF;
+    // Columns computed in row i: all, or the first HALF in the skipped quarter's rows.
+    let cols = |i: usize| if split && i < h { h } else { kp };
+    // S = Q_i K_jᵀ, then P = 2^(x·c − L·log₂e), 0 where masked.
+    if split {
+        tile_gemm((h, h, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+        let lower = &mut buf.p[h * BLOCK..];
+        tile_gemm((rows - h, kp, hdp), &q_t[h..], BLOCK, buf.k_t, BLOCK, lower, BLOCK, false);
+    } else {
+        tile_gemm((rows, kp, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+    }
+    let c = f32x8::splat(LOG2_E * g.inv_sqrt_hd());
+    for (i, p_row) in buf.p.chunks_exact_mut(BLOCK).take(rows).enumerate() {
+        let neg_lse = f32x8::splat(-buf.lse2[r0 + i]);
+        for ch in p_row[..cols(i)].chunks_exact_mut(LANES) {
+            store(ch, exp2(load(ch).mul_add(c, neg_lse)));
+        }
+        // Causal: query r0 + i sees keys up to itself (r0 ≥ c0 on these tiles).
+        let visible = if causal { keys.min(r0 + i + 1 - c0) } else { keys };
+        p_row[visible..kp].fill(0.0);
+    }
+    // dV_j += Pᵀ dO_i   (in the split, keys HALF.. meet only queries HALF..)
+    if split {
+        tile_gemm((h, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
+        let (p, dv) = (&buf.p[h * BLOCK + h..], &mut buf.dv[h * hdp..]);
+        tile_gemm((keys - h, hdp, rows - h), p, BLOCK, &d_o[h * hdp..], hdp, dv, hdp, !first);
+    } else {
+        tile_gemm((keys, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
+    }
+    // dP = dO_i V_jᵀ, then dS = P ∘ (dP − D) / sqrt(hd) in place.
+    if split {
+        tile_gemm((h, h, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+        let lower = &mut buf.ds[h * BLOCK..];
+        tile_gemm((rows - h, kp, hdp), &do_t[h..], BLOCK, buf.v_t, BLOCK, lower, BLOCK, false);
+    } else {
+        tile_gemm((rows, kp, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+    }
+    let scale = f32x8::splat(g.inv_sqrt_hd());
+    let ds_rows = buf.ds.chunks_exact_mut(BLOCK).zip(buf.p.chunks_exact(BLOCK)).take(rows);
+    for (i, (ds_row, p_row)) in ds_rows.enumerate() {
+        let delta = f32x8::splat(x.delta[r0 + i]);
+        let (computed, skipped) = ds_row[..kp].split_at_mut(cols(i));
+        for (d, p) in computed.chunks_exact_mut(LANES).zip(p_row.chunks_exact(LANES)) {
+            store(d, load(p) * (load(d) - delta) * scale);
+        }
+        skipped.fill(0.0);
+    }
+    // dK_j += dSᵀ Q_i
+    if split {
+        tile_gemm((h, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+        let (ds, dk) = (&buf.ds[h * BLOCK + h..], &mut buf.dk[h * hdp..]);
+        tile_gemm((keys - h, hdp, rows - h), ds, BLOCK, &q[h * hdp..], hdp, dk, hdp, !first);
+    } else {
+        tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+    }
+    // dQ_i += dS K_j   (dS row-major: the one product through `tile_gemm_nn`)
+    let dq = &mut buf.dq[r0 * hdp..][..rows * hdp];
+    if split {
+        tile_gemm_nn((h, hdp, h), buf.ds, BLOCK, k, hdp, dq, hdp, true);
+        let lower = &mut dq[h * hdp..];
+        tile_gemm_nn((rows - h, hdp, keys), &buf.ds[h * BLOCK..], BLOCK, k, hdp, lower, hdp, true);
+    } else {
+        tile_gemm_nn((rows, hdp, keys), buf.ds, BLOCK, k, hdp, dq, hdp, true);
+    }
+}
+
+/// Writes `n` padded rows `src: [n, hdp]` as rows `first..first+n` of part `part` (0 = ∂q,
+/// 1 = ∂k, 2 = ∂v) of head `bh` in `∂qkv: [B, T, 3d]`.
+#[allow(clippy::too_many_arguments)]
+fn write_rows(
+    dst: &DisjointOut,
+    g: &Geometry,
+    bh: usize,
+    part: usize,
+    first: usize,
+    n: usize,
+    src: &[f32],
+    accumulate: bool,
+) {
+    let (b, h) = (bh / g.n_head, bh % g.n_head);
+    for (i, row) in src.chunks_exact(g.hdp).take(n).enumerate() {
+        let at = g.qkv_offset(b, h, part) + (first + i) * 3 * g.d;
+        // SAFETY: head (b, h)'s columns of part `part` belong to this task alone.
+        unsafe { dst.put(at, &row[..g.hd], accumulate) };
+    }
+}
+
+/// Floats the forward allocates besides its outputs `o` and `lse`: the packed `Q`, `K`, `V`
+/// rows and `Kᵀ` tiles of every head, plus, per query-tile task, `Qᵀ`, `Sᵀ`, `Oᵀ` and the row
+/// statistics (counted as if all tasks ran at once). Linear in `T`: no `T×T` buffer exists.
+pub fn forward_workspace_floats(dims: AttentionDims) -> usize {
+    let g = Geometry::new(dims);
+    let per_tile = 3 * g.hdp * BLOCK + BLOCK * BLOCK + 2 * BLOCK;
+    g.batch * g.n_head * (4 * g.nt * BLOCK * g.hdp + g.nt * per_tile)
+}
+
+/// Floats the backward allocates besides its output `∂qkv`: the packed `Q`, `K`, `V`, `dO` rows
+/// and `D` of every head, plus one task's buffers (see `HeadBuffers`) per head, counted as if all
+/// `B·H` tasks ran at once. Linear in `T`.
+pub fn backward_workspace_floats(dims: AttentionDims) -> usize {
+    let g = Geometry::new(dims);
+    let shared = 4 * g.nt * BLOCK * g.hdp + g.nt * BLOCK;
+    g.batch * g.n_head * (shared + HeadBuffers::floats(&g))
+}

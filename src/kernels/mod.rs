@@ -1,0 +1,23 @@
+//! Hand-vectorised f32 kernels: the fast twins of plain reference ops.
+//!
+//! Each kernel here computes the same function as a readable reference elsewhere in the crate
+//! and is tested against it; the reference stays the definition.
+//!
+//! | module | kernel | reference twin |
+//! |---|---|---|
+//! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
+//! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
+//! | `simd` | f32x8 tile product, `exp2` | `tensor::gemm`, `f64::exp2` |
+//! | `bench` | median timings for `igpt bench attention` | — |
+//!
+//! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
+//! `.cargo/config.toml` (`-C target-cpu=x86-64-v3`) and onto two SSE halves otherwise.
+
+pub mod attention;
+pub mod bench;
+pub mod decode;
+pub mod simd;
+
+pub use attention::{flash_attention_backward, flash_attention_forward, FlashForward, BLOCK};
+pub use bench::{bench_attention, AttentionBench};
+pub use decode::KvCache;
