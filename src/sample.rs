@@ -19,7 +19,8 @@
 //! The paper samples with `τ = 1` and the full softmax (no top-k, no top-p): the defaults.
 
 use crate::error::{Error, Result};
-use crate::model::{Model, TokenBatch};
+use crate::model::decode::Decoder;
+use crate::model::Model;
 use crate::rng::{streams, Philox};
 
 /// How logits become a token.
@@ -114,29 +115,30 @@ pub fn sampling_uniform(seed: u64, b: usize, t: usize) -> f32 {
     Philox::new(seed).uniform_at(streams::SAMPLE + b as u64, t as u64)
 }
 
-/// Completes each of `prompts` (colour tokens, possibly empty) to `len` tokens by
-/// autoregressive sampling, SOS first. Sequence `b` draws its uniforms from stream
-/// `SAMPLE + b`. (This version re-runs the whole prefix for every token: simple, and fast
-/// enough for small images.)
+/// Completes each of `prompts` (colour tokens, possibly empty, possibly of different
+/// lengths) to `len` tokens by autoregressive sampling with a key/value cache. All sequences
+/// advance together: at position `t` sequence `b` is fed SOS (t = 0) or its token `t − 1`, and
+/// its token `t` is kept from the prompt or sampled with uniform `t` of stream `SAMPLE + b`.
 pub fn complete(model: &Model, prompts: &[Vec<usize>], len: usize, s: &SamplingSettings, seed: u64) -> Result<Vec<Vec<usize>>> {
     s.validate()?;
     if len > model.config.n_positions {
         return Err(Error::invalid(format!("{len} tokens exceed n_positions = {}", model.config.n_positions)));
     }
-    let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
-    if seqs.iter().any(|p| p.len() > len) {
-        return Err(Error::invalid(format!("a prompt is longer than {len} tokens")));
+    let colours = model.config.vocab_size - 1;
+    if prompts.iter().any(|p| p.len() > len || p.iter().any(|&t| t >= colours)) {
+        return Err(Error::invalid(format!("prompts must be at most {len} colour tokens (0..{colours})")));
     }
-    let start = seqs.iter().map(Vec::len).min().unwrap_or(len);
-    for t in start..len {
-        // Every sequence's input is SOS + its first t tokens.
-        let ids: Vec<i64> = seqs.iter().flat_map(|q| std::iter::once(model.config.sos() as i64).chain(q[..t].iter().map(|&x| x as i64))).collect();
-        let batch = TokenBatch::new(&ids, seqs.len(), t + 1, &model.config, "sampling")?;
-        let logits = model.forward(&batch, false).logits.ok_or_else(|| Error::invalid("the model has no lm_head"))?;
-        let v = logits.cols();
+    let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
+    if seqs.is_empty() {
+        return Ok(seqs);
+    }
+    let mut decoder = Decoder::new(model, seqs.len())?;
+    for t in 0..len {
+        let inputs: Vec<usize> = seqs.iter().map(|q| if t == 0 { model.config.sos() } else { q[t - 1] }).collect();
+        let logits = decoder.step(&inputs)?;
         for (b, q) in seqs.iter_mut().enumerate() {
             if q.len() == t {
-                let row = &logits.data()[(b * (t + 1) + t) * v..(b * (t + 1) + t + 1) * v];
+                let row = &logits.data()[b * colours..(b + 1) * colours];
                 q.push(choose_token(row, s, sampling_uniform(seed, b, t)));
             }
         }

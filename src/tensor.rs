@@ -57,6 +57,22 @@ pub trait Float:
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
 
+    /// `y = quick_gelu(x)` over a slice: the scalar definition by default; f32 overrides it
+    /// with the SIMD kernel (`kernels::activation`), which is tested against the definition.
+    fn quick_gelu_chunk(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = crate::ops::elementwise::quick_gelu_scalar(v);
+        }
+    }
+
+    /// `dx (+)= dy · quick_gelu'(x)` over a slice (see [`Float::quick_gelu_chunk`]).
+    fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
+        for i in 0..x.len() {
+            let d = dy[i] * crate::ops::elementwise::quick_gelu_grad(x[i]);
+            dx[i] = if accumulate { dx[i] + d } else { d };
+        }
+    }
+
     /// Raw BLAS-style GEMM on strided matrices (`matrixmultiply`'s `sgemm` or `dgemm`).
     ///
     /// # Safety
@@ -117,6 +133,12 @@ impl Float for f32 {
     }
     fn is_finite(self) -> bool {
         f32::is_finite(self)
+    }
+    fn quick_gelu_chunk(x: &[Self], y: &mut [Self]) {
+        crate::kernels::activation::quick_gelu_forward(x, y)
+    }
+    fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
+        crate::kernels::activation::quick_gelu_backward(x, dy, dx, accumulate)
     }
     unsafe fn gemm_raw(
         m: usize,
@@ -337,15 +359,34 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// The tile of C one parallel task computes: about a quarter of the rows (32 to 256, a multiple
-/// of 8) by about half the columns (128 to 1024, a multiple of 64). The tile shape depends only
-/// on the matrix shape — never on the thread count — so the split is deterministic; tiles are
-/// large enough to amortise `matrixmultiply`'s packing of A and B, which each call redoes, and
-/// numerous enough (up to 8) to keep a few cores busy.
-fn gemm_tile(m: usize, n: usize) -> (usize, usize) {
-    let tm = m.div_ceil(4).next_multiple_of(8).clamp(32, 256);
-    let tn = n.div_ceil(2).next_multiple_of(64).clamp(128, 1024);
-    (tm, tn)
+/// How many tiles a large product is cut into: enough to keep a few cores busy.
+const GEMM_TILES: usize = 4;
+
+/// The tile of C one parallel task computes. Each `matrixmultiply` call packs its own copies of
+/// A and B, so cutting C into `tiles_m × tiles_n` tiles costs `tiles_n·m·k + tiles_m·k·n`
+/// element copies. Among the splits into at least [`GEMM_TILES`] tiles (halving rows or columns,
+/// rows in multiples of 16, columns in multiples of 32), this picks the one that copies least.
+/// The choice depends only on the shapes — never on the thread count — so the split is
+/// deterministic.
+fn gemm_tile(m: usize, n: usize, k: usize) -> (usize, usize) {
+    let mut best = (m, n, usize::MAX);
+    for row_parts in [1, 2, 4, 8] {
+        for col_parts in [1, 2, 4, 8] {
+            let tm = m.div_ceil(row_parts).next_multiple_of(16).min(m);
+            let tn = n.div_ceil(col_parts).next_multiple_of(32).min(n);
+            let (tiles_m, tiles_n) = (m.div_ceil(tm), n.div_ceil(tn));
+            if tiles_m * tiles_n < GEMM_TILES.min(row_parts * col_parts) {
+                continue;
+            }
+            let copies = tiles_n * m * k + tiles_m * k * n;
+            let enough = tiles_m * tiles_n >= GEMM_TILES;
+            let best_enough = m.div_ceil(best.0) * n.div_ceil(best.1) >= GEMM_TILES;
+            if (enough && !best_enough) || (enough == best_enough && copies < best.2) {
+                best = (tm, tn, copies);
+            }
+        }
+    }
+    (best.0, best.1)
 }
 
 /// Products below this many multiply-adds run as one call: splitting would cost more than it saves.
@@ -396,7 +437,7 @@ pub fn gemm_ld<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut 
         block(0, m, 0, n);
         return;
     }
-    let (tm, tn) = gemm_tile(m, n);
+    let (tm, tn) = gemm_tile(m, n, k);
     let (tiles_m, tiles_n) = (m.div_ceil(tm), n.div_ceil(tn));
     (0..tiles_m * tiles_n).into_par_iter().for_each(|t| {
         let (r0, c0) = ((t / tiles_n) * tm, (t % tiles_n) * tn);

@@ -88,7 +88,7 @@ pub fn trunk<T: Float>(
         let x = ops::rms_norm(tape, h, p[w.ln_1], eps);
         let qkv = ops::linear(tape, x, p[w.c_attn_w], Some(p[w.c_attn_b]));
         let qkv = ops::reshape(tape, qkv, &[b, t, 3 * d]);
-        let a = ops::attention_reference(tape, qkv, config.n_head, input.causal);
+        let a = ops::attention(tape, qkv, config.n_head, input.causal);
         let a = ops::reshape(tape, a, &[b * t, d]);
         let a = ops::linear(tape, a, p[w.attn_proj_w], Some(p[w.attn_proj_b]));
         let a = drop(tape, a, config.resid_pdrop, 1 + 2 * l as u64, input.dropout);

@@ -19,6 +19,7 @@
 //! - **Classification**: `score(mean_t(ln_f output))`, mean cross-entropy against labels.
 
 pub mod config;
+pub mod decode;
 pub mod forward;
 pub mod hf;
 pub mod params;
