@@ -7,6 +7,7 @@
 use crate::error::Result;
 use crate::model::{Config, Model, Objective, TokenBatch};
 use crate::rng::Philox;
+use crate::sample::{complete, SamplingSettings};
 use crate::tensor::{gemm, MatRef};
 use crate::train::{AdamW, AdamWConfig};
 use std::time::Instant;
@@ -137,4 +138,37 @@ pub fn bench_train(name: &str, config: Config, batch: usize, seq: usize, reps: u
     let tokens_per_s = (batch * seq) as f64 / (ms * 1e-3);
     let gflops = tokens_per_s * train_flops_per_token(&model.config, seq) / 1e9;
     Ok(TrainBench { config: name.into(), batch, seq, median_ms: ms, tokens_per_s, gflops })
+}
+
+/// One sampling measurement: tokens per second of cached autoregressive sampling.
+#[derive(Clone, Debug)]
+pub struct SampleBench {
+    pub config: String,
+    pub batch: usize,
+    pub tokens: usize,
+    pub tokens_per_s: f64,
+}
+
+impl SampleBench {
+    /// `{"bench":"sample","config":…,"batch":…,"tokens":…,"tokens_per_s":…}` (tokens per second
+    /// summed over the batch).
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"sample\",\"config\":\"{}\",\"batch\":{},\"tokens\":{},\"tokens_per_s\":{:.1}}}",
+            self.config, self.batch, self.tokens, self.tokens_per_s
+        )
+    }
+}
+
+/// Times sampling `tokens` tokens for `batch` sequences from a randomly initialised `config`
+/// model (speed does not depend on the weights); one warm-up run of 8 tokens first.
+pub fn bench_sample(name: &str, config: Config, batch: usize, tokens: usize) -> Result<SampleBench> {
+    let model = Model::init(config, 0)?;
+    let settings = SamplingSettings::default();
+    let prompts = vec![Vec::new(); batch];
+    complete(&model, &prompts, tokens.min(8), &settings, 0)?;
+    let start = Instant::now();
+    complete(&model, &prompts, tokens, &settings, 0)?;
+    let tokens_per_s = (batch * tokens) as f64 / start.elapsed().as_secs_f64();
+    Ok(SampleBench { config: name.into(), batch, tokens, tokens_per_s })
 }

@@ -22,6 +22,7 @@ use crate::io::safetensors::{Dtype, SafeTensors};
 use crate::model::{Model, Objective, TokenBatch};
 use crate::ops;
 use crate::rng::Philox;
+use crate::sample::{choose_token, sampling_uniform, SamplingSettings};
 use crate::tensor::Tensor;
 use crate::train::{AdamW, AdamWConfig};
 
@@ -194,8 +195,41 @@ fn op_shape(op: &str, shape: &[usize], want: &str) -> Result<()> {
 /// Inputs of an op golden: (name, tensor, needs gradient).
 type OpInputs = Vec<(&'static str, Tensor<f32>, bool)>;
 
+/// The sampling golden: `logits [N, V]` (normals, std 2, stream 0) and, for row `i` drawn with
+/// the uniform of sequence `i`, position 0 (`sampling_uniform(seed, i, 0)`), the tokens chosen
+/// under four settings.
+fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
+    op_shape("sample", shape, "N,V")?;
+    let (n, v) = (shape[0], shape[1]);
+    let logits = normals(seed, 0, 2.0, shape);
+    let mut st = SafeTensors::new();
+    st.push_f32("logits", shape, logits.data())?;
+    let uniforms: Vec<f32> = (0..n).map(|i| sampling_uniform(seed, i, 0)).collect();
+    st.push_f32("uniforms", &[n], &uniforms)?;
+    let base = SamplingSettings::default();
+    let settings = [
+        ("tokens", base),
+        ("tokens.temperature_0.7", SamplingSettings { temperature: 0.7, ..base }),
+        ("tokens.top_k_5", SamplingSettings { top_k: Some(5), ..base }),
+        ("tokens.top_p_0.9", SamplingSettings { top_p: Some(0.9), ..base }),
+    ];
+    for (name, s) in settings {
+        let tokens: Vec<i64> = (0..n).map(|i| choose_token(&logits.data()[i * v..(i + 1) * v], &s, uniforms[i]) as i64).collect();
+        st.push_i64(name, &[n], &tokens)?;
+    }
+    st.metadata.push(("kind".into(), "op".into()));
+    st.metadata.push(("op".into(), "sample".into()));
+    st.metadata.push(("shape".into(), format!("{n},{v}")));
+    st.metadata.push(("seed".into(), seed.to_string()));
+    common_metadata(&mut st, &tolerance_json(Vec::new()))?;
+    Ok(st)
+}
+
 /// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC).
 pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
+    if op == "sample" {
+        return sample_golden(shape, seed);
+    }
     let mut tape = Tape::<f32>::new();
     let mut st = SafeTensors::new();
     let (inputs, ints): (OpInputs, Vec<(&str, Vec<usize>)>) = match op {

@@ -2,7 +2,9 @@
 
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
-use igpt::bench::{bench_sgemm, bench_train};
+use igpt::bench::{bench_sample, bench_sgemm, bench_train};
+use igpt::kernels::bench_attention;
+use igpt::ops::AttentionDims;
 use igpt::model::Config;
 use igpt::palette::{bench_kmeans, load_pixels_npy, KMeansOptions};
 use std::path::Path;
@@ -11,12 +13,15 @@ const CMD: Command = Command {
     name: "igpt bench",
     about:
         "Measure igpt's kernels; prints one JSON object per measurement (median of several runs).",
-    positionals: &[("WHAT", "sgemm | train | kmeans")],
+    positionals: &[("WHAT", "sgemm | attention | train | sample | kmeans")],
     flags: &[
         Flag::one("config", "NAME", "train: one preset (default: digits 64x64, small 4x1024, igpt-s 1x1024)"),
         Flag::one("batch", "B", "train: batch size for --config"),
         Flag::one("seq", "T", "train: tokens per sequence for --config (default n_positions)"),
         Flag::one("size", "N", "sgemm: one square size N (default: 256, 512, 1024, 2048)"),
+        Flag::one("shape", "BxHxTxD", "attention: one shape (default 1x8x1024x64 and 4x8x1024x32)"),
+        Flag::switch("bidirectional", "attention: no causal mask"),
+        Flag::one("tokens", "N", "sample: tokens per sequence (default n_positions)"),
         Flag::one("pixels", "FILE", "kmeans: pixels .npy (N, 3) to cluster (e.g. a photo set)"),
         Flag::one("k", "K", "kmeans: number of clusters (default 512)"),
         Flag::one("reps", "R", "timed repetitions per measurement (default 7)"),
@@ -43,6 +48,36 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             };
             for n in sizes {
                 println!("{}", pool.install(|| bench_sgemm(n, n, n, reps)).json());
+            }
+            Ok(())
+        }
+        "attention" => {
+            let shapes = match p.str("shape") {
+                Some(s) => vec![parse_bhtd(s)?],
+                None => vec![[1, 8, 1024, 64], [4, 8, 1024, 32]],
+            };
+            let causal = !p.switch("bidirectional");
+            for [b, h, t, d] in shapes {
+                let dims = AttentionDims { batch: b, seq: t, n_head: h, head_dim: d };
+                for r in pool.install(|| bench_attention(dims, causal, reps)) {
+                    println!(
+                        "{{\"bench\":\"attention\",\"pass\":\"{}\",\"B\":{b},\"H\":{h},\"T\":{t},\"D\":{d},\"causal\":{causal},\"median_ms\":{:.3}}}",
+                        r.pass, r.median_ms
+                    );
+                }
+            }
+            Ok(())
+        }
+        "sample" => {
+            let shapes = match p.str("config") {
+                Some(name) => vec![(name.to_string(), p.parse_or("batch", 1usize)?)],
+                None => vec![("igpt-s".into(), 1), ("igpt-s".into(), 8), ("small".into(), 1), ("small".into(), 8)],
+            };
+            for (name, batch) in shapes {
+                let config = Config::preset(&name)?;
+                let tokens = p.parse_or("tokens", config.n_positions)?;
+                let r = pool.install(|| bench_sample(&name, config, batch, tokens))?;
+                println!("{}", r.json());
             }
             Ok(())
         }
@@ -76,5 +111,14 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             "igpt bench: unknown benchmark '{other}' (see 'igpt bench --help')"
         ))
         .into()),
+    }
+}
+
+/// `BxHxTxD`, e.g. `1x8x1024x64`.
+fn parse_bhtd(s: &str) -> Result<[usize; 4], Failure> {
+    let v: Vec<usize> = s.split('x').filter_map(|x| x.parse().ok()).collect();
+    match v.as_slice() {
+        &[b, h, t, d] if b * h * t * d > 0 => Ok([b, h, t, d]),
+        _ => Err(Stop::Usage(format!("igpt bench: --shape must look like 1x8x1024x64, got '{s}'")).into()),
     }
 }

@@ -93,8 +93,8 @@ const GOLDEN: Command = Command {
         Flag::one("steps", "K", "also record the losses and parameters after K AdamW steps"),
         Flag::one("lr", "X", "AdamW learning rate for --steps (default 1e-3)"),
         Flag::one("weight-decay", "X", "AdamW decoupled weight decay for --steps (default 0)"),
-        Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, attention, attention_bidirectional, cross_entropy, embedding"),
-        Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm N,D; quick_gelu N,D; attention B,H,T,D; cross_entropy N,V; embedding V,D,N)"),
+        Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, attention, attention_bidirectional, cross_entropy, embedding, sample"),
+        Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm N,D; quick_gelu N,D; attention B,H,T,D; cross_entropy N,V; embedding V,D,N; sample N,V)"),
         Flag::one("out", "FILE", "output .safetensors"),
     ],
 };
