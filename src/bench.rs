@@ -120,17 +120,26 @@ pub fn train_flops_per_token(config: &Config, seq: usize) -> f64 {
 }
 
 /// Times full training steps of a freshly initialised `config` model on random colour tokens.
-pub fn bench_train(name: &str, config: Config, batch: usize, seq: usize, reps: usize) -> Result<TrainBench> {
+pub fn bench_train(
+    name: &str,
+    config: Config,
+    batch: usize,
+    seq: usize,
+    reps: usize,
+) -> Result<TrainBench> {
     let mut model = Model::init(config, 0)?;
     let colours = model.config.vocab_size as u32 - 1;
     let philox = Philox::new(1);
-    let ids: Vec<i64> = (0..(batch * seq) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
+    let ids: Vec<i64> =
+        (0..(batch * seq) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
     let tokens = TokenBatch::new(&ids, batch, seq, &model.config, "random tokens")?;
     let mut opt = AdamW::new(AdamWConfig::default(), &model.params);
     let mut failure = None;
-    let ms = median_ms(1, reps, || match model.loss_and_grads(&tokens, &Objective::Autoregressive, None) {
-        Ok((_, grads)) => opt.step(&mut model.params, &grads, 1e-4),
-        Err(e) => failure = Some(e),
+    let ms = median_ms(1, reps, || {
+        match model.loss_and_grads(&tokens, &Objective::Autoregressive, None) {
+            Ok((_, grads)) => opt.step(&mut model.params, &grads, 1e-4),
+            Err(e) => failure = Some(e),
+        }
     });
     if let Some(e) = failure {
         return Err(e);
@@ -162,7 +171,12 @@ impl SampleBench {
 
 /// Times sampling `tokens` tokens for `batch` sequences from a randomly initialised `config`
 /// model (speed does not depend on the weights); one warm-up run of 8 tokens first.
-pub fn bench_sample(name: &str, config: Config, batch: usize, tokens: usize) -> Result<SampleBench> {
+pub fn bench_sample(
+    name: &str,
+    config: Config,
+    batch: usize,
+    tokens: usize,
+) -> Result<SampleBench> {
     let model = Model::init(config, 0)?;
     let settings = SamplingSettings::default();
     let prompts = vec![Vec::new(); batch];

@@ -214,7 +214,9 @@ fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
         ("tokens.top_p_0.9", SamplingSettings { top_p: Some(0.9), ..base }),
     ];
     for (name, s) in settings {
-        let tokens: Vec<i64> = (0..n).map(|i| choose_token(&logits.data()[i * v..(i + 1) * v], &s, uniforms[i]) as i64).collect();
+        let tokens: Vec<i64> = (0..n)
+            .map(|i| choose_token(&logits.data()[i * v..(i + 1) * v], &s, uniforms[i]) as i64)
+            .collect();
         st.push_i64(name, &[n], &tokens)?;
     }
     st.metadata.push(("kind".into(), "op".into()));

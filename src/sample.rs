@@ -45,7 +45,10 @@ impl SamplingSettings {
     /// Rejects a negative or non-finite temperature, `k = 0`, and `p` outside (0, 1].
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::invalid(format!("temperature must be a non-negative number, got {}", self.temperature)));
+            return Err(Error::invalid(format!(
+                "temperature must be a non-negative number, got {}",
+                self.temperature
+            )));
         }
         if self.top_k == Some(0) {
             return Err(Error::invalid("top-k must be at least 1"));
@@ -83,7 +86,8 @@ pub fn choose_token(logits: &[f32], s: &SamplingSettings, u: f32) -> usize {
         return argmax(logits);
     }
     let m = logits[argmax(logits)];
-    let mut w: Vec<f64> = logits.iter().map(|&z| ((f64::from(z) - f64::from(m)) / s.temperature).exp()).collect();
+    let mut w: Vec<f64> =
+        logits.iter().map(|&z| ((f64::from(z) - f64::from(m)) / s.temperature).exp()).collect();
     let order = by_weight_desc(&w);
     if let Some(k) = s.top_k {
         order.iter().skip(k).for_each(|&i| w[i] = 0.0);
@@ -119,14 +123,25 @@ pub fn sampling_uniform(seed: u64, b: usize, t: usize) -> f32 {
 /// lengths) to `len` tokens by autoregressive sampling with a key/value cache. All sequences
 /// advance together: at position `t` sequence `b` is fed SOS (t = 0) or its token `t − 1`, and
 /// its token `t` is kept from the prompt or sampled with uniform `t` of stream `SAMPLE + b`.
-pub fn complete(model: &Model, prompts: &[Vec<usize>], len: usize, s: &SamplingSettings, seed: u64) -> Result<Vec<Vec<usize>>> {
+pub fn complete(
+    model: &Model,
+    prompts: &[Vec<usize>],
+    len: usize,
+    s: &SamplingSettings,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>> {
     s.validate()?;
     if len > model.config.n_positions {
-        return Err(Error::invalid(format!("{len} tokens exceed n_positions = {}", model.config.n_positions)));
+        return Err(Error::invalid(format!(
+            "{len} tokens exceed n_positions = {}",
+            model.config.n_positions
+        )));
     }
     let colours = model.config.vocab_size - 1;
     if prompts.iter().any(|p| p.len() > len || p.iter().any(|&t| t >= colours)) {
-        return Err(Error::invalid(format!("prompts must be at most {len} colour tokens (0..{colours})")));
+        return Err(Error::invalid(format!(
+            "prompts must be at most {len} colour tokens (0..{colours})"
+        )));
     }
     let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
     if seqs.is_empty() {
@@ -134,7 +149,8 @@ pub fn complete(model: &Model, prompts: &[Vec<usize>], len: usize, s: &SamplingS
     }
     let mut decoder = Decoder::new(model, seqs.len())?;
     for t in 0..len {
-        let inputs: Vec<usize> = seqs.iter().map(|q| if t == 0 { model.config.sos() } else { q[t - 1] }).collect();
+        let inputs: Vec<usize> =
+            seqs.iter().map(|q| if t == 0 { model.config.sos() } else { q[t - 1] }).collect();
         let logits = decoder.step(&inputs)?;
         for (b, q) in seqs.iter_mut().enumerate() {
             if q.len() == t {

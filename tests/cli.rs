@@ -172,15 +172,45 @@ fn palette_fit_and_quantize_match_the_transformers_tokens() {
     let (ours, theirs) = (ours.data.to_i64().unwrap(), theirs.data.to_i64().unwrap());
     // tokens_order.txt: grey_33x47 is row 0, rgb_40x33 row 4, rgba_20x20 row 7.
     for (k, row) in [0usize, 4, 7].into_iter().enumerate() {
-        assert_eq!(ours[k * 1024..(k + 1) * 1024], theirs[row * 1024..(row + 1) * 1024], "image {k}");
+        assert_eq!(
+            ours[k * 1024..(k + 1) * 1024],
+            theirs[row * 1024..(row + 1) * 1024],
+            "image {k}"
+        );
     }
     let palette = dir.join("palette.npy");
-    let o = igpt(&["palette", "fit", "--images", s(&fixtures.join("images")), "--k", "8", "--out", s(&palette)]);
+    let o = igpt(&[
+        "palette",
+        "fit",
+        "--images",
+        s(&fixtures.join("images")),
+        "--k",
+        "8",
+        "--out",
+        s(&palette),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("{\"k\":8,\"inertia\":"));
-    let o = igpt(&["palette", "fit", "--images", s(&fixtures.join("images")), "--k", "0", "--out", s(&palette)]);
+    let o = igpt(&[
+        "palette",
+        "fit",
+        "--images",
+        s(&fixtures.join("images")),
+        "--k",
+        "0",
+        "--out",
+        s(&palette),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let o = igpt(&["quantize", "--palette", s(&palette), "--images", s(&dir.join("nope.png")), "--out", s(&out)]);
+    let o = igpt(&[
+        "quantize",
+        "--palette",
+        s(&palette),
+        "--images",
+        s(&dir.join("nope.png")),
+        "--out",
+        s(&out),
+    ]);
     assert!(stderr(&o).contains("nope.png"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -192,20 +222,51 @@ fn train_sample_and_complete_on_the_digits() {
     let o = igpt(&["train", "--steps", "3", "--batch", "8", "--eval-every", "3", "--out", s(&run)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report = String::from_utf8_lossy(&o.stdout);
-    assert!(report.trim().starts_with("{\"test_nats_per_token\":") && report.contains("\"steps\":3"), "{report}");
+    assert!(
+        report.trim().starts_with("{\"test_nats_per_token\":") && report.contains("\"steps\":3"),
+        "{report}"
+    );
     assert!(stderr(&o).contains("step      3/3"), "{}", stderr(&o));
-    for f in ["config.json", "model.safetensors", "preprocessor_config.json", "loss.png", "samples.png", "completions.png", "log.csv"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "loss.png",
+        "samples.png",
+        "completions.png",
+        "log.csv",
+    ] {
         assert!(run.join(f).exists(), "{f}");
     }
     let grid = dir.join("grid.png");
     let tokens = dir.join("tokens.npy");
-    let o = igpt(&["sample", "--model", s(&run), "--n", "4", "--out", s(&grid), "--tokens-out", s(&tokens)]);
+    let o = igpt(&[
+        "sample",
+        "--model",
+        s(&run),
+        "--n",
+        "4",
+        "--out",
+        s(&grid),
+        "--tokens-out",
+        s(&tokens),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(igpt::io::npy::read_npy(&tokens).unwrap().shape, [4, 64]);
     let o = igpt(&["sample", "--model", s(&run), "--top-p", "1.5", "--out", s(&grid)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("top-p"), "{}", stderr(&o));
-    let o = igpt(&["complete", "--model", s(&run), "--images", s(&grid), "--keep-rows", "9", "--out", s(&grid)]);
+    let o = igpt(&[
+        "complete",
+        "--model",
+        s(&run),
+        "--images",
+        s(&grid),
+        "--keep-rows",
+        "9",
+        "--out",
+        s(&grid),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = igpt(&["train", "--steps", "3", "--batch", "8", "--lr", "-1", "--out", s(&run)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -27,8 +27,10 @@ fn model() -> Model {
 fn cached_logits_equal_the_full_forward_at_every_position() {
     let m = model();
     let (b, t) = (3, 40);
-    let ids: Vec<i64> = (0..b * t).map(|i| if i % t == 0 { 17 } else { (i * 7 % 17) as i64 }).collect();
-    let full = m.forward(&TokenBatch::new(&ids, b, t, &m.config, "t").unwrap(), false).logits.unwrap();
+    let ids: Vec<i64> =
+        (0..b * t).map(|i| if i % t == 0 { 17 } else { (i * 7 % 17) as i64 }).collect();
+    let full =
+        m.forward(&TokenBatch::new(&ids, b, t, &m.config, "t").unwrap(), false).logits.unwrap();
     let v = full.cols();
     let mut dec = Decoder::new(&m, b).unwrap();
     for pos in 0..t {
@@ -84,11 +86,16 @@ fn same_seed_same_images_for_1_and_2_threads() {
     let m = model();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| complete(&m, &vec![Vec::new(); 4], 40, &SamplingSettings::default(), 9).unwrap())
+        pool.install(|| {
+            complete(&m, &vec![Vec::new(); 4], 40, &SamplingSettings::default(), 9).unwrap()
+        })
     };
     let a = run(1);
     assert_eq!(a, run(2));
-    assert_ne!(a, complete(&m, &vec![Vec::new(); 4], 40, &SamplingSettings::default(), 10).unwrap());
+    assert_ne!(
+        a,
+        complete(&m, &vec![Vec::new(); 4], 40, &SamplingSettings::default(), 10).unwrap()
+    );
 }
 
 #[test]

@@ -80,7 +80,8 @@ fn run_until(data: &Splits, out: &Path, stop: usize) {
         }
         Ok(())
     };
-    let trainer = Trainer { data, cfg: recipe(20), out: out.to_path_buf(), on_checkpoint: Some(&hook) };
+    let trainer =
+        Trainer { data, cfg: recipe(20), out: out.to_path_buf(), on_checkpoint: Some(&hook) };
     let err = trainer.run(small_model(1), false, &mut |_: &Progress| {}).unwrap_err();
     assert!(err.to_string().contains("simulated kill"));
 }
@@ -106,7 +107,8 @@ fn a_crash_mid_write_leaves_the_last_checkpoint_intact() {
     run_until(&data, &out, 10);
     let state = std::fs::read(out.join(STATE_FILE)).unwrap();
     // A process killed while writing leaves only a partial temporary file behind.
-    std::fs::write(out.join(".trainer_state.safetensors.tmp-crashed"), &state[..state.len() / 2]).unwrap();
+    std::fs::write(out.join(".trainer_state.safetensors.tmp-crashed"), &state[..state.len() / 2])
+        .unwrap();
     assert_eq!(std::fs::read(out.join(STATE_FILE)).unwrap(), state);
     // The run resumes from step 10 and completes.
     let report = train(&data, recipe(20), &out, small_model(1), true);
@@ -159,7 +161,11 @@ fn cifar_binary_batches_load_and_quantise() {
         }
         v
     };
-    std::fs::write(dir.join("data_batch_1.bin"), [record(3, 255, 0, 0), record(7, 0, 0, 255)].concat()).unwrap();
+    std::fs::write(
+        dir.join("data_batch_1.bin"),
+        [record(3, 255, 0, 0), record(7, 0, 0, 255)].concat(),
+    )
+    .unwrap();
     std::fs::write(dir.join("test_batch.bin"), record(3, 250, 5, 5)).unwrap();
     let data = load_data(&format!("cifar10:{}", dir.display()), None, 0).unwrap();
     assert_eq!((data.train.len(), data.test.len()), (2, 1));

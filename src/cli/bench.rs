@@ -4,8 +4,8 @@ use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
 use igpt::bench::{bench_sample, bench_sgemm, bench_train};
 use igpt::kernels::bench_attention;
-use igpt::ops::AttentionDims;
 use igpt::model::Config;
+use igpt::ops::AttentionDims;
 use igpt::palette::{bench_kmeans, load_pixels_npy, KMeansOptions};
 use std::path::Path;
 
@@ -15,7 +15,11 @@ const CMD: Command = Command {
         "Measure igpt's kernels; prints one JSON object per measurement (median of several runs).",
     positionals: &[("WHAT", "sgemm | attention | train | sample | kmeans")],
     flags: &[
-        Flag::one("config", "NAME", "train: one preset (default: digits 64x64, small 4x1024, igpt-s 1x1024)"),
+        Flag::one(
+            "config",
+            "NAME",
+            "train: one preset (default: digits 64x64, small 4x1024, igpt-s 1x1024)",
+        ),
         Flag::one("batch", "B", "train: batch size for --config"),
         Flag::one("seq", "T", "train: tokens per sequence for --config (default n_positions)"),
         Flag::one("size", "N", "sgemm: one square size N (default: 256, 512, 1024, 2048)"),
@@ -71,7 +75,12 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         "sample" => {
             let shapes = match p.str("config") {
                 Some(name) => vec![(name.to_string(), p.parse_or("batch", 1usize)?)],
-                None => vec![("igpt-s".into(), 1), ("igpt-s".into(), 8), ("small".into(), 1), ("small".into(), 8)],
+                None => vec![
+                    ("igpt-s".into(), 1),
+                    ("igpt-s".into(), 8),
+                    ("small".into(), 1),
+                    ("small".into(), 8),
+                ],
             };
             for (name, batch) in shapes {
                 let config = Config::preset(&name)?;
@@ -82,10 +91,13 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             Ok(())
         }
         "kmeans" => {
-            let file = p.str("pixels").ok_or_else(|| Stop::Usage("igpt bench kmeans: --pixels FILE is required".into()))?;
+            let file = p.str("pixels").ok_or_else(|| {
+                Stop::Usage("igpt bench kmeans: --pixels FILE is required".into())
+            })?;
             let (points, channels) = load_pixels_npy(Path::new(file))?;
             let k = p.parse_or("k", 512usize)?;
-            let b = pool.install(|| bench_kmeans(&points, channels, k, reps, &KMeansOptions::default()))?;
+            let b = pool
+                .install(|| bench_kmeans(&points, channels, k, reps, &KMeansOptions::default()))?;
             println!(
                 "{{\"bench\":\"kmeans\",\"n\":{},\"k\":{},\"threads\":{},\"median_s\":{:.3},\"init_s\":{:.3},\"lloyd_s\":{:.3},\"inertia\":{},\"iterations\":{}}}",
                 b.n, b.k, b.threads, b.seconds, b.init_seconds, b.lloyd_seconds, b.inertia, b.iterations
@@ -99,11 +111,18 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                     let seq = p.parse_or("seq", config.n_positions)?;
                     vec![(name.to_string(), p.parse_or("batch", 4usize)?, seq)]
                 }
-                None => vec![("digits".into(), 64, 64), ("small".into(), 4, 1024), ("igpt-s".into(), 1, 1024)],
+                None => vec![
+                    ("digits".into(), 64, 64),
+                    ("small".into(), 4, 1024),
+                    ("igpt-s".into(), 1, 1024),
+                ],
             };
             for (name, batch, seq) in shapes {
                 let config = Config::preset(&name)?;
-                println!("{}", pool.install(|| bench_train(&name, config, batch, seq, reps))?.json());
+                println!(
+                    "{}",
+                    pool.install(|| bench_train(&name, config, batch, seq, reps))?.json()
+                );
             }
             Ok(())
         }
@@ -119,6 +138,7 @@ fn parse_bhtd(s: &str) -> Result<[usize; 4], Failure> {
     let v: Vec<usize> = s.split('x').filter_map(|x| x.parse().ok()).collect();
     match v.as_slice() {
         &[b, h, t, d] if b * h * t * d > 0 => Ok([b, h, t, d]),
-        _ => Err(Stop::Usage(format!("igpt bench: --shape must look like 1x8x1024x64, got '{s}'")).into()),
+        _ => Err(Stop::Usage(format!("igpt bench: --shape must look like 1x8x1024x64, got '{s}'"))
+            .into()),
     }
 }

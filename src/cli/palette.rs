@@ -2,13 +2,13 @@
 
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
+use igpt::data::sources::image_files;
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
 use igpt::palette::{
-    fit_kmeans, image_to_tokens, load_palette, load_pixels_npy, pixels_for_fit, read_preprocessor_config, save_palette_npy,
-    KMeansOptions, Palette,
+    fit_kmeans, image_to_tokens, load_palette, load_pixels_npy, pixels_for_fit,
+    read_preprocessor_config, save_palette_npy, KMeansOptions, Palette,
 };
 use igpt::plot::image_grid;
-use igpt::data::sources::image_files;
 use igpt::Error;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -34,20 +34,36 @@ const FIT: Command = Command {
 pub fn palette(argv: &[String]) -> Result<(), Failure> {
     match argv.first().map(String::as_str) {
         Some("fit") => fit(&argv[1..]),
-        Some("--help" | "-h") => Err(Stop::Help(format!("igpt palette fit: {}\n\nRun 'igpt palette fit --help'.\n", FIT.about)).into()),
-        other => Err(Stop::Usage(format!("igpt palette: expected 'fit', got {other:?} (see 'igpt palette fit --help')")).into()),
+        Some("--help" | "-h") => Err(Stop::Help(format!(
+            "igpt palette fit: {}\n\nRun 'igpt palette fit --help'.\n",
+            FIT.about
+        ))
+        .into()),
+        other => Err(Stop::Usage(format!(
+            "igpt palette: expected 'fit', got {other:?} (see 'igpt palette fit --help')"
+        ))
+        .into()),
     }
 }
 
 fn fit(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&FIT, argv)?;
-    let k = p.parse_opt::<usize>("k")?.ok_or_else(|| Stop::Usage("igpt palette fit: --k is required".into()))?;
+    let k = p
+        .parse_opt::<usize>("k")?
+        .ok_or_else(|| Stop::Usage("igpt palette fit: --k is required".into()))?;
     let out = PathBuf::from(p.required("out")?);
     let size = p.parse_or("size", 32usize)?;
     let (points, channels) = match (p.str("images"), p.str("pixels")) {
-        (Some(dir), None) => (pixels_for_fit(&image_paths(Path::new(dir))?, Some((size, size)))?, 3),
+        (Some(dir), None) => {
+            (pixels_for_fit(&image_paths(Path::new(dir))?, Some((size, size)))?, 3)
+        }
         (None, Some(file)) => load_pixels_npy(Path::new(file))?,
-        _ => return Err(Stop::Usage("igpt palette fit: give exactly one of --images DIR or --pixels FILE".into()).into()),
+        _ => {
+            return Err(Stop::Usage(
+                "igpt palette fit: give exactly one of --images DIR or --pixels FILE".into(),
+            )
+            .into())
+        }
     };
     let opts = KMeansOptions {
         seed: p.parse_or("seed", 0u64)?,
@@ -60,7 +76,10 @@ fn fit(argv: &[String]) -> Result<(), Failure> {
     let result = fit_kmeans(&points, n, channels, k, &opts)?;
     let seconds = start.elapsed().as_secs_f64();
     save_palette_npy(&Palette::from_centers(&result.centers, channels)?, &out)?;
-    println!("{{\"k\":{k},\"inertia\":{},\"iterations\":{},\"seconds\":{seconds:.3}}}", result.inertia, result.iterations);
+    println!(
+        "{{\"k\":{k},\"inertia\":{},\"iterations\":{},\"seconds\":{seconds:.3}}}",
+        result.inertia, result.iterations
+    );
     Ok(())
 }
 
@@ -68,7 +87,9 @@ fn fit(argv: &[String]) -> Result<(), Failure> {
 fn image_paths(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let files = image_files(dir)?;
     if files.is_empty() {
-        return Err(Error::invalid(format!("{}: no PNG or JPEG images found", dir.display())).into());
+        return Err(
+            Error::invalid(format!("{}: no PNG or JPEG images found", dir.display())).into()
+        );
     }
     Ok(files)
 }
@@ -104,18 +125,24 @@ pub fn quantize(argv: &[String]) -> Result<(), Failure> {
         Some(s) => (s, s),
         None => config_size.unwrap_or((32, 32)),
     };
-    let tokens: Vec<Vec<u32>> =
-        images.par_iter().map(|f| image_to_tokens(Path::new(f), &palette, size.0, size.1)).collect::<igpt::Result<_>>()?;
+    let tokens: Vec<Vec<u32>> = images
+        .par_iter()
+        .map(|f| image_to_tokens(Path::new(f), &palette, size.0, size.1))
+        .collect::<igpt::Result<_>>()?;
     let flat: Vec<i64> = tokens.iter().flatten().map(|&t| i64::from(t)).collect();
     let array = NpyArray::new(vec![images.len(), size.0 * size.1], NpyData::I64(flat))?;
     write_npy(Path::new(p.required("out")?), &array)?;
     if let Some(preview) = p.str("preview") {
         let pixels = tokens
             .iter()
-            .map(|t| igpt::palette::dequantize(t, &palette).map(|b| b.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect()))
+            .map(|t| {
+                igpt::palette::dequantize(t, &palette)
+                    .map(|b| b.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
+            })
             .collect::<igpt::Result<Vec<Vec<[u8; 3]>>>>()?;
         let scale = (96 / size.0.max(size.1)).max(1);
-        image_grid(&pixels, size.0, size.1, 8.min(pixels.len()), scale, 2)?.save_png(Path::new(preview))?;
+        image_grid(&pixels, size.0, size.1, 8.min(pixels.len()), scale, 2)?
+            .save_png(Path::new(preview))?;
     }
     eprintln!("igpt quantize: {} images → {}×{} tokens each", images.len(), size.0, size.1);
     Ok(())

@@ -60,7 +60,11 @@ const SAMPLE: Command = Command {
     about: "Draw unconditional samples from a model and save them as a PNG grid.",
     positionals: &[],
     flags: &[
-        Flag::one("model", "DIR", "model directory (with preprocessor_config.json, as igpt train writes)"),
+        Flag::one(
+            "model",
+            "DIR",
+            "model directory (with preprocessor_config.json, as igpt train writes)",
+        ),
         Flag::one("n", "N", "number of images (default 16)"),
         SAMPLING_FLAGS[0],
         SAMPLING_FLAGS[1],
@@ -113,19 +117,25 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
     let n = p.parse_or("n", 4usize)?;
     let files = p.many("images");
     if files.is_empty() || n == 0 {
-        return Err(Stop::Usage("igpt complete: give --images FILE... and a positive --n".into()).into());
+        return Err(
+            Stop::Usage("igpt complete: give --images FILE... and a positive --n".into()).into()
+        );
     }
     let out = Path::new(p.required("out")?);
     let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
     let keep_rows = p.parse_or("keep-rows", h / 2)?;
     if keep_rows > h {
-        return Err(Stop::Usage(format!("igpt complete: --keep-rows {keep_rows} is past the image height {h}")).into());
+        return Err(Stop::Usage(format!(
+            "igpt complete: --keep-rows {keep_rows} is past the image height {h}"
+        ))
+        .into());
     }
     let keep = keep_rows * w;
     let mut originals = Vec::new();
     let mut prompts = Vec::new();
     for f in files {
-        let tokens: Vec<usize> = image_to_tokens(Path::new(f), &palette, w, h)?.iter().map(|&t| t as usize).collect();
+        let tokens: Vec<usize> =
+            image_to_tokens(Path::new(f), &palette, w, h)?.iter().map(|&t| t as usize).collect();
         prompts.extend(std::iter::repeat_n(tokens[..keep].to_vec(), n));
         originals.push(tokens);
     }

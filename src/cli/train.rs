@@ -64,12 +64,20 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     cfg.objective = match p.str("objective").unwrap_or("ar") {
         "ar" => TrainObjective::Autoregressive,
         "bert" => TrainObjective::Bert,
-        other => return Err(Stop::Usage(format!("igpt train: --objective must be ar or bert, got '{other}'")).into()),
+        other => {
+            return Err(Stop::Usage(format!(
+                "igpt train: --objective must be ar or bert, got '{other}'"
+            ))
+            .into())
+        }
     };
     cfg.validate()?;
     let dropout = p.parse_or("dropout", 0.1f32)?;
     if !(0.0..1.0).contains(&dropout) {
-        return Err(Stop::Usage(format!("igpt train: --dropout must lie in [0, 1), got {dropout}")).into());
+        return Err(Stop::Usage(format!(
+            "igpt train: --dropout must lie in [0, 1), got {dropout}"
+        ))
+        .into());
     }
     let out = p.str("out").map(PathBuf::from).unwrap_or_else(|| default_out(data_spec));
     pool.install(|| {
@@ -130,7 +138,9 @@ fn default_out(data: &str) -> PathBuf {
 /// `step 120/1000  loss 1.2345 nats (1.781 bits)  lr 2.90e-03  31.2k tok/s  ETA 1m23s`
 fn print_progress(p: &Progress) {
     let r = p.row;
-    let test = r.test_loss.map_or(String::new(), |t| format!("  test {t:.4} ({:.3} bits)", t / std::f64::consts::LN_2));
+    let test = r.test_loss.map_or(String::new(), |t| {
+        format!("  test {t:.4} ({:.3} bits)", t / std::f64::consts::LN_2)
+    });
     eprintln!(
         "step {:>6}/{}  loss {:.4} nats ({:.3} bits){test}  lr {:.2e}  {:.1}k tok/s  ETA {}",
         r.step,

@@ -63,12 +63,21 @@ impl ImageSet {
             return err("empty image size".into());
         }
         if self.tokens.len() != self.labels.len() * self.seq_len() {
-            return err(format!("{} tokens for {} images of {} pixels", self.tokens.len(), self.labels.len(), self.seq_len()));
+            return err(format!(
+                "{} tokens for {} images of {} pixels",
+                self.tokens.len(),
+                self.labels.len(),
+                self.seq_len()
+            ));
         }
         if let Some(&t) = self.tokens.iter().find(|&&t| usize::from(t) >= self.palette.len()) {
-            return err(format!("token {t} is outside the palette of {} colours", self.palette.len()));
+            return err(format!(
+                "token {t} is outside the palette of {} colours",
+                self.palette.len()
+            ));
         }
-        if let Some(&l) = self.labels.iter().find(|&&l| usize::from(l) >= self.classes.len().max(1)) {
+        if let Some(&l) = self.labels.iter().find(|&&l| usize::from(l) >= self.classes.len().max(1))
+        {
             return err(format!("label {l} is outside the {} classes", self.classes.len()));
         }
         Ok(())

@@ -42,13 +42,21 @@ pub fn parse_digits_csv(text: &str, origin: &str) -> Result<ImageSet> {
     for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.trim().split(',').collect();
         if fields.len() != 65 {
-            return Err(Error::format(origin, format!("line {}: {} fields, expected 65", line_no + 1, fields.len())));
+            return Err(Error::format(
+                origin,
+                format!("line {}: {} fields, expected 65", line_no + 1, fields.len()),
+            ));
         }
         for (i, f) in fields.iter().enumerate() {
-            let v: u16 = f.trim().parse().map_err(|_| Error::format(origin, format!("line {}: '{f}' is not an integer", line_no + 1)))?;
+            let v: u16 = f.trim().parse().map_err(|_| {
+                Error::format(origin, format!("line {}: '{f}' is not an integer", line_no + 1))
+            })?;
             let bound = if i < 64 { DIGIT_LEVELS } else { 10 };
             if usize::from(v) >= bound {
-                return Err(Error::format(origin, format!("line {}: value {v} out of range 0..{bound}", line_no + 1)));
+                return Err(Error::format(
+                    origin,
+                    format!("line {}: value {v} out of range 0..{bound}", line_no + 1),
+                ));
             }
             if i < 64 {
                 set.tokens.push(v);
@@ -71,7 +79,11 @@ pub fn digits() -> Result<Splits> {
     Ok(Splits {
         train: all.slice(0..DIGITS_TRAIN_ROWS.min(n)),
         test: all.slice(DIGITS_TRAIN_ROWS.min(n)..n),
-        name: format!("digits (UCI, {} train / {} test)", DIGITS_TRAIN_ROWS.min(n), n - DIGITS_TRAIN_ROWS.min(n)),
+        name: format!(
+            "digits (UCI, {} train / {} test)",
+            DIGITS_TRAIN_ROWS.min(n),
+            n - DIGITS_TRAIN_ROWS.min(n)
+        ),
     })
 }
 
@@ -92,6 +104,9 @@ mod tests {
         let err = parse_digits_csv("1,2,3\n", "d.csv").unwrap_err().to_string();
         assert!(err.contains("d.csv: line 1: 3 fields"), "{err}");
         let row = format!("{}17", "0,".repeat(64));
-        assert!(parse_digits_csv(&row, "d.csv").unwrap_err().to_string().contains("out of range 0..10"));
+        assert!(parse_digits_csv(&row, "d.csv")
+            .unwrap_err()
+            .to_string()
+            .contains("out of range 0..10"));
     }
 }

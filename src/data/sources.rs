@@ -17,14 +17,17 @@
 use super::dataset::{ImageSet, Splits};
 use super::digits::digits;
 use crate::error::{Error, Result};
-use crate::palette::{fit_kmeans, load_image_rgb, load_palette, quantize_rgb8, KMeansOptions, Palette};
+use crate::palette::{
+    fit_kmeans, load_image_rgb, load_palette, quantize_rgb8, KMeansOptions, Palette,
+};
 use crate::rng::{streams, Philox};
 use std::path::{Path, PathBuf};
 
 /// Bytes per CIFAR-10 record: the label and 3·32·32 pixels.
 const CIFAR_RECORD: usize = 1 + 3 * 1024;
 /// The CIFAR-10 class names, by label.
-const CIFAR_CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+const CIFAR_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 /// Palette size fitted for photos (the paper's 9-bit palette).
 pub const PALETTE_SIZE: usize = 512;
 /// At most this many pixels are used to fit the palette.
@@ -65,16 +68,22 @@ pub fn load_data(spec: &str, palette: Option<&Path>, seed: u64) -> Result<Splits
 fn cifar_files(spec: &str) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let dir = Path::new(spec);
     let files: Vec<PathBuf> = if dir.is_dir() {
-        let mut f: Vec<PathBuf> = (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).filter(|p| p.exists()).collect();
+        let mut f: Vec<PathBuf> = (1..=5)
+            .map(|i| dir.join(format!("data_batch_{i}.bin")))
+            .filter(|p| p.exists())
+            .collect();
         f.push(dir.join("test_batch.bin"));
         f
     } else {
         spec.split(',').map(PathBuf::from).collect()
     };
-    let is_test = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_batch"));
+    let is_test =
+        |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_batch"));
     let (test, train): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(is_test);
     if train.is_empty() || test.is_empty() {
-        return Err(Error::invalid(format!("cifar10:{spec}: need training batches (data_batch_*.bin) and a test_batch.bin")));
+        return Err(Error::invalid(format!(
+            "cifar10:{spec}: need training batches (data_batch_*.bin) and a test_batch.bin"
+        )));
     }
     Ok((train, test))
 }
@@ -86,7 +95,13 @@ fn read_cifar(spec: &str) -> Result<(RgbSet, RgbSet)> {
 
 /// Parses CIFAR-10 binary batch files into one RGB set (planar RGB → interleaved).
 fn read_cifar_files(files: &[PathBuf]) -> Result<RgbSet> {
-    let mut set = RgbSet { width: 32, height: 32, pixels: Vec::new(), labels: Vec::new(), classes: CIFAR_CLASSES.map(String::from).to_vec() };
+    let mut set = RgbSet {
+        width: 32,
+        height: 32,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        classes: CIFAR_CLASSES.map(String::from).to_vec(),
+    };
     for path in files {
         let origin = path.display().to_string();
         let bytes = crate::io::read_bytes(path)?;
@@ -96,7 +111,10 @@ fn read_cifar_files(files: &[PathBuf]) -> Result<RgbSet> {
         }
         for (r, rec) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
             if rec[0] >= 10 {
-                return Err(Error::format(&origin, format!("record {r}: label {} is not 0..9", rec[0])));
+                return Err(Error::format(
+                    &origin,
+                    format!("record {r}: label {} is not 0..9", rec[0]),
+                ));
             }
             set.labels.push(u16::from(rec[0]));
             let planes = &rec[1..];
@@ -117,7 +135,9 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let path = entry.map_err(|e| Error::io(&d, e))?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_string_lossy().to_lowercase().as_str())) {
+            } else if path.extension().is_some_and(|e| {
+                ["png", "jpg", "jpeg"].contains(&e.to_string_lossy().to_lowercase().as_str())
+            }) {
                 out.push(path);
             }
         }
@@ -134,20 +154,32 @@ fn class_folders(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         if path.is_dir() {
             let files = image_files(&path)?;
             if !files.is_empty() {
-                classes.push((path.file_name().unwrap_or_default().to_string_lossy().into_owned(), files));
+                classes.push((
+                    path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                    files,
+                ));
             }
         }
     }
     classes.sort();
     if classes.is_empty() {
-        return Err(Error::invalid(format!("{}: no class sub-folders with PNG/JPEG images", dir.display())));
+        return Err(Error::invalid(format!(
+            "{}: no class sub-folders with PNG/JPEG images",
+            dir.display()
+        )));
     }
     Ok(classes)
 }
 
 /// Loads and resizes `files` (class label each) into an RGB set of 32×32 images.
 fn load_images(files: &[(PathBuf, u16)], classes: &[String]) -> Result<RgbSet> {
-    let mut set = RgbSet { width: 32, height: 32, pixels: Vec::new(), labels: Vec::new(), classes: classes.to_vec() };
+    let mut set = RgbSet {
+        width: 32,
+        height: 32,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        classes: classes.to_vec(),
+    };
     for (path, label) in files {
         let img = load_image_rgb(path)?.resize_pillow(32, 32)?;
         set.pixels.extend_from_slice(&img.pixels);
@@ -158,7 +190,10 @@ fn load_images(files: &[(PathBuf, u16)], classes: &[String]) -> Result<RgbSet> {
 
 fn read_folder(dir: &Path) -> Result<(RgbSet, RgbSet)> {
     if !dir.is_dir() {
-        return Err(Error::invalid(format!("--data {}: not 'digits', 'cifar10:PATH' or a directory", dir.display())));
+        return Err(Error::invalid(format!(
+            "--data {}: not 'digits', 'cifar10:PATH' or a directory",
+            dir.display()
+        )));
     }
     let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
     let (train, test, names) = if train_dir.is_dir() && test_dir.is_dir() {
@@ -167,10 +202,16 @@ fn read_folder(dir: &Path) -> Result<(RgbSet, RgbSet)> {
         let label = |n: &str| names.iter().position(|c| c == n);
         let mut test = Vec::new();
         for (n, files) in class_folders(&test_dir)? {
-            let l = label(&n).ok_or_else(|| Error::invalid(format!("{}: class '{n}' is not in train/", test_dir.display())))?;
+            let l = label(&n).ok_or_else(|| {
+                Error::invalid(format!("{}: class '{n}' is not in train/", test_dir.display()))
+            })?;
             test.extend(files.into_iter().map(|f| (f, l as u16)));
         }
-        let train = train_classes.into_iter().enumerate().flat_map(|(l, (_, f))| f.into_iter().map(move |p| (p, l as u16))).collect();
+        let train = train_classes
+            .into_iter()
+            .enumerate()
+            .flat_map(|(l, (_, f))| f.into_iter().map(move |p| (p, l as u16)))
+            .collect();
         (train, test, names)
     } else {
         let classes = class_folders(dir)?;
@@ -186,7 +227,10 @@ fn read_folder(dir: &Path) -> Result<(RgbSet, RgbSet)> {
         (train, test, names)
     };
     if train.is_empty() || test.is_empty() {
-        return Err(Error::invalid(format!("{}: need images for both a training and a test split", dir.display())));
+        return Err(Error::invalid(format!(
+            "{}: need images for both a training and a test split",
+            dir.display()
+        )));
     }
     Ok((load_images(&train, &names)?, load_images(&test, &names)?))
 }
@@ -200,7 +244,11 @@ fn fit_palette(train: &RgbSet, seed: u64) -> Result<Palette> {
     let mut distinct = std::collections::HashSet::new();
     for i in 0..take {
         // Pixel i of the subsample: word i of stream 6·2⁶⁰ (or every pixel when few).
-        let p = if take == n { i } else { (philox.u32_at(streams::PALETTE_PIXELS, i as u64) as usize) % n };
+        let p = if take == n {
+            i
+        } else {
+            (philox.u32_at(streams::PALETTE_PIXELS, i as u64) as usize) % n
+        };
         let rgb = &train.pixels[3 * p..3 * p + 3];
         distinct.insert([rgb[0], rgb[1], rgb[2]]);
         points.extend(rgb.iter().map(|&b| crate::palette::pixel_to_unit(b)));
@@ -214,7 +262,14 @@ fn fit_palette(train: &RgbSet, seed: u64) -> Result<Palette> {
 
 fn quantise(set: RgbSet, palette: &Palette) -> Result<ImageSet> {
     let tokens = quantize_rgb8(&set.pixels, palette)?.into_iter().map(|t| t as u16).collect();
-    let out = ImageSet { width: set.width, height: set.height, tokens, labels: set.labels, classes: set.classes, palette: palette.clone() };
+    let out = ImageSet {
+        width: set.width,
+        height: set.height,
+        tokens,
+        labels: set.labels,
+        classes: set.classes,
+        palette: palette.clone(),
+    };
     out.validate("quantised data")?;
     Ok(out)
 }

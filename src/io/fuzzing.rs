@@ -75,7 +75,8 @@ pub fn fuzz_config(data: &[u8]) -> bool {
     let Ok(json) = parse_json(data, "fuzz") else { return false };
     let Ok(config) = Config::from_json(&json, "fuzz") else { return false };
     config.validate("fuzz").expect("an accepted config must be valid");
-    let again = Config::from_json(&config.to_json(), "fuzz (written)").expect("written config rejected");
+    let again =
+        Config::from_json(&config.to_json(), "fuzz (written)").expect("written config rejected");
     assert_eq!(again, config, "config round trip changed the value");
     true
 }

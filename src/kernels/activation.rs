@@ -79,7 +79,12 @@ mod tests {
         quick_gelu_backward(&x, &dy, &mut dx, true);
         for i in 0..x.len() {
             let want = 1.0 + dy[i] * quick_gelu_grad(x[i]);
-            assert!((dx[i] - want).abs() <= 2e-6 * (1.0 + want.abs()), "x {}: {} vs {want}", x[i], dx[i]);
+            assert!(
+                (dx[i] - want).abs() <= 2e-6 * (1.0 + want.abs()),
+                "x {}: {} vs {want}",
+                x[i],
+                dx[i]
+            );
         }
     }
 }

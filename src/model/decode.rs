@@ -41,11 +41,12 @@ fn linear_rows(x: &[f32], rows: usize, w: &Tensor<f32>, b: &Tensor<f32>) -> Vec<
 fn norm_rows(x: &[f32], g: &Tensor<f32>, eps: f64) -> Vec<f32> {
     let d = g.len();
     let eps = eps as f32;
-    x.chunks(d).flat_map(|row| {
-        let s = rms(row, eps);
-        row.iter().zip(g.data()).map(move |(&v, &gi)| v / s * gi)
-    })
-    .collect()
+    x.chunks(d)
+        .flat_map(|row| {
+            let s = rms(row, eps);
+            row.iter().zip(g.data()).map(move |(&v, &gi)| v / s * gi)
+        })
+        .collect()
 }
 
 impl<'a> Decoder<'a> {
@@ -55,7 +56,9 @@ impl<'a> Decoder<'a> {
             return Err(Error::invalid("decoding needs a model with an lm_head"));
         }
         let c = &model.config;
-        let caches = (0..c.n_layer).map(|_| KvCache::new(batch, c.n_head, c.head_dim(), c.n_positions)).collect::<Result<_>>()?;
+        let caches = (0..c.n_layer)
+            .map(|_| KvCache::new(batch, c.n_head, c.head_dim(), c.n_positions))
+            .collect::<Result<_>>()?;
         Ok(Decoder { model, caches, batch, pos: 0 })
     }
 
@@ -70,15 +73,25 @@ impl<'a> Decoder<'a> {
         let (m, c) = (self.model, &self.model.config);
         let (b, d) = (self.batch, c.n_embd);
         if ids.len() != b || self.pos >= c.n_positions {
-            return Err(Error::invalid(format!("decode step: {} ids for {b} sequences at position {}", ids.len(), self.pos)));
+            return Err(Error::invalid(format!(
+                "decode step: {} ids for {b} sequences at position {}",
+                ids.len(),
+                self.pos
+            )));
         }
         if let Some(&bad) = ids.iter().find(|&&i| i >= c.vocab_size) {
-            return Err(Error::invalid(format!("decode step: token id {bad} outside 0..{}", c.vocab_size)));
+            return Err(Error::invalid(format!(
+                "decode step: token id {bad} outside 0..{}",
+                c.vocab_size
+            )));
         }
         let p = &m.params;
         let (wte, wpe) = (p[super::Layout::WTE].data(), p[super::Layout::WPE].data());
         let pos = self.pos;
-        let mut h: Vec<f32> = ids.iter().flat_map(|&id| (0..d).map(move |j| wte[id * d + j] + wpe[pos * d + j])).collect();
+        let mut h: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| (0..d).map(move |j| wte[id * d + j] + wpe[pos * d + j]))
+            .collect();
         for (l, cache) in self.caches.iter_mut().enumerate() {
             let w = m.layout.block(l);
             let x = norm_rows(&h, &p[w.ln_1], c.layer_norm_epsilon);

@@ -144,7 +144,9 @@ pub fn quick_gelu_grad<T: Float>(x: T) -> T {
 pub fn quick_gelu<T: Float>(tape: &mut Tape<T>, x: Var) -> Var {
     let xv = tape.value(x);
     let mut y = vec![T::ZERO; xv.len()];
-    y.par_chunks_mut(CHUNK).zip(xv.data().par_chunks(CHUNK)).for_each(|(y, x)| T::quick_gelu_chunk(x, y));
+    y.par_chunks_mut(CHUNK)
+        .zip(xv.data().par_chunks(CHUNK))
+        .for_each(|(y, x)| T::quick_gelu_chunk(x, y));
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x], QuickGeluBackward { x })
 }
@@ -158,9 +160,11 @@ impl<T: Float> Backward<T> for QuickGeluBackward {
         let xv = tape.value(self.x).data();
         if let Some(g) = grads.slot(tape, self.x) {
             let acc = g.accumulate;
-            g.buf.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).zip(dy.data().par_chunks(CHUNK)).for_each(
-                |((dx, x), dy)| T::quick_gelu_backward_chunk(x, dy, dx, acc),
-            );
+            g.buf
+                .par_chunks_mut(CHUNK)
+                .zip(xv.par_chunks(CHUNK))
+                .zip(dy.data().par_chunks(CHUNK))
+                .for_each(|((dx, x), dy)| T::quick_gelu_backward_chunk(x, dy, dx, acc));
         }
     }
 }

@@ -36,7 +36,9 @@ pub struct RunState {
 pub fn save_state(dir: &Path, state: &RunState, train_config: &str) -> Result<()> {
     let mut st = SafeTensors::new();
     let m = &state.model;
-    for (prefix, tensors) in [("param", &m.params), ("adam_m", &state.opt.m), ("adam_v", &state.opt.v)] {
+    for (prefix, tensors) in
+        [("param", &m.params), ("adam_m", &state.opt.m), ("adam_v", &state.opt.v)]
+    {
         for (spec, t) in m.specs.iter().zip(tensors.iter()) {
             st.push_f32(&format!("{prefix}.{}", spec.name), t.shape(), t.data())?;
         }
@@ -56,7 +58,10 @@ pub fn load_state(dir: &Path, fresh: RunState, train_config: &str) -> Result<Run
     let path = dir.join(STATE_FILE);
     let origin = path.display().to_string();
     let st = SafeTensors::read(&path)?;
-    let meta = |k: &str| st.get_metadata(k).ok_or_else(|| Error::format(&origin, format!("metadata '{k}' is missing")));
+    let meta = |k: &str| {
+        st.get_metadata(k)
+            .ok_or_else(|| Error::format(&origin, format!("metadata '{k}' is missing")))
+    };
     if meta("train_config")? != train_config {
         let msg = format!(
             "was written by a run with different settings; resume with the same flags\n  saved:   {}\n  now:     {train_config}",
@@ -68,14 +73,24 @@ pub fn load_state(dir: &Path, fresh: RunState, train_config: &str) -> Result<Run
         return Err(Error::format(&origin, "holds a model of a different configuration"));
     }
     let number = |k: &str| -> Result<usize> {
-        meta(k)?.parse().map_err(|_| Error::format(&origin, format!("metadata '{k}' is not a number")))
+        meta(k)?
+            .parse()
+            .map_err(|_| Error::format(&origin, format!("metadata '{k}' is not a number")))
     };
     let RunState { mut model, mut opt, .. } = fresh;
-    for (prefix, tensors) in [("param", &mut model.params), ("adam_m", &mut opt.m), ("adam_v", &mut opt.v)] {
+    for (prefix, tensors) in
+        [("param", &mut model.params), ("adam_m", &mut opt.m), ("adam_v", &mut opt.v)]
+    {
         for (spec, t) in model.specs.iter().zip(tensors.iter_mut()) {
             let (shape, data) = st.get_f32(&format!("{prefix}.{}", spec.name))?;
             if shape != spec.shape {
-                return Err(Error::format(&origin, format!("{prefix}.{} has shape {shape:?}, expected {:?}", spec.name, spec.shape)));
+                return Err(Error::format(
+                    &origin,
+                    format!(
+                        "{prefix}.{} has shape {shape:?}, expected {:?}",
+                        spec.name, spec.shape
+                    ),
+                ));
             }
             *t = Tensor::new(&shape, data);
         }

@@ -23,9 +23,20 @@ const CELL_PIXELS: usize = 48;
 const GAP: usize = 2;
 
 /// Writes `loss.png`, `samples.png`, `completions.png` and `preprocessor_config.json` into `dir`.
-pub fn draw_run_pictures(model: &Model, data: &Splits, dir: &Path, log: &[LogRow], seed: u64) -> Result<()> {
+pub fn draw_run_pictures(
+    model: &Model,
+    data: &Splits,
+    dir: &Path,
+    log: &[LogRow],
+    seed: u64,
+) -> Result<()> {
     let set = &data.test;
-    save_preprocessor_config(&set.palette, set.width, set.height, &dir.join("preprocessor_config.json"))?;
+    save_preprocessor_config(
+        &set.palette,
+        set.width,
+        set.height,
+        &dir.join("preprocessor_config.json"),
+    )?;
     draw_loss(log, &dir.join("loss.png"))?;
     let settings = SamplingSettings::default();
     let samples = complete(model, &vec![Vec::new(); SAMPLES], set.seq_len(), &settings, seed)?;
@@ -48,7 +59,12 @@ fn grid(data: &Splits, images: &[Vec<Rgb>], cols: usize) -> Result<Canvas> {
 }
 
 /// Each row: the original test image, its top half (bottom blanked), then completions.
-fn completion_grid(model: &Model, data: &Splits, settings: &SamplingSettings, seed: u64) -> Result<Canvas> {
+fn completion_grid(
+    model: &Model,
+    data: &Splits,
+    settings: &SamplingSettings,
+    seed: u64,
+) -> Result<Canvas> {
     let set = &data.test;
     let n = set.seq_len();
     let keep = (set.height / 2) * set.width;

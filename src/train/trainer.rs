@@ -88,20 +88,37 @@ impl TrainConfig {
     /// Checks the values a user can set.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        if self.steps == 0 || self.batch == 0 || self.eval_every == 0 || self.checkpoint_every == 0 || self.eval_images == 0 {
-            return bad("steps, batch, eval-every, checkpoint-every and eval-images must be positive".into());
+        if self.steps == 0
+            || self.batch == 0
+            || self.eval_every == 0
+            || self.checkpoint_every == 0
+            || self.eval_images == 0
+        {
+            return bad(
+                "steps, batch, eval-every, checkpoint-every and eval-images must be positive"
+                    .into(),
+            );
         }
         if self.accumulation == 0 || self.batch % self.accumulation != 0 {
-            return bad(format!("batch {} is not divisible into {} micro-batches", self.batch, self.accumulation));
+            return bad(format!(
+                "batch {} is not divisible into {} micro-batches",
+                self.batch, self.accumulation
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return bad(format!("learning rates must satisfy 0 <= min-lr <= lr, lr > 0 (lr {}, min-lr {})", self.lr, self.min_lr));
+            return bad(format!(
+                "learning rates must satisfy 0 <= min-lr <= lr, lr > 0 (lr {}, min-lr {})",
+                self.lr, self.min_lr
+            ));
         }
         if self.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             return bad("--clip must be positive".into());
         }
         let a = &self.adamw;
-        let valid = (0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2) && a.eps > 0.0 && a.weight_decay >= 0.0;
+        let valid = (0.0..1.0).contains(&a.beta1)
+            && (0.0..1.0).contains(&a.beta2)
+            && a.eps > 0.0
+            && a.weight_decay >= 0.0;
         if !valid {
             return bad("AdamW needs 0 <= beta < 1, eps > 0, weight decay >= 0".into());
         }
@@ -180,7 +197,8 @@ pub struct BatchOrder {
 
 impl BatchOrder {
     pub fn new(seed: u64, n: usize) -> Self {
-        let mut order = BatchOrder { philox: Philox::new(seed), n, epoch: usize::MAX, perm: Vec::new() };
+        let mut order =
+            BatchOrder { philox: Philox::new(seed), n, epoch: usize::MAX, perm: Vec::new() };
         order.load_epoch(0);
         order
     }
@@ -193,7 +211,8 @@ impl BatchOrder {
         let stream = streams::SHUFFLE + epoch as u64;
         self.perm = (0..self.n).collect();
         for i in (1..self.n).rev() {
-            let w = u64::from(self.philox.u32_at(stream, 2 * i as u64)) | (u64::from(self.philox.u32_at(stream, 2 * i as u64 + 1)) << 32);
+            let w = u64::from(self.philox.u32_at(stream, 2 * i as u64))
+                | (u64::from(self.philox.u32_at(stream, 2 * i as u64 + 1)) << 32);
             self.perm.swap(i, (w % (i as u64 + 1)) as usize);
         }
         self.epoch = epoch;
@@ -215,7 +234,11 @@ fn step_samples(order: &mut BatchOrder, cfg: &TrainConfig, step: usize) -> Vec<(
 }
 
 /// The token batch of the given samples of `set`.
-fn gather(set: &ImageSet, samples: &[(usize, bool)], config_check: &crate::model::Config) -> Result<TokenBatch> {
+fn gather(
+    set: &ImageSet,
+    samples: &[(usize, bool)],
+    config_check: &crate::model::Config,
+) -> Result<TokenBatch> {
     let t = set.seq_len();
     let mut ids = Vec::with_capacity(samples.len() * t);
     for &(i, flip) in samples {
@@ -229,12 +252,19 @@ fn gather(set: &ImageSet, samples: &[(usize, bool)], config_check: &crate::model
 fn objective_for(cfg: &TrainConfig, batch: &TokenBatch, mask_stream: u64) -> Objective {
     match cfg.objective {
         TrainObjective::Autoregressive => Objective::Autoregressive,
-        TrainObjective::Bert => Objective::Bert { mask: bert_mask(Philox::new(cfg.seed), mask_stream, batch.ids.len(), 0.15) },
+        TrainObjective::Bert => Objective::Bert {
+            mask: bert_mask(Philox::new(cfg.seed), mask_stream, batch.ids.len(), 0.15),
+        },
     }
 }
 
 /// Loss (nats per token) and averaged gradients of one step, micro-batch by micro-batch.
-fn loss_and_grads(model: &Model, batch: &TokenBatch, cfg: &TrainConfig, step: usize) -> Result<(f64, Vec<Tensor<f32>>)> {
+fn loss_and_grads(
+    model: &Model,
+    batch: &TokenBatch,
+    cfg: &TrainConfig,
+    step: usize,
+) -> Result<(f64, Vec<Tensor<f32>>)> {
     let micro = cfg.batch / cfg.accumulation;
     let t = batch.seq;
     let dropout = Some(DropoutRng { philox: Philox::new(cfg.seed), step: step as u64 });
@@ -243,9 +273,15 @@ fn loss_and_grads(model: &Model, batch: &TokenBatch, cfg: &TrainConfig, step: us
     let mut sum: Option<Vec<Tensor<f32>>> = None;
     for k in 0..cfg.accumulation {
         let rows = k * micro..(k + 1) * micro;
-        let mb = TokenBatch { ids: batch.ids[rows.start * t..rows.end * t].to_vec(), batch: micro, seq: t };
+        let mb = TokenBatch {
+            ids: batch.ids[rows.start * t..rows.end * t].to_vec(),
+            batch: micro,
+            seq: t,
+        };
         let obj = match &objective {
-            Objective::Bert { mask } => Objective::Bert { mask: mask[rows.start * t..rows.end * t].to_vec() },
+            Objective::Bert { mask } => {
+                Objective::Bert { mask: mask[rows.start * t..rows.end * t].to_vec() }
+            }
             other => other.clone(),
         };
         let (loss, grads) = model.loss_and_grads(&mb, &obj, dropout)?;
@@ -269,14 +305,20 @@ fn loss_and_grads(model: &Model, batch: &TokenBatch, cfg: &TrainConfig, step: us
 }
 
 /// Mean loss (nats per token) over up to `max_images` images of `set`, in eval mode.
-pub fn evaluate(model: &Model, set: &ImageSet, cfg: &TrainConfig, max_images: usize) -> Result<f64> {
+pub fn evaluate(
+    model: &Model,
+    set: &ImageSet,
+    cfg: &TrainConfig,
+    max_images: usize,
+) -> Result<f64> {
     let n = set.len().min(max_images);
     if n == 0 {
         return Err(Error::invalid("cannot evaluate on an empty split"));
     }
     let (mut weighted, mut count) = (0.0, 0usize);
     for (chunk, start) in (0..n).step_by(cfg.batch).enumerate() {
-        let samples: Vec<(usize, bool)> = (start..(start + cfg.batch).min(n)).map(|i| (i, false)).collect();
+        let samples: Vec<(usize, bool)> =
+            (start..(start + cfg.batch).min(n)).map(|i| (i, false)).collect();
         let batch = gather(set, &samples, &model.config)?;
         // Evaluation masks live far above any training step's.
         let objective = objective_for(cfg, &batch, streams::BERT_MASK + (1 << 40) + chunk as u64);
@@ -302,7 +344,12 @@ pub struct Trainer<'a> {
 impl Trainer<'_> {
     /// Runs to `cfg.steps`, starting from `model` or, with `resume`, from the checkpoint in
     /// `out`. `progress` is called after every logged step.
-    pub fn run(&self, model: Model, resume: bool, progress: &mut dyn FnMut(&Progress)) -> Result<TrainReport> {
+    pub fn run(
+        &self,
+        model: Model,
+        resume: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<TrainReport> {
         self.cfg.validate()?;
         let cfg = &self.cfg;
         let train = &self.data.train;
@@ -310,7 +357,11 @@ impl Trainer<'_> {
             return Err(Error::invalid("the training and test splits must both hold images"));
         }
         if train.seq_len() > model.config.n_positions {
-            return Err(Error::invalid(format!("images of {} tokens exceed n_positions = {}", train.seq_len(), model.config.n_positions)));
+            return Err(Error::invalid(format!(
+                "images of {} tokens exceed n_positions = {}",
+                train.seq_len(),
+                model.config.n_positions
+            )));
         }
         std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))?;
         let cfg_json = cfg.to_json()?;
@@ -319,10 +370,17 @@ impl Trainer<'_> {
         let mut log = Vec::new();
         if resume {
             if !self.out.join(STATE_FILE).exists() {
-                return Err(Error::invalid(format!("--resume: no {} in {}", STATE_FILE, self.out.display())));
+                return Err(Error::invalid(format!(
+                    "--resume: no {} in {}",
+                    STATE_FILE,
+                    self.out.display()
+                )));
             }
             state = load_state(&self.out, state, &cfg_json)?;
-            log = read_log(&self.out.join(LOG_FILE))?.into_iter().filter(|r| r.step <= state.step).collect();
+            log = read_log(&self.out.join(LOG_FILE))?
+                .into_iter()
+                .filter(|r| r.step <= state.step)
+                .collect();
         }
         let schedule = cfg.schedule();
         let mut order = BatchOrder::new(cfg.seed, train.len());
@@ -355,7 +413,11 @@ impl Trainer<'_> {
             let done = state.step == cfg.steps;
             let eval_now = state.step % cfg.eval_every == 0 || done;
             if eval_now || since.elapsed().as_secs_f64() >= 1.0 {
-                let test_loss = if eval_now { Some(evaluate(&state.model, &self.data.test, cfg, cfg.eval_images)?) } else { None };
+                let test_loss = if eval_now {
+                    Some(evaluate(&state.model, &self.data.test, cfg, cfg.eval_images)?)
+                } else {
+                    None
+                };
                 let elapsed = since.elapsed().as_secs_f64().max(1e-9);
                 let row = LogRow {
                     step: state.step,
@@ -401,13 +463,16 @@ impl Trainer<'_> {
 
 /// The CSV log inside a run directory.
 pub const LOG_FILE: &str = "log.csv";
-const LOG_HEADER: &str = "step,lr,train_nats,train_bits,test_nats,test_bits,grad_norm,tokens_per_s,seconds";
+const LOG_HEADER: &str =
+    "step,lr,train_nats,train_bits,test_nats,test_bits,grad_norm,tokens_per_s,seconds";
 
 fn write_log(path: &Path, log: &[LogRow]) -> Result<()> {
     let bits = std::f64::consts::LN_2;
     let mut text = format!("{LOG_HEADER}\n");
     for r in log {
-        let (tn, tb) = r.test_loss.map_or((String::new(), String::new()), |t| (format!("{t:.6}"), format!("{:.6}", t / bits)));
+        let (tn, tb) = r.test_loss.map_or((String::new(), String::new()), |t| {
+            (format!("{t:.6}"), format!("{:.6}", t / bits))
+        });
         text.push_str(&format!(
             "{},{:.6e},{:.6},{:.6},{tn},{tb},{:.4},{:.1},{:.3}\n",
             r.step,
@@ -427,13 +492,21 @@ fn read_log(path: &Path) -> Result<Vec<LogRow>> {
         return Ok(Vec::new());
     }
     let origin = path.display().to_string();
-    let text = String::from_utf8(crate::io::read_bytes(path)?).map_err(|_| Error::format(&origin, "not UTF-8"))?;
+    let text = String::from_utf8(crate::io::read_bytes(path)?)
+        .map_err(|_| Error::format(&origin, "not UTF-8"))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let num = |k: usize| -> Result<f64> { f.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| Error::format(&origin, format!("line {}: bad field {k}", i + 1))) };
+        let num = |k: usize| -> Result<f64> {
+            f.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::format(&origin, format!("line {}: bad field {k}", i + 1)))
+        };
         if f.len() != 9 {
-            return Err(Error::format(&origin, format!("line {}: {} fields, expected 9", i + 1, f.len())));
+            return Err(Error::format(
+                &origin,
+                format!("line {}: {} fields, expected 9", i + 1, f.len()),
+            ));
         }
         rows.push(LogRow {
             step: num(0)? as usize,
