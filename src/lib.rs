@@ -8,6 +8,7 @@ pub mod golden;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod probe;
 pub mod rng;
 pub mod tensor;
 pub mod train;
