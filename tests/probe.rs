@@ -456,11 +456,14 @@ fn absent_classes_get_no_parameters_and_are_never_predicted() {
 fn standardisation_uses_population_std_and_keeps_constant_columns_finite() {
     let train =
         Tensor::new(&[4, 3], vec![1.0, 5.0, 2.0, 3.0, 5.0, 2.0, 5.0, 5.0, 2.0, 7.0, 5.0, 2.0]);
-    let s = Standardizer::fit(&train);
+    let s = Standardizer::fit(&train).unwrap();
     assert_eq!(s.mean, vec![4.0, 5.0, 2.0]);
     assert_eq!(s.scale, vec![5f64.sqrt(), 1.0, 1.0]);
     let test = Tensor::new(&[1, 3], vec![4.0, 6.0, 2.0]);
-    assert_eq!(s.apply(&test).data(), &[0.0, 1.0, 0.0]);
+    assert_eq!(s.apply(&test).unwrap().data(), &[0.0, 1.0, 0.0]);
+    assert!(s.apply(&Tensor::new(&[1, 2], vec![0.0; 2])).is_err());
+    assert!(Standardizer::fit(&Tensor::new(&[0, 3], vec![])).is_err());
+    assert!(Standardizer::fit(&Tensor::new(&[1, 1], vec![f32::NAN])).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------

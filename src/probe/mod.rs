@@ -109,8 +109,8 @@ pub fn probe(
         return Err(Error::invalid("the training split holds fewer than 2 classes"));
     }
     let folds = assign_folds(train_y, opts.folds, opts.scheme)?;
-    let standardizer = Standardizer::fit(train_x);
-    let (train, test) = (standardizer.apply(train_x), standardizer.apply(test_x));
+    let standardizer = Standardizer::fit(train_x)?;
+    let (train, test) = (standardizer.apply(train_x)?, standardizer.apply(test_x)?);
     let cv = cross_validate(&train, train_y, n_classes, &opts.grid, &folds, &opts.solver)?;
     let c = opts.grid[cv.best];
     let all_train: Vec<usize> = (0..train_y.len()).collect();

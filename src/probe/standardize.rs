@@ -11,6 +11,7 @@
 //! division by zero. Sums run over rows in fixed blocks combined in block order
 //! ([`sum_rows_fixed_order`]), so the statistics do not depend on the thread count.
 
+use crate::error::{Error, Result};
 use crate::tensor::{sum_rows_fixed_order, Tensor};
 use rayon::prelude::*;
 
@@ -23,9 +24,15 @@ pub struct Standardizer {
 }
 
 impl Standardizer {
-    /// The statistics of the rows of `x` (`[N, D]`, N ≥ 1, finite: the caller checks).
-    pub fn fit(x: &Tensor<f32>) -> Standardizer {
+    /// The statistics of the rows of `x`: a non-empty `[N, D]` matrix of finite values.
+    pub fn fit(x: &Tensor<f32>) -> Result<Standardizer> {
         let (n, d) = (x.rows(), x.cols());
+        if x.shape().len() != 2 || n == 0 || d == 0 || !x.all_finite() {
+            return Err(Error::invalid(format!(
+                "standardisation needs a non-empty matrix of finite values, got shape {:?}",
+                x.shape()
+            )));
+        }
         let row = |r: usize| &x.data()[r * d..(r + 1) * d];
         let sums = sum_rows_fixed_order(n, d, |r, acc: &mut [f64]| {
             for (a, &v) in acc.iter_mut().zip(row(r)) {
@@ -50,18 +57,23 @@ impl Standardizer {
                 }
             })
             .collect();
-        Standardizer { mean, scale }
+        Ok(Standardizer { mean, scale })
     }
 
     /// `(x − μ) / s` for every row of `x` (`[M, D]` with the fitted D), in f64.
-    pub fn apply(&self, x: &Tensor<f32>) -> Tensor<f64> {
+    pub fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f64>> {
         let d = self.mean.len();
+        if x.shape().len() != 2 || x.cols() != d {
+            let msg =
+                format!("features of shape {:?} for a standardiser of {d} columns", x.shape());
+            return Err(Error::invalid(msg));
+        }
         let mut out = vec![0.0; x.len()];
-        out.par_chunks_mut(d.max(1)).zip(x.data().par_chunks(d.max(1))).for_each(|(o, row)| {
+        out.par_chunks_mut(d).zip(x.data().par_chunks(d)).for_each(|(o, row)| {
             for (j, (o, &v)) in o.iter_mut().zip(row).enumerate() {
                 *o = (f64::from(v) - self.mean[j]) / self.scale[j];
             }
         });
-        Tensor::new(&[x.rows(), d], out)
+        Ok(Tensor::new(&[x.rows(), d], out))
     }
 }
