@@ -12,6 +12,7 @@ pub mod model;
 pub mod ops;
 pub mod palette;
 pub mod plot;
+pub mod probe;
 pub mod rng;
 pub mod sample;
 pub mod tensor;
