@@ -268,6 +268,17 @@ fn train_sample_and_complete_on_the_digits() {
         s(&grid),
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = igpt(&["probe", "--model", s(&run), "--layers", "0,2", "--max-images", "150"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with("{\"layer\":0,\"accuracy\":")
+            && lines[2].starts_with("{\"layer\":\"pixels\""),
+        "{lines:?}"
+    );
+    let o = igpt(&["probe", "--model", s(&run), "--layers", "9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = igpt(&["train", "--steps", "3", "--batch", "8", "--lr", "-1", "--out", s(&run)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -6,6 +6,7 @@
 mod bench;
 mod model;
 mod palette;
+mod probe;
 mod sample;
 mod train;
 
@@ -36,6 +37,7 @@ const COMMANDS: &[(&str, &str, Run)] = &[
     ("train", "train a model (default: the digits preset on the embedded digits)", train::run),
     ("sample", "draw images from a model into a PNG grid", sample::sample),
     ("complete", "complete the bottom of images, like the paper's figure", sample::complete_cmd),
+    ("probe", "linear-probe accuracy of a model's features at every layer", probe::run),
     ("palette", "fit a k-means colour palette (igpt palette fit …)", palette::palette),
     ("quantize", "turn images into token ids with a palette", palette::quantize),
     ("init", "create a model with the paper's initialisation", model::init),

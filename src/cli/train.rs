@@ -48,6 +48,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         .build()
         .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")))?;
     let mut cfg = TrainConfig::digits_default();
+    cfg.data = data_spec.to_string();
     cfg.steps = p.parse_or("steps", cfg.steps)?;
     cfg.batch = p.parse_or("batch", cfg.batch)?;
     cfg.accumulation = p.parse_or("accumulation", cfg.accumulation)?;

@@ -39,6 +39,9 @@ pub enum TrainObjective {
 /// Everything that defines a run besides the model and the data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// The `--data` specification (`digits`, `cifar10:PATH`, a folder), recorded so that
+    /// `igpt probe` can find the data a run was trained on.
+    pub data: String,
     pub steps: usize,
     /// Images per optimizer step.
     pub batch: usize,
@@ -68,6 +71,7 @@ impl TrainConfig {
     /// cosine to 0 over 1000 steps, clipping at 1.
     pub fn digits_default() -> TrainConfig {
         TrainConfig {
+            data: "digits".into(),
             steps: 1000,
             batch: 64,
             accumulation: 1,
@@ -132,6 +136,7 @@ impl TrainConfig {
             TrainObjective::Bert => "bert",
         };
         let members: Vec<(String, Json)> = vec![
+            ("data".into(), self.data.as_str().into()),
             ("steps".into(), self.steps.into()),
             ("batch".into(), self.batch.into()),
             ("accumulation".into(), self.accumulation.into()),

@@ -1,0 +1,152 @@
+//! `igpt probe`: linear-probe accuracy of a model's features at every layer, plus the raw-pixel
+//! baseline — the representation half of iGPT.
+
+use super::Failure;
+use igpt::args::{parse, Command, Flag, Stop};
+use igpt::data::{load_data, ImageSet};
+use igpt::io::json::{parse_json, Json};
+use igpt::io::safetensors::SafeTensors;
+use igpt::model::{Model, TokenBatch};
+use igpt::palette::dequantize;
+use igpt::probe::{
+    all_layers, extract_features, pixel_features, probe, FeatureInput, FeatureOptions, ProbeOptions,
+};
+use igpt::train::checkpoint::STATE_FILE;
+use igpt::Error;
+use std::path::Path;
+
+const PROBE: Command = Command {
+    name: "igpt probe",
+    about: "Linear-probe accuracy of a model's features (mean-pooled ln_1 input of each block, ln_f output at L) and of raw pixels.",
+    positionals: &[],
+    flags: &[
+        Flag::one("model", "DIR", "model directory (a run directory of igpt train)"),
+        Flag::one("data", "digits|DIR|cifar10:PATH", "labelled data (default: what the run was trained on, else digits)"),
+        Flag::one("layers", "all|L1,L2,…", "layers to probe, 0..=n_layer (default all)"),
+        Flag::switch("bert", "features of an unmasked, bidirectional input (BERT models)"),
+        Flag::one("max-images", "N", "use at most N images of each split (default all)"),
+    ],
+};
+
+/// The `data` recorded in a run's checkpoint, if any.
+fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
+    let path = dir.join(STATE_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let st = SafeTensors::read(&path)?;
+    let Some(text) = st.get_metadata("train_config") else { return Ok(None) };
+    let json = parse_json(text.as_bytes(), &path.display().to_string())?;
+    Ok(json.get("data").and_then(Json::as_str).map(String::from))
+}
+
+/// Colour ids and labels of the first `max` images of `set`.
+fn batch_of(
+    set: &ImageSet,
+    model: &Model,
+    max: usize,
+) -> Result<(TokenBatch, Vec<usize>), Failure> {
+    let n = set.len().min(max);
+    let ids: Vec<i64> = set.tokens[..n * set.seq_len()].iter().map(|&t| i64::from(t)).collect();
+    let labels = set.labels[..n].iter().map(|&l| usize::from(l)).collect();
+    Ok((TokenBatch::new(&ids, n, set.seq_len(), &model.config, "probe data")?, labels))
+}
+
+/// Raw pixels of the first `max` images: one grey value per pixel for a grey palette, else RGB.
+fn raw_pixels(set: &ImageSet, max: usize) -> Result<(Vec<u8>, usize), Failure> {
+    let n = set.len().min(max);
+    let tokens: Vec<u32> = set.tokens[..n * set.seq_len()].iter().map(|&t| u32::from(t)).collect();
+    let rgb = dequantize(&tokens, &set.palette)?;
+    let grey = set.palette.colors().chunks_exact(3).all(|c| c[0] == c[1] && c[1] == c[2]);
+    if grey {
+        Ok((rgb.chunks_exact(3).map(|p| p[0]).collect(), set.seq_len()))
+    } else {
+        Ok((rgb, 3 * set.seq_len()))
+    }
+}
+
+pub fn run(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&PROBE, argv)?;
+    let dir = Path::new(p.required("model")?);
+    let model = Model::load(dir)?;
+    let spec = match p.str("data") {
+        Some(d) => d.to_string(),
+        None => trained_on(dir)?.unwrap_or_else(|| "digits".into()),
+    };
+    let palette_file = dir.join("preprocessor_config.json");
+    let palette = (spec != "digits" && palette_file.exists()).then_some(palette_file.as_path());
+    let data = load_data(&spec, palette, 0)?;
+    if data.train.palette.len() + 1 != model.config.vocab_size {
+        let msg = format!(
+            "{spec}: its palette of {} colours does not fit the model's vocab_size {}",
+            data.train.palette.len(),
+            model.config.vocab_size
+        );
+        return Err(Error::invalid(msg).into());
+    }
+    let layers: Vec<usize> = match p.str("layers").unwrap_or("all") {
+        "all" => all_layers(&model),
+        list => list
+            .split(',')
+            .map(|x| x.trim().parse::<usize>().ok().filter(|&l| l <= model.config.n_layer))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Stop::Usage(format!(
+                    "igpt probe: --layers must be 'all' or layers in 0..={}",
+                    model.config.n_layer
+                ))
+            })?,
+    };
+    let max = p.parse_or("max-images", usize::MAX)?;
+    let classes = data.train.classes.len();
+    let (train, train_y) = batch_of(&data.train, &model, max)?;
+    let (test, test_y) = batch_of(&data.test, &model, max)?;
+    let input = if p.switch("bert") { FeatureInput::Unmasked } else { FeatureInput::SosShifted };
+    let opts = FeatureOptions { input, ..FeatureOptions::default() };
+    let train_f = extract_features(&model, &train, &layers, &opts)?;
+    let test_f = extract_features(&model, &test, &layers, &opts)?;
+    let probe_opts = ProbeOptions::default();
+    eprintln!(
+        "igpt probe: {} on {} ({} train / {} test images)",
+        dir.display(),
+        data.name,
+        train.batch,
+        test.batch
+    );
+    eprintln!("{:>8} {:>9} {:>10} {:>8}", "layer", "accuracy", "C", "cv acc");
+    for (k, &l) in layers.iter().enumerate() {
+        let r = probe(&train_f[k], &train_y, &test_f[k], &test_y, classes, &probe_opts)?;
+        println!(
+            "{{\"layer\":{l},\"accuracy\":{:.4},\"C\":{},\"cv_accuracy\":{:.4}}}",
+            r.accuracy, r.c, r.cv_accuracy
+        );
+        eprintln!(
+            "{l:>8} {:>8.2}% {:>10.4} {:>7.2}%",
+            100.0 * r.accuracy,
+            r.c,
+            100.0 * r.cv_accuracy
+        );
+    }
+    let (train_px, width) = raw_pixels(&data.train, max)?;
+    let (test_px, _) = raw_pixels(&data.test, max)?;
+    let r = probe(
+        &pixel_features(&train_px, width)?,
+        &train_y,
+        &pixel_features(&test_px, width)?,
+        &test_y,
+        classes,
+        &probe_opts,
+    )?;
+    println!(
+        "{{\"layer\":\"pixels\",\"accuracy\":{:.4},\"C\":{},\"cv_accuracy\":{:.4}}}",
+        r.accuracy, r.c, r.cv_accuracy
+    );
+    eprintln!(
+        "{:>8} {:>8.2}% {:>10.4} {:>7.2}%",
+        "pixels",
+        100.0 * r.accuracy,
+        r.c,
+        100.0 * r.cv_accuracy
+    );
+    Ok(())
+}
