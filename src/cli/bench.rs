@@ -36,11 +36,7 @@ const CMD: Command = Command {
 pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&CMD, argv)?;
     let reps = p.parse_or("reps", 7usize)?;
-    let threads = p.parse_or("threads", 0usize)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")))?;
+    let pool = super::thread_pool(p.parse_or("threads", 0usize)?)?;
     match p.positional(0) {
         "sgemm" => {
             let sizes = match p.parse_opt::<usize>("size")? {

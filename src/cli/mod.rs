@@ -32,6 +32,14 @@ impl From<igpt::Error> for Failure {
 
 type Run = fn(&[String]) -> Result<(), Failure>;
 
+/// The worker pool of `--threads N` (0: one thread per core). Kernels and sgemm tiles run on it.
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, Failure> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")).into())
+}
+
 /// The subcommands: name, one-line summary, entry point.
 const COMMANDS: &[(&str, &str, Run)] = &[
     ("train", "train a model (default: the digits preset on the embedded digits)", train::run),

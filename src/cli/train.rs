@@ -42,11 +42,7 @@ const TRAIN: Command = Command {
 pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&TRAIN, argv)?;
     let data_spec = p.str("data").unwrap_or("digits");
-    let threads = p.parse_or("threads", 0usize)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")))?;
+    let pool = super::thread_pool(p.parse_or("threads", 0usize)?)?;
     let mut cfg = TrainConfig::digits_default();
     cfg.data = data_spec.to_string();
     cfg.steps = p.parse_or("steps", cfg.steps)?;
