@@ -8,6 +8,7 @@
 //! | `activation` | quick_gelu forward/backward | `ops::elementwise::quick_gelu_scalar` |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
+//! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
 //! | `simd` | f32x8 tile product, `exp2` | `tensor::gemm`, `f64::exp2` |
 //! | `bench` | median timings for `igpt bench attention` | — |
 //!
@@ -19,6 +20,7 @@ pub mod attention;
 pub mod bench;
 pub mod decode;
 pub mod simd;
+pub mod skinny;
 
 pub use attention::{flash_attention_backward, flash_attention_forward, FlashForward, BLOCK};
 pub use bench::{bench_attention, AttentionBench};

@@ -16,6 +16,7 @@
 use super::config::Activation;
 use super::Model;
 use crate::error::{Error, Result};
+use crate::kernels::skinny::skinny_linear;
 use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
 use crate::ops::norm::rms;
@@ -29,11 +30,11 @@ pub struct Decoder<'a> {
     pos: usize,
 }
 
-/// `y = x·W + b` for `x: [rows, d_in]`, `W: [d_in, d_out]` (Conv1D layout).
+/// `y = x·W + b` for `x: [rows, d_in]`, `W: [d_in, d_out]` (Conv1D layout), streaming `W`.
 fn linear_rows(x: &[f32], rows: usize, w: &Tensor<f32>, b: &Tensor<f32>) -> Vec<f32> {
     let (d_in, d_out) = (w.shape()[0], w.shape()[1]);
-    let mut y: Vec<f32> = b.data().iter().copied().cycle().take(rows * d_out).collect();
-    gemm(1.0, MatRef::new(x, rows, d_in), MatRef::new(w.data(), d_in, d_out), 1.0, &mut y);
+    let mut y = vec![0.0; rows * d_out];
+    skinny_linear(x, rows, w.data(), d_in, d_out, b.data(), &mut y);
     y
 }
 
