@@ -380,23 +380,16 @@ fn attend_key_tile(
     let k_t = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
     if split {
         tile_gemm((HALF, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
-        let lower = &mut s_t[HALF * rp + HALF..];
-        tile_gemm(
-            (keys - HALF, rp - HALF, hdp),
-            &k_t[HALF..],
-            BLOCK,
-            &q_t[HALF..],
-            rp,
-            lower,
-            rp,
-            false,
-        );
+        // Keys HALF.. against query lanes HALF.. only.
+        let (k_lower, q_right) = (&k_t[HALF..], &q_t[HALF..]);
+        let s_lower = &mut s_t[HALF * rp + HALF..];
+        tile_gemm((keys - HALF, rp - HALF, hdp), k_lower, BLOCK, q_right, rp, s_lower, rp, false);
     } else {
         tile_gemm((keys, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
     }
     if diagonal {
-        // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This
-        // also covers the quarter a split product skipped.
+        // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This also
+        // covers the quarter a split product skipped.
         for (j, row) in s_t.chunks_exact_mut(rp).take(keys).enumerate() {
             row[..j.min(rp)].fill(f32::NEG_INFINITY);
         }
@@ -404,6 +397,7 @@ fn attend_key_tile(
     stats.update(&mut s_t[..keys * rp], o_t, LOG2_E * g.inv_sqrt_hd());
     let v = &x.v[c0 * hdp..][..keys * hdp];
     if split {
+        // Query lanes 0..HALF see keys 0..HALF only.
         tile_gemm((hdp, HALF, HALF), v, hdp, s_t, rp, o_t, rp, true);
         tile_gemm((hdp, rp - HALF, keys), v, hdp, &s_t[HALF..], rp, &mut o_t[HALF..], rp, true);
     } else {
