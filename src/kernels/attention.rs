@@ -235,7 +235,9 @@ fn pack_heads(src: &[f32], width: usize, parts: &[usize], g: &Geometry, dst: &mu
                         if t < g.seq {
                             let row = &src[(b * g.seq + t) * width + col + h * g.hd..][..g.hd];
                             out.put(at, row, false);
-                            out.put(at + g.hd, &zeros[g.hd..], false);
+                            if g.hdp > g.hd {
+                                out.put(at + g.hd, &zeros[g.hd..], false);
+                            }
                         } else {
                             out.put(at, &zeros, false);
                         }
