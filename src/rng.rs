@@ -31,6 +31,25 @@
 //!   makes the result independent of any particular f32 `log`/`cos` implementation.
 
 use rand::TryRng;
+
+/// The stream namespaces: every use of randomness in igpt draws from its own range of stream
+/// ids under the run's seed, so no two uses ever share random numbers.
+pub mod streams {
+    /// Parameter initialisation: stream `p` for parameter number `p` (canonical order).
+    pub const INIT: u64 = 0;
+    /// Dropout: `DROPOUT + step·2²⁰ + site`.
+    pub const DROPOUT: u64 = 1 << 60;
+    /// The training-set permutation of epoch `e`: `SHUFFLE + e`.
+    pub const SHUFFLE: u64 = 2 << 60;
+    /// Horizontal flips: uniform `i` of this stream for the `i`-th sample drawn in training.
+    pub const FLIP: u64 = 3 << 60;
+    /// BERT masks of step `s`: `BERT_MASK + s`.
+    pub const BERT_MASK: u64 = 4 << 60;
+    /// Sampling: uniform `t` of stream `SAMPLE + b` for position `t` of sequence `b`.
+    pub const SAMPLE: u64 = 5 << 60;
+    /// The pixel subsample a palette is fitted on: word `i` picks sample pixel `i`.
+    pub const PALETTE_PIXELS: u64 = 6 << 60;
+}
 use std::convert::Infallible;
 
 const PHILOX_M0: u32 = 0xD251_1F53;

@@ -11,10 +11,10 @@
 //! contents are never read, so uninitialised or NaN memory is harmless); `β = 1` accumulates,
 //! which is how backward passes add a second contribution into a gradient buffer.
 //!
-//! Large products are split across rayon tasks into blocks of **fixed** size (`GEMM_ROW_BLOCK`
-//! rows of C, or `GEMM_COL_BLOCK` columns when C has few rows). The inner dimension `k` is never
-//! split, so every element of C is the same sum in the same order whatever the thread count:
-//! results are bit-identical for 1 and N threads.
+//! Large products are split across rayon tasks into tiles of C whose shape depends only on the
+//! matrix shape (`gemm_tile`). The inner dimension `k` is never split, so every element of C is
+//! the same sum in the same order whatever the thread count: results are bit-identical for 1 and
+//! N threads.
 
 use rayon::prelude::*;
 use std::fmt::{Debug, Display};
@@ -56,6 +56,22 @@ pub trait Float:
     fn abs(self) -> Self;
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
+
+    /// `y = quick_gelu(x)` over a slice: the scalar definition by default; f32 overrides it
+    /// with the SIMD kernel (`kernels::activation`), which is tested against the definition.
+    fn quick_gelu_chunk(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = crate::ops::elementwise::quick_gelu_scalar(v);
+        }
+    }
+
+    /// `dx (+)= dy · quick_gelu'(x)` over a slice (see [`Float::quick_gelu_chunk`]).
+    fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
+        for i in 0..x.len() {
+            let d = dy[i] * crate::ops::elementwise::quick_gelu_grad(x[i]);
+            dx[i] = if accumulate { dx[i] + d } else { d };
+        }
+    }
 
     /// Raw BLAS-style GEMM on strided matrices (`matrixmultiply`'s `sgemm` or `dgemm`).
     ///
@@ -117,6 +133,12 @@ impl Float for f32 {
     }
     fn is_finite(self) -> bool {
         f32::is_finite(self)
+    }
+    fn quick_gelu_chunk(x: &[Self], y: &mut [Self]) {
+        crate::kernels::activation::quick_gelu_forward(x, y)
+    }
+    fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
+        crate::kernels::activation::quick_gelu_backward(x, dy, dx, accumulate)
     }
     unsafe fn gemm_raw(
         m: usize,
@@ -337,10 +359,36 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// Rows of C per parallel task when C is tall. Fixed, so the split never depends on threads.
-const GEMM_ROW_BLOCK: usize = 64;
-/// Columns of C per parallel task when C is short and wide (e.g. one row during decoding).
-const GEMM_COL_BLOCK: usize = 256;
+/// How many tiles a large product is cut into: enough to keep a few cores busy.
+const GEMM_TILES: usize = 4;
+
+/// The tile of C one parallel task computes. Each `matrixmultiply` call packs its own copies of
+/// A and B, so cutting C into `tiles_m × tiles_n` tiles costs `tiles_n·m·k + tiles_m·k·n`
+/// element copies. Among the splits into at least [`GEMM_TILES`] tiles (halving rows or columns,
+/// rows in multiples of 16, columns in multiples of 32), this picks the one that copies least.
+/// The choice depends only on the shapes — never on the thread count — so the split is
+/// deterministic.
+fn gemm_tile(m: usize, n: usize, k: usize) -> (usize, usize) {
+    let mut best = (m, n, usize::MAX);
+    for row_parts in [1, 2, 4, 8] {
+        for col_parts in [1, 2, 4, 8] {
+            let tm = m.div_ceil(row_parts).next_multiple_of(16).min(m);
+            let tn = n.div_ceil(col_parts).next_multiple_of(32).min(n);
+            let (tiles_m, tiles_n) = (m.div_ceil(tm), n.div_ceil(tn));
+            if tiles_m * tiles_n < GEMM_TILES.min(row_parts * col_parts) {
+                continue;
+            }
+            let copies = tiles_n * m * k + tiles_m * k * n;
+            let enough = tiles_m * tiles_n >= GEMM_TILES;
+            let best_enough = m.div_ceil(best.0) * n.div_ceil(best.1) >= GEMM_TILES;
+            if (enough && !best_enough) || (enough == best_enough && copies < best.2) {
+                best = (tm, tn, copies);
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
 /// Products below this many multiply-adds run as one call: splitting would cost more than it saves.
 const GEMM_PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
@@ -387,17 +435,14 @@ pub fn gemm_ld<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut 
     };
     if m * n * k.max(1) < GEMM_PARALLEL_MIN_FLOPS {
         block(0, m, 0, n);
-    } else if m >= 2 * GEMM_ROW_BLOCK {
-        (0..m.div_ceil(GEMM_ROW_BLOCK)).into_par_iter().for_each(|i| {
-            let r0 = i * GEMM_ROW_BLOCK;
-            block(r0, GEMM_ROW_BLOCK.min(m - r0), 0, n)
-        });
-    } else {
-        (0..n.div_ceil(GEMM_COL_BLOCK)).into_par_iter().for_each(|j| {
-            let c0 = j * GEMM_COL_BLOCK;
-            block(0, m, c0, GEMM_COL_BLOCK.min(n - c0))
-        });
+        return;
     }
+    let (tm, tn) = gemm_tile(m, n, k);
+    let (tiles_m, tiles_n) = (m.div_ceil(tm), n.div_ceil(tn));
+    (0..tiles_m * tiles_n).into_par_iter().for_each(|t| {
+        let (r0, c0) = ((t / tiles_n) * tm, (t % tiles_n) * tn);
+        block(r0, tm.min(m - r0), c0, tn.min(n - c0))
+    });
 }
 
 /// `C ← α·A·B + β·C` with `C` contiguous row-major `[A.rows, B.cols]`.

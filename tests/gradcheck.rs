@@ -12,13 +12,23 @@ use igpt::rng::Philox;
 use igpt::{Float, Tensor};
 use proptest::prelude::*;
 
+mod common;
+
 /// Awkward sizes: 1, small primes, non-multiples of 8, one multiple of 8.
 fn size() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![1usize, 2, 3, 5, 7, 8, 11, 13])
 }
 
+/// Ten cases per op (the seed is fixed for the whole suite in `.cargo/config.toml`).
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 10, ..ProptestConfig::default() }
+}
+
+/// Row widths of at least 2: for a single column the norm's input gradient is
+/// `ε·g·∂y/(x² + ε)^{3/2}` — nearly zero by cancellation, so f32 cannot match f64 to 1e-4
+/// relative there (the f64 finite-difference check passes for width 1 too).
+fn width() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![2usize, 3, 5, 7, 8, 11, 13])
 }
 
 /// A tensor of normals with standard deviation `std`, drawn from Philox stream `stream`.
@@ -198,7 +208,7 @@ proptest! {
     }
 
     #[test]
-    fn rms_norm(r in size(), c in size(), seed: u64) {
+    fn rms_norm(r in size(), c in width(), seed: u64) {
         let mut g = normal(&[c], seed, 2, 0.3);
         g.data_mut().iter_mut().for_each(|x| *x += 1.0);
         check(&RmsNorm, &[normal(&[r, c], seed, 1, 1.0), g], seed);
@@ -239,80 +249,8 @@ proptest! {
     }
 }
 
-/// The parameters of a tiny two-block iGPT built from the ops above.
-struct TinyTransformer {
-    ids: Vec<usize>,
-    targets: Vec<usize>,
-    batch: usize,
-    seq: usize,
-    n_head: usize,
-}
-
-/// Inputs order: wte, wpe, then per block [ln_1, c_attn.w, c_attn.b, attn.c_proj.w,
-/// attn.c_proj.b, ln_2, c_fc.w, c_fc.b, mlp.c_proj.w, mlp.c_proj.b], then ln_f, lm_head.
-const PER_BLOCK: usize = 10;
-
-impl Graph for TinyTransformer {
-    fn build<T: Float>(&self, tape: &mut Tape<T>, p: &[Var]) -> Var {
-        let d = tape.shape(p[0])[1];
-        let positions: Vec<usize> = (0..self.batch * self.seq).map(|i| i % self.seq).collect();
-        let tok = ops::embedding(tape, p[0], &self.ids, None);
-        let pos = ops::embedding(tape, p[1], &positions, None);
-        let mut h = ops::add(tape, tok, pos);
-        for blk in 0..2 {
-            let w = &p[2 + blk * PER_BLOCK..2 + (blk + 1) * PER_BLOCK];
-            let x = ops::rms_norm(tape, h, w[0], 1e-5);
-            let qkv = ops::linear(tape, x, w[1], Some(w[2]));
-            let qkv = ops::reshape(tape, qkv, &[self.batch, self.seq, 3 * d]);
-            let a = ops::attention_reference(tape, qkv, self.n_head, true);
-            let a = ops::reshape(tape, a, &[self.batch * self.seq, d]);
-            let a = ops::linear(tape, a, w[3], Some(w[4]));
-            h = ops::add(tape, h, a);
-            let x = ops::rms_norm(tape, h, w[5], 1e-5);
-            let m = ops::linear(tape, x, w[6], Some(w[7]));
-            let m = ops::quick_gelu(tape, m);
-            let m = ops::linear(tape, m, w[8], Some(w[9]));
-            h = ops::add(tape, h, m);
-        }
-        let n = p.len();
-        let x = ops::rms_norm(tape, h, p[n - 2], 1e-5);
-        let logits = ops::linear_nt(tape, x, p[n - 1]);
-        ops::cross_entropy_mean(tape, logits, &self.targets, None)
-    }
-}
-
 #[test]
 fn tiny_two_block_transformer() {
-    let (vocab, d, batch, seq, n_head) = (7usize, 6usize, 2usize, 5usize, 2usize);
-    let philox = Philox::new(11);
-    let ids: Vec<usize> =
-        (0..(batch * seq) as u64).map(|i| philox.u32_at(1, i) as usize % vocab).collect();
-    let targets: Vec<usize> =
-        (0..(batch * seq) as u64).map(|i| philox.u32_at(2, i) as usize % (vocab - 1)).collect();
-    let mut inputs = vec![normal(&[vocab, d], 11, 10, 0.5), normal(&[seq, d], 11, 11, 0.5)];
-    for blk in 0..2u64 {
-        let s = 20 + 20 * blk;
-        let gain = |stream| {
-            let mut g = normal(&[d], 11, stream, 0.2);
-            g.data_mut().iter_mut().for_each(|x| *x += 1.0);
-            g
-        };
-        inputs.extend([
-            gain(s),
-            normal(&[d, 3 * d], 11, s + 1, 0.4),
-            normal(&[3 * d], 11, s + 2, 0.1),
-            normal(&[d, d], 11, s + 3, 0.4),
-            normal(&[d], 11, s + 4, 0.1),
-            gain(s + 5),
-            normal(&[d, 4 * d], 11, s + 6, 0.4),
-            normal(&[4 * d], 11, s + 7, 0.1),
-            normal(&[4 * d, d], 11, s + 8, 0.4),
-            normal(&[d], 11, s + 9, 0.1),
-        ]);
-    }
-    let mut g = normal(&[d], 11, 90, 0.2);
-    g.data_mut().iter_mut().for_each(|x| *x += 1.0);
-    inputs.extend([g, normal(&[vocab - 1, d], 11, 91, 0.5)]);
-    let graph = TinyTransformer { ids, targets, batch, seq, n_head };
+    let (graph, inputs) = common::tiny_transformer(7, 6, 2, 5, 2, 11);
     check(&graph, &inputs, 11);
 }

@@ -10,8 +10,10 @@
 //! evaluated in **f64** on the *same generic op code* (every op is generic over `Float`), so the
 //! finite differences are accurate to ~1e-10 and a tolerance of 1e-6 leaves no room for a
 //! wrong constant. The error of element `i` is
-//! `|a_i − n_i| / max(|n_i|, 1e-3·max_j |n_j|, 1e-12)` — relative, with a floor so that entries
-//! that are zero by cancellation are judged against the tensor's scale.
+//! `|a_i − n_i| / max(|n_i|, 1e-3·max_j |n_j|, 1e-6·max(1, |φ|))` — relative, with floors so
+//! that entries that are zero by cancellation are judged against the tensor's scale, and a
+//! gradient that is exactly zero (an unused parameter) is judged against the finite
+//! difference's rounding noise, about `1e-16·|φ|/h ≈ 1e-13·|φ|`.
 //!
 //! A second check runs the graph in f32 on the same inputs and compares output and gradients to
 //! the f64 run in relative norm (`‖a − b‖ / ‖b‖ ≤ 1e-4`): that is the f32 path's accuracy.
@@ -103,13 +105,14 @@ pub fn rel_norm_diff(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// The largest element error `|a − n| / max(|n|, 1e-3·max|n|, 1e-12)`.
-fn max_element_err(analytic: &[f64], numeric: &[f64]) -> f64 {
+/// The largest element error `|a − n| / max(|n|, 1e-3·max|n|, 1e-6·max(1, |φ|))`.
+fn max_element_err(analytic: &[f64], numeric: &[f64], phi: f64) -> f64 {
     let scale = numeric.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let floor = (1e-3 * scale).max(1e-6 * phi.abs().max(1.0));
     analytic
         .iter()
         .zip(numeric)
-        .map(|(a, n)| (a - n).abs() / n.abs().max(1e-3 * scale).max(1e-12))
+        .map(|(a, n)| (a - n).abs() / n.abs().max(floor))
         .fold(0.0, f64::max)
 }
 
@@ -135,6 +138,7 @@ pub fn check_gradients<G: Graph>(
     let (out64, grads64) = analytic::<f64, G>(graph, inputs, &gbar);
     let (out32, grads32) = analytic::<f32, G>(graph, inputs, &gbar);
 
+    let phi0 = phi(graph, inputs, &gbar);
     let mut fd_rel_err = Vec::new();
     for (i, x) in inputs.iter().enumerate() {
         let mut numeric = vec![0.0; x.len()];
@@ -149,7 +153,7 @@ pub fn check_gradients<G: Graph>(
             *n = (-at(2.0 * h) + 8.0 * at(h) - 8.0 * at(-h) + at(-2.0 * h)) / (12.0 * h);
             perturbed[i].data_mut()[j] = x0;
         }
-        fd_rel_err.push(max_element_err(grads64[i].data(), &numeric));
+        fd_rel_err.push(max_element_err(grads64[i].data(), &numeric, phi0));
     }
     GradCheckReport {
         fd_rel_err,

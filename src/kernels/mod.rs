@@ -5,6 +5,7 @@
 //!
 //! | module | kernel | reference twin |
 //! |---|---|---|
+//! | `activation` | quick_gelu forward/backward | `ops::elementwise::quick_gelu_scalar` |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
 //! | `simd` | f32x8 tile product, `exp2` | `tensor::gemm`, `f64::exp2` |
@@ -13,6 +14,7 @@
 //! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
 //! `.cargo/config.toml` (`-C target-cpu=x86-64-v3`) and onto two SSE halves otherwise.
 
+pub mod activation;
 pub mod attention;
 pub mod bench;
 pub mod decode;

@@ -132,15 +132,41 @@ pub fn quick_gelu_scalar<T: Float>(x: T) -> T {
 
 /// `d quick_gelu / dx` at `x`.
 #[inline]
-fn quick_gelu_grad<T: Float>(x: T) -> T {
+pub fn quick_gelu_grad<T: Float>(x: T) -> T {
     let a = T::from_f64(QUICK_GELU_ALPHA);
     let s = sigmoid(a * x);
     s + a * x * s * (T::ONE - s)
 }
 
-/// `y = x·σ(1.702x)`, element-wise (iGPT's activation).
+/// `y = x·σ(1.702x)`, element-wise (iGPT's activation). In f32 the work is done by the SIMD
+/// twin in `kernels::activation` (through `Float::quick_gelu_chunk`), in f64 by the scalar
+/// definition above.
 pub fn quick_gelu<T: Float>(tape: &mut Tape<T>, x: Var) -> Var {
-    unary(tape, x, quick_gelu_scalar, quick_gelu_grad)
+    let xv = tape.value(x);
+    let mut y = vec![T::ZERO; xv.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(xv.data().par_chunks(CHUNK))
+        .for_each(|(y, x)| T::quick_gelu_chunk(x, y));
+    let value = Tensor::new(xv.shape(), y);
+    tape.push_op(value, &[x], QuickGeluBackward { x })
+}
+
+struct QuickGeluBackward {
+    x: Var,
+}
+
+impl<T: Float> Backward<T> for QuickGeluBackward {
+    fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
+        let xv = tape.value(self.x).data();
+        if let Some(g) = grads.slot(tape, self.x) {
+            let acc = g.accumulate;
+            g.buf
+                .par_chunks_mut(CHUNK)
+                .zip(xv.par_chunks(CHUNK))
+                .zip(dy.data().par_chunks(CHUNK))
+                .for_each(|((dx, x), dy)| T::quick_gelu_backward_chunk(x, dy, dx, acc));
+        }
+    }
 }
 
 /// An element-wise function `f` with derivative `df`, applied to every element of `x`.

@@ -17,9 +17,9 @@
 //! (the second term is `∂r/∂x_j = −r³ x_j / n` times `Σ_i ∂y_i g_i x_i`). The per-row `s` is
 //! saved by the forward; the backward needs nothing else but `x` and `g`.
 //!
-//! HF's `ImageGPTLayerNorm` multiplies by `self.weight.data`, which detaches the gain: HF
-//! computes no gradient for `ln_*.weight` and so never trains it. The TF original and igpt do;
-//! the model offers HF's behaviour as an option for bit-level training conformance.
+//! (transformers 4.x multiplied by `self.weight.data`, which detached the gain so that its
+//! gradient was never computed; transformers 5.x multiplies by the parameter itself, as the TF
+//! original and igpt do, and the conformance fixtures check the gain gradients.)
 
 use crate::autodiff::{Backward, Grads, Tape, Var};
 use crate::tensor::{sum_rows_fixed_order, Float, Tensor};

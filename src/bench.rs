@@ -1,0 +1,188 @@
+//! Benchmarks: median wall-clock times, reported as one JSON object per line.
+//!
+//! Every benchmark runs its workload a few times to warm caches and thread pools, then times
+//! `reps` runs and reports the **median** (robust to the noise of a shared machine). The
+//! `igpt bench …` command prints the records; performance targets live here, never in tests.
+
+use crate::error::Result;
+use crate::model::{Config, Model, Objective, TokenBatch};
+use crate::rng::Philox;
+use crate::sample::{complete, SamplingSettings};
+use crate::tensor::{gemm, MatRef};
+use crate::train::{AdamW, AdamWConfig};
+use std::time::Instant;
+
+/// The median of `reps` timed runs of `f` (after `warmup` untimed ones), in milliseconds.
+pub fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let mid = times.len() / 2;
+    if times.len() % 2 == 1 {
+        times[mid]
+    } else {
+        0.5 * (times[mid - 1] + times[mid])
+    }
+}
+
+/// One sgemm measurement: `C[m, n] = A[m, k] · B[k, n]` in f32.
+#[derive(Clone, Debug)]
+pub struct SgemmBench {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub median_ms: f64,
+    pub gflops: f64,
+}
+
+impl SgemmBench {
+    /// `{"bench":"sgemm","m":…,"n":…,"k":…,"median_ms":…,"gflops":…}`
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"sgemm\",\"m\":{},\"n\":{},\"k\":{},\"median_ms\":{:.3},\"gflops\":{:.2}}}",
+            self.m, self.n, self.k, self.median_ms, self.gflops
+        )
+    }
+}
+
+/// Times [`gemm`] on random `m×k` and `k×n` matrices (2·m·n·k flops per run).
+pub fn bench_sgemm(m: usize, n: usize, k: usize, reps: usize) -> SgemmBench {
+    let philox = Philox::new(0);
+    let mut a = vec![0.0f32; m * k];
+    let mut b = vec![0.0f32; k * n];
+    philox.fill_normal(1, 0.0, 1.0, &mut a);
+    philox.fill_normal(2, 0.0, 1.0, &mut b);
+    let mut c = vec![0.0f32; m * n];
+    let ms = median_ms(2, reps, || {
+        gemm(1.0, MatRef::new(&a, m, k), MatRef::new(&b, k, n), 0.0, &mut c);
+    });
+    let gflops = 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e9;
+    SgemmBench { m, n, k, median_ms: ms, gflops }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let mut calls = 0;
+        let ms = median_ms(1, 3, || calls += 1);
+        assert_eq!(calls, 4);
+        assert!(ms >= 0.0);
+    }
+
+    #[test]
+    fn sgemm_record_is_one_json_line() {
+        let r = bench_sgemm(8, 8, 8, 1);
+        let line = r.json();
+        assert!(line.starts_with("{\"bench\":\"sgemm\",\"m\":8,") && !line.contains('\n'));
+    }
+}
+
+/// One training-step measurement: forward + backward + AdamW on random tokens.
+#[derive(Clone, Debug)]
+pub struct TrainBench {
+    pub config: String,
+    pub batch: usize,
+    pub seq: usize,
+    pub median_ms: f64,
+    pub tokens_per_s: f64,
+    /// Model FLOPs per second: `(6·N + 12·L·T·d)` per token, `N` the non-embedding parameters.
+    pub gflops: f64,
+}
+
+impl TrainBench {
+    /// `{"bench":"train","config":…,"batch":…,"seq":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
+            self.config, self.batch, self.seq, self.tokens_per_s, self.median_ms, self.gflops
+        )
+    }
+}
+
+/// FLOPs of one training token: `6·N` for the matrix products of the non-embedding parameters
+/// `N` (forward 2, backward 4) plus `12·L·T·d` for attention's two `T×T` products.
+pub fn train_flops_per_token(config: &Config, seq: usize) -> f64 {
+    let d = config.n_embd as f64;
+    let embeddings = ((config.vocab_size + config.n_positions) * config.n_embd) as f64;
+    let n = config.n_params(true) as f64 - embeddings;
+    6.0 * n + 12.0 * config.n_layer as f64 * seq as f64 * d
+}
+
+/// Times full training steps of a freshly initialised `config` model on random colour tokens.
+pub fn bench_train(
+    name: &str,
+    config: Config,
+    batch: usize,
+    seq: usize,
+    reps: usize,
+) -> Result<TrainBench> {
+    let mut model = Model::init(config, 0)?;
+    let colours = model.config.vocab_size as u32 - 1;
+    let philox = Philox::new(1);
+    let ids: Vec<i64> =
+        (0..(batch * seq) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
+    let tokens = TokenBatch::new(&ids, batch, seq, &model.config, "random tokens")?;
+    let mut opt = AdamW::new(AdamWConfig::default(), &model.params);
+    let mut failure = None;
+    let ms = median_ms(1, reps, || {
+        match model.loss_and_grads(&tokens, &Objective::Autoregressive, None) {
+            Ok((_, grads)) => opt.step(&mut model.params, &grads, 1e-4),
+            Err(e) => failure = Some(e),
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let tokens_per_s = (batch * seq) as f64 / (ms * 1e-3);
+    let gflops = tokens_per_s * train_flops_per_token(&model.config, seq) / 1e9;
+    Ok(TrainBench { config: name.into(), batch, seq, median_ms: ms, tokens_per_s, gflops })
+}
+
+/// One sampling measurement: tokens per second of cached autoregressive sampling.
+#[derive(Clone, Debug)]
+pub struct SampleBench {
+    pub config: String,
+    pub batch: usize,
+    pub tokens: usize,
+    pub tokens_per_s: f64,
+}
+
+impl SampleBench {
+    /// `{"bench":"sample","config":…,"batch":…,"tokens":…,"tokens_per_s":…}` (tokens per second
+    /// summed over the batch).
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"sample\",\"config\":\"{}\",\"batch\":{},\"tokens\":{},\"tokens_per_s\":{:.1}}}",
+            self.config, self.batch, self.tokens, self.tokens_per_s
+        )
+    }
+}
+
+/// Times sampling `tokens` tokens for `batch` sequences from a randomly initialised `config`
+/// model (speed does not depend on the weights); one warm-up run of 8 tokens first.
+pub fn bench_sample(
+    name: &str,
+    config: Config,
+    batch: usize,
+    tokens: usize,
+) -> Result<SampleBench> {
+    let model = Model::init(config, 0)?;
+    let settings = SamplingSettings::default();
+    let prompts = vec![Vec::new(); batch];
+    complete(&model, &prompts, tokens.min(8), &settings, 0)?;
+    let start = Instant::now();
+    complete(&model, &prompts, tokens, &settings, 0)?;
+    let tokens_per_s = (batch * tokens) as f64 / start.elapsed().as_secs_f64();
+    Ok(SampleBench { config: name.into(), batch, tokens, tokens_per_s })
+}

@@ -1,0 +1,144 @@
+//! `igpt bench WHAT`: benchmarks printing one JSON object per line on stdout.
+
+use super::Failure;
+use igpt::args::{parse, Command, Flag, Stop};
+use igpt::bench::{bench_sample, bench_sgemm, bench_train};
+use igpt::kernels::bench_attention;
+use igpt::model::Config;
+use igpt::ops::AttentionDims;
+use igpt::palette::{bench_kmeans, load_pixels_npy, KMeansOptions};
+use std::path::Path;
+
+const CMD: Command = Command {
+    name: "igpt bench",
+    about:
+        "Measure igpt's kernels; prints one JSON object per measurement (median of several runs).",
+    positionals: &[("WHAT", "sgemm | attention | train | sample | kmeans")],
+    flags: &[
+        Flag::one(
+            "config",
+            "NAME",
+            "train: one preset (default: digits 64x64, small 4x1024, igpt-s 1x1024)",
+        ),
+        Flag::one("batch", "B", "train: batch size for --config"),
+        Flag::one("seq", "T", "train: tokens per sequence for --config (default n_positions)"),
+        Flag::one("size", "N", "sgemm: one square size N (default: 256, 512, 1024, 2048)"),
+        Flag::one("shape", "BxHxTxD", "attention: one shape (default 1x8x1024x64 and 4x8x1024x32)"),
+        Flag::switch("bidirectional", "attention: no causal mask"),
+        Flag::one("tokens", "N", "sample: tokens per sequence (default n_positions)"),
+        Flag::one("pixels", "FILE", "kmeans: pixels .npy (N, 3) to cluster (e.g. a photo set)"),
+        Flag::one("k", "K", "kmeans: number of clusters (default 512)"),
+        Flag::one("reps", "R", "timed repetitions per measurement (default 7)"),
+        Flag::one("threads", "N", "worker threads (default: all cores)"),
+    ],
+};
+
+pub fn run(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&CMD, argv)?;
+    let reps = p.parse_or("reps", 7usize)?;
+    let threads = p.parse_or("threads", 0usize)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")))?;
+    match p.positional(0) {
+        "sgemm" => {
+            let sizes = match p.parse_opt::<usize>("size")? {
+                Some(0) => {
+                    return Err(Stop::Usage("igpt bench: --size must be positive".into()).into())
+                }
+                Some(n) => vec![n],
+                None => vec![256, 512, 1024, 2048],
+            };
+            for n in sizes {
+                println!("{}", pool.install(|| bench_sgemm(n, n, n, reps)).json());
+            }
+            Ok(())
+        }
+        "attention" => {
+            let shapes = match p.str("shape") {
+                Some(s) => vec![parse_bhtd(s)?],
+                None => vec![[1, 8, 1024, 64], [4, 8, 1024, 32]],
+            };
+            let causal = !p.switch("bidirectional");
+            for [b, h, t, d] in shapes {
+                let dims = AttentionDims { batch: b, seq: t, n_head: h, head_dim: d };
+                for r in pool.install(|| bench_attention(dims, causal, reps)) {
+                    println!(
+                        "{{\"bench\":\"attention\",\"pass\":\"{}\",\"B\":{b},\"H\":{h},\"T\":{t},\"D\":{d},\"causal\":{causal},\"median_ms\":{:.3}}}",
+                        r.pass, r.median_ms
+                    );
+                }
+            }
+            Ok(())
+        }
+        "sample" => {
+            let shapes = match p.str("config") {
+                Some(name) => vec![(name.to_string(), p.parse_or("batch", 1usize)?)],
+                None => vec![
+                    ("igpt-s".into(), 1),
+                    ("igpt-s".into(), 8),
+                    ("small".into(), 1),
+                    ("small".into(), 8),
+                ],
+            };
+            for (name, batch) in shapes {
+                let config = Config::preset(&name)?;
+                let tokens = p.parse_or("tokens", config.n_positions)?;
+                let r = pool.install(|| bench_sample(&name, config, batch, tokens))?;
+                println!("{}", r.json());
+            }
+            Ok(())
+        }
+        "kmeans" => {
+            let file = p.str("pixels").ok_or_else(|| {
+                Stop::Usage("igpt bench kmeans: --pixels FILE is required".into())
+            })?;
+            let (points, channels) = load_pixels_npy(Path::new(file))?;
+            let k = p.parse_or("k", 512usize)?;
+            let b = pool
+                .install(|| bench_kmeans(&points, channels, k, reps, &KMeansOptions::default()))?;
+            println!(
+                "{{\"bench\":\"kmeans\",\"n\":{},\"k\":{},\"threads\":{},\"median_s\":{:.3},\"init_s\":{:.3},\"lloyd_s\":{:.3},\"inertia\":{},\"iterations\":{}}}",
+                b.n, b.k, b.threads, b.seconds, b.init_seconds, b.lloyd_seconds, b.inertia, b.iterations
+            );
+            Ok(())
+        }
+        "train" => {
+            let shapes = match p.str("config") {
+                Some(name) => {
+                    let config = Config::preset(name)?;
+                    let seq = p.parse_or("seq", config.n_positions)?;
+                    vec![(name.to_string(), p.parse_or("batch", 4usize)?, seq)]
+                }
+                None => vec![
+                    ("digits".into(), 64, 64),
+                    ("small".into(), 4, 1024),
+                    ("igpt-s".into(), 1, 1024),
+                ],
+            };
+            for (name, batch, seq) in shapes {
+                let config = Config::preset(&name)?;
+                println!(
+                    "{}",
+                    pool.install(|| bench_train(&name, config, batch, seq, reps))?.json()
+                );
+            }
+            Ok(())
+        }
+        other => Err(Stop::Usage(format!(
+            "igpt bench: unknown benchmark '{other}' (see 'igpt bench --help')"
+        ))
+        .into()),
+    }
+}
+
+/// `BxHxTxD`, e.g. `1x8x1024x64`.
+fn parse_bhtd(s: &str) -> Result<[usize; 4], Failure> {
+    let v: Vec<usize> = s.split('x').filter_map(|x| x.parse().ok()).collect();
+    match v.as_slice() {
+        &[b, h, t, d] if b * h * t * d > 0 => Ok([b, h, t, d]),
+        _ => Err(Stop::Usage(format!("igpt bench: --shape must look like 1x8x1024x64, got '{s}'"))
+            .into()),
+    }
+}

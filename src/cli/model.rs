@@ -1,0 +1,246 @@
+//! `igpt init`, `igpt forward`, `igpt golden`, `igpt verify`: models and golden files.
+
+use super::Failure;
+use igpt::args::{parse, Command, Flag, Parsed, Stop};
+use igpt::golden::{format_report, model_golden, op_golden, verify, GoldenOptions, Tolerances};
+use igpt::io::safetensors::SafeTensors;
+use igpt::model::hf::load_config;
+use igpt::model::{Config, Model, Objective, TokenBatch};
+use igpt::rng::Philox;
+use igpt::train::AdamWConfig;
+use igpt::Error;
+use std::path::Path;
+
+/// `--config NAME|config.json`: a preset name or a path to an HF `config.json`.
+pub fn config_arg(spec: &str) -> Result<Config, Failure> {
+    let path = Path::new(spec);
+    if path.extension().is_some_and(|e| e == "json") {
+        let json = igpt::io::json::read_json(path)?;
+        return Ok(Config::from_json(&json, spec)?);
+    }
+    if path.is_dir() {
+        return Ok(load_config(path)?);
+    }
+    Ok(Config::preset(spec)?)
+}
+
+const INIT: Command = Command {
+    name: "igpt init",
+    about: "Create a model with the paper's initialisation (Philox-seeded) and save it as an HF directory.",
+    positionals: &[],
+    flags: &[
+        Flag::one("config", "NAME|FILE", "preset (digits, tiny, small, igpt-s, igpt-m, igpt-l, igpt-xl) or config.json"),
+        Flag::one("out", "DIR", "output model directory"),
+        Flag::one("seed", "S", "initialisation seed (default 0)"),
+    ],
+};
+
+pub fn init(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&INIT, argv)?;
+    let config = config_arg(p.required("config")?)?;
+    let out = Path::new(p.required("out")?);
+    let seed = p.parse_or("seed", 0u64)?;
+    let model = Model::init(config, seed)?;
+    model.save(out)?;
+    eprintln!("igpt init: {} parameters written to {}", model.n_params(), out.display());
+    Ok(())
+}
+
+const FORWARD: Command = Command {
+    name: "igpt forward",
+    about:
+        "Run a model in eval mode on token ids (fed as given, no SOS added) and save its logits.",
+    positionals: &[],
+    flags: &[
+        Flag::one("model", "DIR", "HF model directory (config.json + model.safetensors)"),
+        Flag::one("tokens", "FILE", "token ids, .npy int32/int64 [B, T]"),
+        Flag::one("out", "FILE", "output .safetensors: logits [B, T, V-1] (and hidden_states.{l})"),
+        Flag::switch("hidden-states", "also save hidden_states.{l} as HF defines them"),
+    ],
+};
+
+pub fn forward(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&FORWARD, argv)?;
+    let model = Model::load(Path::new(p.required("model")?))?;
+    let batch = TokenBatch::read_npy(Path::new(p.required("tokens")?), &model.config)?;
+    let out = model.forward(&batch, p.switch("hidden-states"));
+    let mut st = SafeTensors::new();
+    if let Some(l) = &out.logits {
+        st.push_f32("logits", l.shape(), l.data())?;
+    }
+    if let Some(s) = &out.score {
+        st.push_f32("score", s.shape(), s.data())?;
+    }
+    for (l, h) in out.hidden_states.iter().enumerate() {
+        st.push_f32(&format!("hidden_states.{l}"), h.shape(), h.data())?;
+    }
+    st.write(Path::new(p.required("out")?))?;
+    Ok(())
+}
+
+const GOLDEN: Command = Command {
+    name: "igpt golden",
+    about: "Write a golden file: a model's outputs and gradients, or one kernel's (--op).",
+    positionals: &[],
+    flags: &[
+        Flag::one("model", "DIR", "HF model directory (or use --config and --seed)"),
+        Flag::one("config", "NAME|FILE", "initialise this config in memory from --seed instead of --model"),
+        Flag::one("tokens", "FILE", "token ids .npy [B, T] (default: random ids from --seed)"),
+        Flag::one("labels", "FILE", "class labels .npy [B] (classification models)"),
+        Flag::one("batch", "B", "random tokens: batch size (default 2)"),
+        Flag::one("seq", "T", "random tokens: sequence length (default n_positions)"),
+        Flag::one("seed", "S", "seed for --config initialisation, random tokens and op inputs (default 0)"),
+        Flag::one("steps", "K", "also record the losses and parameters after K AdamW steps"),
+        Flag::one("lr", "X", "AdamW learning rate for --steps (default 1e-3)"),
+        Flag::one("weight-decay", "X", "AdamW decoupled weight decay for --steps (default 0)"),
+        Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, attention, attention_bidirectional, cross_entropy, embedding, sample"),
+        Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm N,D; quick_gelu N,D; attention B,H,T,D; cross_entropy N,V; embedding V,D,N; sample N,V)"),
+        Flag::one("out", "FILE", "output .safetensors"),
+    ],
+};
+
+pub fn golden(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&GOLDEN, argv)?;
+    let out = Path::new(p.required("out")?);
+    let seed = p.parse_or("seed", 0u64)?;
+    let st = match p.str("op") {
+        Some(op) => {
+            let shape = parse_shape(p.required("shape")?)?;
+            op_golden(op, &shape, seed)?
+        }
+        None => model_golden_from_args(&p, seed)?,
+    };
+    st.write(out)?;
+    eprintln!("igpt golden: {} tensors written to {}", st.tensors.len(), out.display());
+    Ok(())
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, Failure> {
+    s.split(',').map(|x| x.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>().map_err(|_| {
+        Stop::Usage(format!("igpt golden: --shape must be comma-separated sizes, got '{s}'")).into()
+    })
+}
+
+fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure> {
+    let (model, seed_used) = match (p.str("model"), p.str("config")) {
+        (Some(dir), None) => (Model::load(Path::new(dir))?, None),
+        (None, Some(c)) => (Model::init(config_arg(c)?, seed)?, Some(seed)),
+        _ => {
+            return Err(Stop::Usage(
+                "igpt golden: give exactly one of --model DIR or --config NAME (or --op)".into(),
+            )
+            .into())
+        }
+    };
+    let batch = match p.str("tokens") {
+        Some(path) => TokenBatch::read_npy(Path::new(path), &model.config)?,
+        None => random_tokens(
+            &model.config,
+            p.parse_or("batch", 2usize)?,
+            p.parse_or("seq", model.config.n_positions)?,
+            seed,
+        )?,
+    };
+    let objective = match p.str("labels") {
+        Some(path) => Objective::Classify { labels: read_labels(Path::new(path), batch.batch)? },
+        None => Objective::HfShifted,
+    };
+    let lr = p.parse_or("lr", 1e-3f64)?;
+    let weight_decay = p.parse_or("weight-decay", 0.0f64)?;
+    if !(lr.is_finite() && lr > 0.0 && weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err(Stop::Usage(
+            "igpt golden: --lr must be positive and --weight-decay non-negative".into(),
+        )
+        .into());
+    }
+    let opts = GoldenOptions {
+        steps: p.parse_or("steps", 0usize)?,
+        lr,
+        adamw: AdamWConfig { weight_decay, ..AdamWConfig::default() },
+        seed: seed_used.or(p.str("tokens").is_none().then_some(seed)),
+    };
+    Ok(model_golden(&model, &batch, &objective, &opts)?)
+}
+
+/// Random colour ids `[b, t]`, row-major, from Philox stream 0 of `seed`: id `i` is
+/// `word_i mod (V − 1)`; the first column is SOS, as an AR input starts.
+pub fn random_tokens(
+    config: &Config,
+    b: usize,
+    t: usize,
+    seed: u64,
+) -> Result<TokenBatch, Failure> {
+    let philox = Philox::new(seed);
+    let colours = (config.vocab_size - 1) as u32;
+    let ids: Vec<i64> = (0..(b * t) as u64)
+        .map(|i| {
+            if i as usize % t.max(1) == 0 {
+                config.sos() as i64
+            } else {
+                i64::from(philox.u32_at(0, i) % colours)
+            }
+        })
+        .collect();
+    Ok(TokenBatch::new(&ids, b, t, config, "random tokens")?)
+}
+
+fn read_labels(path: &Path, b: usize) -> Result<Vec<usize>, Failure> {
+    let origin = path.display().to_string();
+    let a = igpt::io::npy::read_npy(path)?;
+    let labels = a.data.to_i64().filter(|_| a.shape == [b]).ok_or_else(|| {
+        Error::format(
+            &origin,
+            format!(
+                "labels must be integers of shape [{b}], got {} {:?}",
+                a.data.dtype_name(),
+                a.shape
+            ),
+        )
+    })?;
+    labels
+        .iter()
+        .map(|&l| {
+            usize::try_from(l)
+                .map_err(|_| Error::format(&origin, format!("negative label {l}")).into())
+        })
+        .collect()
+}
+
+const VERIFY: Command = Command {
+    name: "igpt verify",
+    about:
+        "Compare a candidate's tensors with a golden file: |a-b| <= atol + rtol*|ref| per element.",
+    positionals: &[],
+    flags: &[
+        Flag::one("reference", "FILE", "the golden .safetensors (every tensor in it is checked)"),
+        Flag::one("candidate", "FILE", "the .safetensors to check"),
+        Flag::one("rtol", "R", "relative tolerance (default: the reference's metadata, else 1e-4)"),
+        Flag::one("atol", "A", "absolute tolerance (default: the reference's metadata, else 1e-5)"),
+    ],
+};
+
+pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&VERIFY, argv)?;
+    let ref_path = p.required("reference")?;
+    let reference = SafeTensors::read(Path::new(ref_path))?;
+    let candidate = SafeTensors::read(Path::new(p.required("candidate")?))?;
+    let mut tol = Tolerances::from_reference(&reference, ref_path)?;
+    if let Some(r) = p.parse_opt::<f64>("rtol")? {
+        tol.rtol = r;
+    }
+    if let Some(a) = p.parse_opt::<f64>("atol")? {
+        tol.atol = a;
+    }
+    if !(tol.rtol >= 0.0 && tol.atol >= 0.0) {
+        return Err(
+            Stop::Usage("igpt verify: --rtol and --atol must be non-negative".into()).into()
+        );
+    }
+    let reports = verify(&reference, &candidate, &tol);
+    print!("{}", format_report(&reports));
+    let failed = reports.iter().filter(|r| r.failure.is_some()).count();
+    if failed > 0 {
+        return Err(Error::invalid(format!("{failed} of {} tensors failed", reports.len())).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `igpt sample` and `igpt complete`: pictures from a trained model.
+
+use super::Failure;
+use igpt::args::{parse, Command, Flag, Parsed, Stop};
+use igpt::io::npy::{write_npy, NpyArray, NpyData};
+use igpt::model::Model;
+use igpt::palette::{dequantize, image_to_tokens, read_preprocessor_config, Palette};
+use igpt::plot::{image_grid, Rgb};
+use igpt::sample::{complete, SamplingSettings};
+use igpt::Error;
+use std::path::Path;
+
+const SAMPLING_FLAGS: [Flag; 4] = [
+    Flag::one("temperature", "T", "softmax temperature, 0 = greedy (default 1, the paper's)"),
+    Flag::one("top-k", "K", "sample among the K most likely colours only"),
+    Flag::one("top-p", "P", "nucleus sampling: the most likely colours up to mass P in (0, 1]"),
+    Flag::one("seed", "S", "Philox seed (default 0)"),
+];
+
+fn settings(p: &Parsed, command: &str) -> Result<SamplingSettings, Failure> {
+    let s = SamplingSettings {
+        temperature: p.parse_or("temperature", 1.0f64)?,
+        top_k: p.parse_opt("top-k")?,
+        top_p: p.parse_opt("top-p")?,
+    };
+    s.validate().map_err(|e| Stop::Usage(format!("{command}: {e}")))?;
+    Ok(s)
+}
+
+/// The model and its palette and image size (from `preprocessor_config.json`).
+fn load(dir: &Path) -> Result<(Model, Palette, usize, usize), Failure> {
+    let model = Model::load(dir)?;
+    let pre = read_preprocessor_config(&dir.join("preprocessor_config.json"))?;
+    let (w, h) = pre.size.unwrap_or((32, 32));
+    if w * h > model.config.n_positions || pre.palette.len() + 1 != model.config.vocab_size {
+        let msg = format!(
+            "{}: the palette ({} colours, {w}×{h} images) does not fit the model (vocab_size {}, n_positions {})",
+            dir.display(),
+            pre.palette.len(),
+            model.config.vocab_size,
+            model.config.n_positions
+        );
+        return Err(Error::invalid(msg).into());
+    }
+    Ok((model, pre.palette, w, h))
+}
+
+fn pixels(tokens: &[usize], palette: &Palette) -> Result<Vec<Rgb>, Failure> {
+    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
+    Ok(dequantize(&t, palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
+}
+
+/// Integer enlargement that makes a cell about 64 pixels wide.
+fn scale(w: usize, h: usize) -> usize {
+    (64 / w.max(h)).max(1)
+}
+
+const SAMPLE: Command = Command {
+    name: "igpt sample",
+    about: "Draw unconditional samples from a model and save them as a PNG grid.",
+    positionals: &[],
+    flags: &[
+        Flag::one(
+            "model",
+            "DIR",
+            "model directory (with preprocessor_config.json, as igpt train writes)",
+        ),
+        Flag::one("n", "N", "number of images (default 16)"),
+        SAMPLING_FLAGS[0],
+        SAMPLING_FLAGS[1],
+        SAMPLING_FLAGS[2],
+        SAMPLING_FLAGS[3],
+        Flag::one("out", "FILE", "output PNG grid"),
+        Flag::one("tokens-out", "FILE", "also save the tokens as .npy int64 [N, T]"),
+    ],
+};
+
+pub fn sample(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&SAMPLE, argv)?;
+    let s = settings(&p, SAMPLE.name)?;
+    let n = p.parse_or("n", 16usize)?;
+    if n == 0 {
+        return Err(Stop::Usage("igpt sample: --n must be positive".into()).into());
+    }
+    let out = Path::new(p.required("out")?);
+    let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
+    let seqs = complete(&model, &vec![Vec::new(); n], w * h, &s, p.parse_or("seed", 0u64)?)?;
+    let images = seqs.iter().map(|q| pixels(q, &palette)).collect::<Result<Vec<_>, _>>()?;
+    image_grid(&images, w, h, 8.min(n), scale(w, h), 2)?.save_png(out)?;
+    if let Some(t) = p.str("tokens-out") {
+        let flat = seqs.iter().flatten().map(|&x| x as i64).collect();
+        write_npy(Path::new(t), &NpyArray::new(vec![n, w * h], NpyData::I64(flat))?)?;
+    }
+    Ok(())
+}
+
+const COMPLETE: Command = Command {
+    name: "igpt complete",
+    about: "Complete images from their top rows: each grid row shows the original, the kept part, then N completions.",
+    positionals: &[],
+    flags: &[
+        Flag::one("model", "DIR", "model directory (with preprocessor_config.json)"),
+        Flag::many("images", "FILE", "PNG/JPEG images to complete"),
+        Flag::one("keep-rows", "R", "pixel rows kept from the top (default: half the image)"),
+        Flag::one("n", "N", "completions per image (default 4)"),
+        SAMPLING_FLAGS[0],
+        SAMPLING_FLAGS[1],
+        SAMPLING_FLAGS[2],
+        SAMPLING_FLAGS[3],
+        Flag::one("out", "FILE", "output PNG grid"),
+    ],
+};
+
+pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&COMPLETE, argv)?;
+    let s = settings(&p, COMPLETE.name)?;
+    let n = p.parse_or("n", 4usize)?;
+    let files = p.many("images");
+    if files.is_empty() || n == 0 {
+        return Err(
+            Stop::Usage("igpt complete: give --images FILE... and a positive --n".into()).into()
+        );
+    }
+    let out = Path::new(p.required("out")?);
+    let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
+    let keep_rows = p.parse_or("keep-rows", h / 2)?;
+    if keep_rows > h {
+        return Err(Stop::Usage(format!(
+            "igpt complete: --keep-rows {keep_rows} is past the image height {h}"
+        ))
+        .into());
+    }
+    let keep = keep_rows * w;
+    let mut originals = Vec::new();
+    let mut prompts = Vec::new();
+    for f in files {
+        let tokens: Vec<usize> =
+            image_to_tokens(Path::new(f), &palette, w, h)?.iter().map(|&t| t as usize).collect();
+        prompts.extend(std::iter::repeat_n(tokens[..keep].to_vec(), n));
+        originals.push(tokens);
+    }
+    let done = complete(&model, &prompts, w * h, &s, p.parse_or("seed", 0u64)?)?;
+    let mut cells = Vec::new();
+    for (i, original) in originals.iter().enumerate() {
+        let mut kept = original.clone();
+        kept[keep..].fill(0);
+        cells.push(pixels(original, &palette)?);
+        cells.push(pixels(&kept, &palette)?);
+        for c in &done[i * n..(i + 1) * n] {
+            cells.push(pixels(c, &palette)?);
+        }
+    }
+    image_grid(&cells, w, h, n + 2, scale(w, h), 2)?.save_png(out)?;
+    Ok(())
+}

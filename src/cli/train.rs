@@ -1,0 +1,163 @@
+//! `igpt train`: the main job. With no flags it trains the `digits` preset on the embedded UCI
+//! digits and writes `runs/digits/`.
+
+use super::model::config_arg;
+use super::Failure;
+use igpt::args::{parse, Command, Flag, Stop};
+use igpt::data::load_data;
+use igpt::model::{Config, Model};
+use igpt::train::pictures::draw_run_pictures;
+use igpt::train::trainer::{LogRow, Progress};
+use igpt::train::{TrainConfig, TrainObjective, Trainer};
+use std::path::{Path, PathBuf};
+
+const TRAIN: Command = Command {
+    name: "igpt train",
+    about: "Train an iGPT model (default: the digits preset on the embedded UCI digits, ~2 minutes on 2 cores).",
+    positionals: &[],
+    flags: &[
+        Flag::one("data", "digits|DIR|cifar10:PATH", "training data (default: the embedded digits)"),
+        Flag::one("config", "NAME|FILE", "model preset or config.json (default: digits for the digits data, small otherwise)"),
+        Flag::one("palette", "FILE", "palette .npy or preprocessor_config.json (CIFAR/folders; default: fitted by k-means)"),
+        Flag::one("steps", "N", "optimizer steps (default 1000)"),
+        Flag::one("batch", "B", "images per step (default 64)"),
+        Flag::one("accumulation", "K", "micro-batches per step (gradient accumulation, default 1)"),
+        Flag::one("lr", "X", "peak learning rate (default 3e-3)"),
+        Flag::one("min-lr", "X", "final learning rate of the cosine decay (default 0)"),
+        Flag::one("warmup", "N", "linear warm-up steps (default 100)"),
+        Flag::one("clip", "X", "global gradient-norm clip, 0 for none (default 1)"),
+        Flag::one("weight-decay", "X", "AdamW decoupled weight decay (default 0)"),
+        Flag::one("dropout", "P", "resid_pdrop and embd_pdrop of a preset (default 0.1)"),
+        Flag::one("objective", "ar|bert", "autoregressive (default) or BERT"),
+        Flag::switch("flip", "random horizontal flips"),
+        Flag::one("seed", "S", "seed of initialisation, data order, dropout (default 0)"),
+        Flag::one("threads", "N", "worker threads (default: all cores)"),
+        Flag::one("eval-every", "N", "test-loss evaluation interval in steps (default 100)"),
+        Flag::one("checkpoint-every", "N", "checkpoint interval in steps (default 250)"),
+        Flag::one("out", "DIR", "run directory (default runs/<data name>)"),
+        Flag::switch("resume", "continue the run in --out from its last checkpoint"),
+    ],
+};
+
+pub fn run(argv: &[String]) -> Result<(), Failure> {
+    let p = parse(&TRAIN, argv)?;
+    let data_spec = p.str("data").unwrap_or("digits");
+    let threads = p.parse_or("threads", 0usize)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")))?;
+    let mut cfg = TrainConfig::digits_default();
+    cfg.steps = p.parse_or("steps", cfg.steps)?;
+    cfg.batch = p.parse_or("batch", cfg.batch)?;
+    cfg.accumulation = p.parse_or("accumulation", cfg.accumulation)?;
+    cfg.lr = p.parse_or("lr", cfg.lr)?;
+    cfg.min_lr = p.parse_or("min-lr", cfg.min_lr)?;
+    cfg.warmup = p.parse_or("warmup", cfg.warmup)?;
+    let clip = p.parse_or("clip", 1.0f64)?;
+    cfg.clip = (clip > 0.0).then_some(clip);
+    cfg.adamw.weight_decay = p.parse_or("weight-decay", cfg.adamw.weight_decay)?;
+    cfg.seed = p.parse_or("seed", cfg.seed)?;
+    cfg.flip = p.switch("flip");
+    cfg.eval_every = p.parse_or("eval-every", cfg.eval_every)?;
+    cfg.checkpoint_every = p.parse_or("checkpoint-every", cfg.checkpoint_every)?;
+    cfg.objective = match p.str("objective").unwrap_or("ar") {
+        "ar" => TrainObjective::Autoregressive,
+        "bert" => TrainObjective::Bert,
+        other => {
+            return Err(Stop::Usage(format!(
+                "igpt train: --objective must be ar or bert, got '{other}'"
+            ))
+            .into())
+        }
+    };
+    cfg.validate()?;
+    let dropout = p.parse_or("dropout", 0.1f32)?;
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(Stop::Usage(format!(
+            "igpt train: --dropout must lie in [0, 1), got {dropout}"
+        ))
+        .into());
+    }
+    let out = p.str("out").map(PathBuf::from).unwrap_or_else(|| default_out(data_spec));
+    pool.install(|| {
+        let data = load_data(data_spec, p.str("palette").map(Path::new), cfg.seed)?;
+        let default_config = if data_spec == "digits" { "digits" } else { "small" };
+        let config_name = p.str("config").unwrap_or(default_config);
+        let mut config = config_arg(config_name)?;
+        let vocab = data.train.palette.len() + 1;
+        if Config::preset(config_name).is_ok() {
+            // A preset takes its vocabulary from the palette and the recipe's dropout.
+            (config.vocab_size, config.resid_pdrop, config.embd_pdrop) = (vocab, dropout, dropout);
+        } else if config.vocab_size != vocab {
+            let msg = format!("{config_name}: vocab_size {} does not fit the palette of {} colours (+ SOS = {vocab})", config.vocab_size, vocab - 1);
+            return Err(igpt::Error::invalid(msg).into());
+        }
+        config.validate(config_name)?;
+        let model = Model::init(config, cfg.seed)?;
+        eprintln!(
+            "igpt train: {} on {}: {} parameters, {} steps of {} images, writing {}",
+            p.str("config").unwrap_or(default_config),
+            data.name,
+            model.n_params(),
+            cfg.steps,
+            cfg.batch,
+            out.display()
+        );
+        let hook = |m: &Model, dir: &Path, log: &[LogRow]| draw_run_pictures(m, &data, dir, log, cfg.seed);
+        let trainer = Trainer { data: &data, cfg: cfg.clone(), out: out.clone(), on_checkpoint: Some(&hook) };
+        let report = trainer.run(model, p.switch("resume"), &mut print_progress)?;
+        let ln2 = std::f64::consts::LN_2;
+        println!(
+            "{{\"test_nats_per_token\":{:.5},\"test_bits_per_token\":{:.5},\"train_nats_per_token\":{:.5},\"train_bits_per_token\":{:.5},\"steps\":{},\"seconds\":{:.1},\"tokens_per_s\":{:.0},\"out\":\"{}\"}}",
+            report.test_nats_per_token,
+            report.test_nats_per_token / ln2,
+            report.train_nats_per_token,
+            report.train_nats_per_token / ln2,
+            report.steps,
+            report.seconds,
+            report.tokens_per_s,
+            out.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        Ok(())
+    })
+}
+
+/// `runs/digits`, `runs/cifar10`, or `runs/<folder name>`.
+fn default_out(data: &str) -> PathBuf {
+    let name = if data == "digits" {
+        "digits".to_string()
+    } else if data.starts_with("cifar10:") {
+        "cifar10".to_string()
+    } else {
+        Path::new(data).file_name().map_or("images".into(), |n| n.to_string_lossy().into_owned())
+    };
+    Path::new("runs").join(name)
+}
+
+/// `step 120/1000  loss 1.2345 nats (1.781 bits)  lr 2.90e-03  31.2k tok/s  ETA 1m23s`
+fn print_progress(p: &Progress) {
+    let r = p.row;
+    let test = r.test_loss.map_or(String::new(), |t| {
+        format!("  test {t:.4} ({:.3} bits)", t / std::f64::consts::LN_2)
+    });
+    eprintln!(
+        "step {:>6}/{}  loss {:.4} nats ({:.3} bits){test}  lr {:.2e}  {:.1}k tok/s  ETA {}",
+        r.step,
+        p.total_steps,
+        r.train_loss,
+        r.train_loss / std::f64::consts::LN_2,
+        r.lr,
+        r.tokens_per_s / 1e3,
+        duration(p.eta)
+    );
+}
+
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,10 @@
+//! Data: the embedded UCI digits, CIFAR-10 binaries and image folders, all turned into
+//! quantised image sets with a train/test split.
+
+pub mod dataset;
+pub mod digits;
+pub mod gzip;
+pub mod sources;
+
+pub use dataset::{ImageSet, Splits};
+pub use sources::load_data;

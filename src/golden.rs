@@ -1,0 +1,498 @@
+//! Golden files: igpt's reference numbers in a form any implementation can read, and the
+//! verifier that compares a candidate against them.
+//!
+//! A golden file is a safetensors file (see SPEC "Golden files"). Two kinds exist:
+//! - **model goldens** ([`model_golden`]): `input_ids`, `logits`, `loss`, `hidden_states.{l}`,
+//!   `grad.{param}` and, after `K` AdamW steps, `adamw.losses` and `adamw.{param}` — the same
+//!   names as the `transformers` fixtures, so either can be the reference for the other;
+//! - **op goldens** ([`op_golden`]): one kernel's inputs (drawn from Philox, so a GPU test can
+//!   regenerate them), an upstream gradient, the output and the gradients of every input.
+//!
+//! [`verify`] checks every tensor of the reference against the candidate with
+//! `|a − b| ≤ atol + rtol·|b|` (`b` the reference), reports the largest absolute and relative
+//! errors and where the worst one is, and fails on a missing or mis-shaped tensor. The
+//! tolerances come from the reference's `tolerances` metadata (a JSON object with `rtol`,
+//! `atol` and optional per-name `overrides`, `*` matching any run of characters) unless the
+//! caller overrides the defaults.
+
+use crate::autodiff::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::io::json::{parse_json, Json};
+use crate::io::safetensors::{Dtype, SafeTensors};
+use crate::model::{Model, Objective, TokenBatch};
+use crate::ops;
+use crate::rng::Philox;
+use crate::sample::{choose_token, sampling_uniform, SamplingSettings};
+use crate::tensor::Tensor;
+use crate::train::{AdamW, AdamWConfig};
+
+/// Default tolerances of a golden comparison.
+pub const DEFAULT_RTOL: f64 = 1e-4;
+pub const DEFAULT_ATOL: f64 = 1e-5;
+
+/// Options of a model golden.
+#[derive(Clone, Debug)]
+pub struct GoldenOptions {
+    /// AdamW steps to record (0 for none).
+    pub steps: usize,
+    pub lr: f64,
+    pub adamw: AdamWConfig,
+    /// The seed the model or tokens were drawn from, if any (recorded in the metadata).
+    pub seed: Option<u64>,
+}
+
+fn build_mode() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// Metadata every golden file carries.
+fn common_metadata(st: &mut SafeTensors, tolerances: &Json) -> Result<()> {
+    st.metadata.push(("igpt_version".into(), env!("CARGO_PKG_VERSION").into()));
+    st.metadata.push(("build".into(), build_mode().into()));
+    st.metadata.push(("tolerances".into(), tolerances.to_compact()?));
+    Ok(())
+}
+
+/// `{"rtol": …, "atol": …, "overrides": {pattern: {"rtol": …, "atol": …}}}`.
+fn tolerance_json(overrides: Vec<(String, f64, f64)>) -> Json {
+    let pair =
+        |r: f64, a: f64| Json::Object(vec![("rtol".into(), r.into()), ("atol".into(), a.into())]);
+    Json::Object(vec![
+        ("rtol".into(), DEFAULT_RTOL.into()),
+        ("atol".into(), DEFAULT_ATOL.into()),
+        (
+            "overrides".into(),
+            Json::Object(overrides.into_iter().map(|(p, r, a)| (p, pair(r, a))).collect()),
+        ),
+    ])
+}
+
+/// The model golden of `batch` (fed as given, HF semantics) under `objective`
+/// ([`Objective::HfShifted`] for causal models, [`Objective::Classify`] with labels).
+pub fn model_golden(
+    model: &Model,
+    batch: &TokenBatch,
+    objective: &Objective,
+    opts: &GoldenOptions,
+) -> Result<SafeTensors> {
+    let mut st = SafeTensors::new();
+    let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
+    st.push_i64("input_ids", &[batch.batch, batch.seq], &ids)?;
+    if let Objective::Classify { labels } = objective {
+        st.push_i64(
+            "labels",
+            &[labels.len()],
+            &labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+        )?;
+    }
+    let out = model.forward(batch, true);
+    let logits = out.score.or(out.logits).ok_or_else(|| Error::invalid("the model has no head"))?;
+    st.push_f32("logits", logits.shape(), logits.data())?;
+    for (l, h) in out.hidden_states.iter().enumerate() {
+        st.push_f32(&format!("hidden_states.{l}"), h.shape(), h.data())?;
+    }
+    let (loss, grads) = model.loss_and_grads(batch, objective, None)?;
+    st.push_f32("loss", &[1], &[loss])?;
+    for (spec, g) in model.specs.iter().zip(&grads) {
+        st.push_f32(&format!("grad.{}", spec.name), g.shape(), g.data())?;
+    }
+    if opts.steps > 0 {
+        adamw_golden(model, batch, objective, opts, &mut st)?;
+    }
+    let objective_name = match objective {
+        Objective::Classify { .. } => "classification: mean CE of score(mean_t ln_f) vs labels",
+        _ => "hf_shifted: mean over b and t < T-1 of CE(logits[b,t], input_ids[b,t+1])",
+    };
+    st.metadata.push(("kind".into(), "model".into()));
+    st.metadata.push(("objective".into(), objective_name.into()));
+    st.metadata.push(("config".into(), model.config.to_json().to_compact()?));
+    st.metadata.push(("seed".into(), opts.seed.map_or("none".into(), |s| s.to_string())));
+    // The key bias has an exactly zero true gradient (softmax ignores a constant added to a
+    // row of scores), so its gradient is rounding noise and Adam turns that noise into steps
+    // of up to ~lr: after K steps it can differ by up to about 2·lr·K between implementations.
+    let key_bias_atol = 2.0 * opts.lr * opts.steps as f64;
+    let overrides = if opts.steps > 0 {
+        vec![("adamw.transformer.h.*.attn.c_attn.bias".to_string(), DEFAULT_RTOL, key_bias_atol)]
+    } else {
+        Vec::new()
+    };
+    common_metadata(&mut st, &tolerance_json(overrides))?;
+    Ok(st)
+}
+
+/// `adamw.losses` (the loss before each step) and `adamw.{param}` after `opts.steps` steps.
+fn adamw_golden(
+    model: &Model,
+    batch: &TokenBatch,
+    objective: &Objective,
+    opts: &GoldenOptions,
+    st: &mut SafeTensors,
+) -> Result<()> {
+    let mut m = model.clone();
+    let mut opt = AdamW::new(opts.adamw, &m.params);
+    let mut losses = Vec::with_capacity(opts.steps);
+    for _ in 0..opts.steps {
+        let (loss, grads) = m.loss_and_grads(batch, objective, None)?;
+        losses.push(loss);
+        opt.step(&mut m.params, &grads, opts.lr);
+    }
+    st.push_f32("adamw.losses", &[opts.steps], &losses)?;
+    for (spec, p) in m.specs.iter().zip(&m.params) {
+        st.push_f32(&format!("adamw.{}", spec.name), p.shape(), p.data())?;
+    }
+    let c = opts.adamw;
+    for (k, v) in [
+        ("adamw_lr", opts.lr),
+        ("adamw_beta1", c.beta1),
+        ("adamw_beta2", c.beta2),
+        ("adamw_eps", c.eps),
+        ("adamw_weight_decay", c.weight_decay),
+    ] {
+        st.metadata.push((k.into(), v.to_string()));
+    }
+    Ok(())
+}
+
+/// The kernels an op golden can be made for.
+pub const GOLDEN_OPS: &[&str] = &[
+    "linear",
+    "norm",
+    "quick_gelu",
+    "attention",
+    "attention_bidirectional",
+    "cross_entropy",
+    "embedding",
+];
+
+/// `n` normals of standard deviation `std` from Philox stream `stream` of `seed`.
+fn normals(seed: u64, stream: u64, std: f32, shape: &[usize]) -> Tensor<f32> {
+    let mut v = vec![0.0; shape.iter().product()];
+    Philox::new(seed).fill_normal(stream, 0.0, std, &mut v);
+    Tensor::new(shape, v)
+}
+
+/// `n` integers in `0..bound`: word `i` of stream `stream`, modulo `bound`.
+fn integers(seed: u64, stream: u64, n: usize, bound: usize) -> Vec<usize> {
+    let p = Philox::new(seed);
+    (0..n as u64).map(|i| p.u32_at(stream, i) as usize % bound).collect()
+}
+
+/// Checks that `shape` has `want` positive entries for op `op`.
+fn op_shape(op: &str, shape: &[usize], want: &str) -> Result<()> {
+    let n = want.split(',').count();
+    if shape.len() != n || shape.contains(&0) {
+        return Err(Error::invalid(format!(
+            "--op {op} needs --shape {want} (positive), got {shape:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Inputs of an op golden: (name, tensor, needs gradient).
+type OpInputs = Vec<(&'static str, Tensor<f32>, bool)>;
+
+/// The sampling golden: `logits [N, V]` (normals, std 2, stream 0) and, for row `i` drawn with
+/// the uniform of sequence `i`, position 0 (`sampling_uniform(seed, i, 0)`), the tokens chosen
+/// under four settings.
+fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
+    op_shape("sample", shape, "N,V")?;
+    let (n, v) = (shape[0], shape[1]);
+    let logits = normals(seed, 0, 2.0, shape);
+    let mut st = SafeTensors::new();
+    st.push_f32("logits", shape, logits.data())?;
+    let uniforms: Vec<f32> = (0..n).map(|i| sampling_uniform(seed, i, 0)).collect();
+    st.push_f32("uniforms", &[n], &uniforms)?;
+    let base = SamplingSettings::default();
+    let settings = [
+        ("tokens", base),
+        ("tokens.temperature_0.7", SamplingSettings { temperature: 0.7, ..base }),
+        ("tokens.top_k_5", SamplingSettings { top_k: Some(5), ..base }),
+        ("tokens.top_p_0.9", SamplingSettings { top_p: Some(0.9), ..base }),
+    ];
+    for (name, s) in settings {
+        let tokens: Vec<i64> = (0..n)
+            .map(|i| choose_token(&logits.data()[i * v..(i + 1) * v], &s, uniforms[i]) as i64)
+            .collect();
+        st.push_i64(name, &[n], &tokens)?;
+    }
+    st.metadata.push(("kind".into(), "op".into()));
+    st.metadata.push(("op".into(), "sample".into()));
+    st.metadata.push(("shape".into(), format!("{n},{v}")));
+    st.metadata.push(("seed".into(), seed.to_string()));
+    common_metadata(&mut st, &tolerance_json(Vec::new()))?;
+    Ok(st)
+}
+
+/// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC).
+pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
+    if op == "sample" {
+        return sample_golden(shape, seed);
+    }
+    let mut tape = Tape::<f32>::new();
+    let mut st = SafeTensors::new();
+    let (inputs, ints): (OpInputs, Vec<(&str, Vec<usize>)>) = match op {
+        "linear" => {
+            op_shape(op, shape, "N,IN,OUT")?;
+            let (n, i, o) = (shape[0], shape[1], shape[2]);
+            let w_std = 1.0 / (i as f32).sqrt();
+            (
+                vec![
+                    ("x", normals(seed, 0, 1.0, &[n, i]), true),
+                    ("w", normals(seed, 1, w_std, &[i, o]), true),
+                    ("b", normals(seed, 2, 0.1, &[o]), true),
+                ],
+                vec![],
+            )
+        }
+        "norm" => {
+            op_shape(op, shape, "N,D")?;
+            let mut g = normals(seed, 1, 0.1, &[shape[1]]);
+            g.data_mut().iter_mut().for_each(|x| *x += 1.0);
+            (vec![("x", normals(seed, 0, 1.0, shape), true), ("g", g, true)], vec![])
+        }
+        "quick_gelu" => {
+            op_shape(op, shape, "N,D")?;
+            (vec![("x", normals(seed, 0, 2.0, shape), true)], vec![])
+        }
+        "attention" | "attention_bidirectional" => {
+            op_shape(op, shape, "B,H,T,D")?;
+            let d = shape[1] * shape[3];
+            (vec![("qkv", normals(seed, 0, 1.0, &[shape[0], shape[2], 3 * d]), true)], vec![])
+        }
+        "cross_entropy" => {
+            op_shape(op, shape, "N,V")?;
+            (
+                vec![("logits", normals(seed, 0, 2.0, shape), true)],
+                vec![("targets", integers(seed, 4, shape[0], shape[1]))],
+            )
+        }
+        "embedding" => {
+            op_shape(op, shape, "V,D,N")?;
+            (
+                vec![("table", normals(seed, 0, 1.0, &shape[..2]), true)],
+                vec![("ids", integers(seed, 4, shape[2], shape[0]))],
+            )
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown --op '{other}' (known: {})",
+                GOLDEN_OPS.join(", ")
+            )))
+        }
+    };
+    let vars: Vec<Var> = inputs.iter().map(|(_, t, _)| tape.param(t.clone())).collect();
+    let ints_of = |name: &str| {
+        ints.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+    };
+    let y = match op {
+        "linear" => ops::linear(&mut tape, vars[0], vars[1], Some(vars[2])),
+        "norm" => ops::rms_norm(&mut tape, vars[0], vars[1], 1e-5),
+        "quick_gelu" => ops::quick_gelu(&mut tape, vars[0]),
+        "attention" => ops::attention_reference(&mut tape, vars[0], shape[1], true),
+        "attention_bidirectional" => ops::attention_reference(&mut tape, vars[0], shape[1], false),
+        "cross_entropy" => ops::cross_entropy_mean(&mut tape, vars[0], ints_of("targets"), None),
+        _ => ops::embedding(&mut tape, vars[0], ints_of("ids"), None),
+    };
+    // The upstream gradient: normals from stream 3 (1 for a scalar loss).
+    let dy = if tape.value(y).len() == 1 {
+        Tensor::new(tape.shape(y), vec![1.0])
+    } else {
+        normals(seed, 3, 1.0, tape.shape(y))
+    };
+    let grads = tape.backward_with(y, dy.clone());
+    for ((name, t, _), _) in inputs.iter().zip(&vars) {
+        st.push_f32(name, t.shape(), t.data())?;
+    }
+    for (name, v) in &ints {
+        st.push_i64(name, &[v.len()], &v.iter().map(|&x| x as i64).collect::<Vec<_>>())?;
+    }
+    st.push_f32("dy", dy.shape(), dy.data())?;
+    st.push_f32("y", tape.shape(y), tape.value(y).data())?;
+    for ((name, t, _), v) in inputs.iter().zip(&vars) {
+        let g = grads.get(*v).cloned().unwrap_or_else(|| Tensor::zeros(t.shape()));
+        st.push_f32(&format!("grad.{name}"), g.shape(), g.data())?;
+    }
+    st.metadata.push(("kind".into(), "op".into()));
+    st.metadata.push(("op".into(), op.into()));
+    st.metadata
+        .push(("shape".into(), shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")));
+    st.metadata.push(("seed".into(), seed.to_string()));
+    common_metadata(&mut st, &tolerance_json(Vec::new()))?;
+    Ok(st)
+}
+
+/// Tolerances for one comparison: defaults plus per-name overrides.
+#[derive(Clone, Debug)]
+pub struct Tolerances {
+    pub rtol: f64,
+    pub atol: f64,
+    pub overrides: Vec<(String, f64, f64)>,
+}
+
+impl Tolerances {
+    /// The tolerances recorded in a golden file's `tolerances` metadata, or the defaults.
+    pub fn from_reference(reference: &SafeTensors, origin: &str) -> Result<Tolerances> {
+        let mut t = Tolerances { rtol: DEFAULT_RTOL, atol: DEFAULT_ATOL, overrides: Vec::new() };
+        let Some(text) = reference.get_metadata("tolerances") else { return Ok(t) };
+        let json = parse_json(text.as_bytes(), &format!("{origin} (tolerances metadata)"))?;
+        let num = |j: &Json, k: &str, d: f64| j.get(k).and_then(Json::as_f64).unwrap_or(d);
+        t.rtol = num(&json, "rtol", t.rtol);
+        t.atol = num(&json, "atol", t.atol);
+        for (pattern, v) in json.get("overrides").and_then(Json::as_object).unwrap_or(&[]) {
+            t.overrides.push((pattern.clone(), num(v, "rtol", t.rtol), num(v, "atol", t.atol)));
+        }
+        Ok(t)
+    }
+
+    /// `(rtol, atol)` for tensor `name`: the first matching override, else the defaults.
+    pub fn for_name(&self, name: &str) -> (f64, f64) {
+        self.overrides
+            .iter()
+            .find(|(p, _, _)| glob_match(p, name))
+            .map_or((self.rtol, self.atol), |(_, r, a)| (*r, *a))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob_match(rest, &tail[i..]))
+        }
+    }
+}
+
+/// The comparison of one tensor.
+#[derive(Clone, Debug)]
+pub struct TensorReport {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    /// Multi-index of the element with the largest `|a − b| − rtol·|b|`.
+    pub worst: Vec<usize>,
+    pub rtol: f64,
+    pub atol: f64,
+    /// `None` when the tensor passes; otherwise why it fails.
+    pub failure: Option<String>,
+}
+
+/// Values of a tensor as f64 (floats and integers alike), or `None` for other dtypes.
+fn values_f64(st: &SafeTensors, name: &str) -> Option<Vec<f64>> {
+    let view = st.get(name)?;
+    match view.dtype {
+        Dtype::I64 | Dtype::I32 => view.to_i64().map(|v| v.iter().map(|&x| x as f64).collect()),
+        Dtype::U8 => Some(view.data.iter().map(|&x| f64::from(x)).collect()),
+        _ => view.to_f64(),
+    }
+}
+
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (k, &s) in shape.iter().enumerate().rev() {
+        if s > 0 {
+            idx[k] = i % s;
+            i /= s;
+        }
+    }
+    idx
+}
+
+/// Compares every tensor of `reference` with the same-named tensor of `candidate`.
+pub fn verify(
+    reference: &SafeTensors,
+    candidate: &SafeTensors,
+    tol: &Tolerances,
+) -> Vec<TensorReport> {
+    reference
+        .tensors
+        .iter()
+        .map(|(name, view)| compare(name, &view.shape, reference, candidate, tol))
+        .collect()
+}
+
+fn compare(
+    name: &str,
+    shape: &[usize],
+    reference: &SafeTensors,
+    candidate: &SafeTensors,
+    tol: &Tolerances,
+) -> TensorReport {
+    let (rtol, atol) = tol.for_name(name);
+    let mut r = TensorReport {
+        name: name.into(),
+        shape: shape.to_vec(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        worst: vec![],
+        rtol,
+        atol,
+        failure: None,
+    };
+    let Some(cand) = candidate.get(name) else {
+        r.failure = Some("missing from the candidate".into());
+        return r;
+    };
+    if cand.shape != shape {
+        r.failure =
+            Some(format!("shape {:?} in the candidate, {shape:?} in the reference", cand.shape));
+        return r;
+    }
+    let (Some(b), Some(a)) = (values_f64(reference, name), values_f64(candidate, name)) else {
+        r.failure = Some(format!("dtype {} cannot be compared", cand.dtype.name()));
+        return r;
+    };
+    let (mut worst_excess, mut worst_i, mut bad) = (f64::NEG_INFINITY, 0, 0usize);
+    for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
+        let diff = (x - y).abs();
+        let diff = if diff.is_nan() { f64::INFINITY } else { diff };
+        r.max_abs = r.max_abs.max(diff);
+        if y != 0.0 {
+            r.max_rel = r.max_rel.max(diff / y.abs());
+        }
+        let excess = diff - rtol * y.abs();
+        if excess > worst_excess {
+            (worst_excess, worst_i) = (excess, i);
+        }
+        if diff > atol + rtol * y.abs() {
+            bad += 1;
+        }
+    }
+    r.worst = unravel(worst_i, shape);
+    if bad > 0 {
+        r.failure = Some(format!("{bad} of {} elements outside atol + rtol·|ref|", a.len()));
+    }
+    r
+}
+
+/// The verification table as text, one tensor per line, failures marked.
+pub fn format_report(reports: &[TensorReport]) -> String {
+    let mut s = format!(
+        "{:<52} {:>16} {:>11} {:>11} {:>16}  result\n",
+        "tensor", "shape", "max |a-b|", "max rel", "worst at"
+    );
+    for r in reports {
+        let shape = format!("{:?}", r.shape);
+        let worst = format!("{:?}", r.worst);
+        let result = r.failure.as_deref().map_or("ok".to_string(), |f| format!("FAIL: {f}"));
+        s.push_str(&format!(
+            "{:<52} {shape:>16} {:>11.3e} {:>11.3e} {worst:>16}  {result}\n",
+            r.name, r.max_abs, r.max_rel
+        ));
+    }
+    let failed = reports.iter().filter(|r| r.failure.is_some()).count();
+    s.push_str(&format!(
+        "{} tensors, {} passed, {failed} failed\n",
+        reports.len(),
+        reports.len() - failed
+    ));
+    s
+}

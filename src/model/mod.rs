@@ -1,0 +1,378 @@
+//! The Image GPT model: configuration, parameters under HF names, forward pass and objectives.
+//!
+//! A [`Model`] is a [`Config`] plus its parameters (f32, in the canonical HF order of
+//! [`params`]). Everything a caller needs — a GPU variant computing reference numbers, the
+//! trainer, the sampler — goes through four calls:
+//! - [`Model::init`] (paper initialisation from Philox) or [`Model::load`] (an HF directory);
+//! - [`Model::forward`]: logits and HF-style hidden states in eval mode;
+//! - [`Model::loss_and_grads`]: one objective's loss and every parameter's gradient;
+//! - [`Model::save`]: an HF directory `transformers` loads as is.
+//!
+//! ## Objectives (DESIGN A.2)
+//! - **Autoregressive** (paper): an image `x₀…x_{n−1}` is fed as `[SOS, x₀, …, x_{n−2}]` and all
+//!   `n` pixels are scored: mean cross-entropy over `B·n` positions.
+//! - **HF shifted** (`labels = input_ids`): the ids are fed as given and position `t < T−1` is
+//!   scored against `ids[t+1]`: mean over `B·(T−1)` positions.
+//! - **BERT**: positions masked with probability 0.15 have their token embedding zeroed;
+//!   attention is bidirectional; loss = mean over images (with ≥ 1 masked position) of the
+//!   mean cross-entropy over that image's masked positions.
+//! - **Classification**: `score(mean_t(ln_f output))`, mean cross-entropy against labels.
+
+pub mod config;
+pub mod decode;
+pub mod forward;
+pub mod hf;
+pub mod params;
+
+pub use config::{Activation, Config};
+pub use forward::DropoutRng;
+pub use params::{Layout, ParamSpec};
+
+use crate::autodiff::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::io::npy::{read_npy, NpyArray, NpyData};
+use crate::ops;
+use crate::rng::Philox;
+use crate::tensor::{Float, Tensor};
+use forward::ForwardInput;
+use std::path::Path;
+
+/// A batch of token ids `[batch, seq]`, validated against a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenBatch {
+    pub ids: Vec<usize>,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+impl TokenBatch {
+    /// Validates raw ids of shape `[batch, seq]` against `config`: every id in `0..vocab_size`,
+    /// `1 ≤ seq ≤ n_positions`. `origin` names the source in errors.
+    pub fn new(
+        ids: &[i64],
+        batch: usize,
+        seq: usize,
+        config: &Config,
+        origin: &str,
+    ) -> Result<TokenBatch> {
+        let err = |msg: String| Err(Error::format(origin, msg));
+        if batch == 0 || seq == 0 {
+            return err(format!("token array [{batch}, {seq}] is empty"));
+        }
+        if seq > config.n_positions {
+            return err(format!(
+                "{seq} tokens per sequence exceed n_positions = {}",
+                config.n_positions
+            ));
+        }
+        if ids.len() != batch * seq {
+            return err(format!("{} ids for shape [{batch}, {seq}]", ids.len()));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, &id) in ids.iter().enumerate() {
+            if id < 0 || id as u64 >= config.vocab_size as u64 {
+                return err(format!(
+                    "token id {id} at [{}, {}] is outside 0..{}",
+                    i / seq,
+                    i % seq,
+                    config.vocab_size
+                ));
+            }
+            out.push(id as usize);
+        }
+        Ok(TokenBatch { ids: out, batch, seq })
+    }
+
+    /// Reads a token file: `.npy` of int32 or int64, shape `[B, T]`, validated against `config`.
+    pub fn read_npy(path: &Path, config: &Config) -> Result<TokenBatch> {
+        let origin = path.display().to_string();
+        let array = read_npy(path)?;
+        let ids = match &array.data {
+            NpyData::I32(_) | NpyData::I64(_) => array.data.to_i64().unwrap_or_default(),
+            other => {
+                let msg = format!("token ids must be int32 or int64, not {}", other.dtype_name());
+                return Err(Error::format(&origin, msg));
+            }
+        };
+        let &[b, t] = array.shape.as_slice() else {
+            let msg = format!("token ids must be a 2-D array [B, T], got shape {:?}", array.shape);
+            return Err(Error::format(&origin, msg));
+        };
+        TokenBatch::new(&ids, b, t, config, &origin)
+    }
+
+    /// The ids as an int64 `.npy` array `[B, T]`.
+    pub fn to_npy(&self) -> NpyArray {
+        NpyArray {
+            shape: vec![self.batch, self.seq],
+            data: NpyData::I64(self.ids.iter().map(|&i| i as i64).collect()),
+        }
+    }
+}
+
+/// A training objective and its targets.
+#[derive(Clone, Debug)]
+pub enum Objective {
+    /// The paper's: `ids` are image pixels; SOS is prepended and all pixels are scored.
+    Autoregressive,
+    /// HF's `labels = input_ids`: ids fed as given, position t scored against t + 1.
+    HfShifted,
+    /// BERT: `mask[i]` true where position i is masked (token embedding zeroed, scored).
+    Bert { mask: Vec<bool> },
+    /// Classification of each image into `labels[b]` through `score`.
+    Classify { labels: Vec<usize> },
+}
+
+/// The BERT mask of one batch: position i of the batch is masked iff uniform i of `stream` < p.
+pub fn bert_mask(philox: Philox, stream: u64, n: usize, p: f32) -> Vec<bool> {
+    (0..n as u64).map(|i| philox.uniform_at(stream, i) < p).collect()
+}
+
+/// What [`Model::forward`] returns.
+pub struct ForwardOutput {
+    /// `[B, T, V−1]` next-token logits (causal models).
+    pub logits: Option<Tensor<f32>>,
+    /// `[B, num_labels]` classification logits (models with a `score` head).
+    pub score: Option<Tensor<f32>>,
+    /// HF `hidden_states`: `L + 1` tensors of `[B, T, d]` (empty unless asked for).
+    pub hidden_states: Vec<Tensor<f32>>,
+}
+
+/// An ImageGPT model: configuration and parameters.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub config: Config,
+    pub layout: Layout,
+    /// Names, shapes and initialisations of the parameters, in canonical order.
+    pub specs: Vec<ParamSpec>,
+    /// The parameters, in the same order.
+    pub params: Vec<Tensor<f32>>,
+}
+
+impl Model {
+    /// A model with the paper's initialisation, parameter `p` drawn from Philox stream `p` of
+    /// `seed`. It has an `lm_head`, and a `score` head if `config.num_labels` is set.
+    pub fn init(config: Config, seed: u64) -> Result<Model> {
+        config.validate("config")?;
+        let specs = params::param_specs(&config, true);
+        let params =
+            specs.iter().enumerate().map(|(i, s)| params::init_param(s, i, seed)).collect();
+        let layout =
+            Layout { n_layer: config.n_layer, lm_head: true, score: config.num_labels.is_some() };
+        Ok(Model { config, layout, specs, params })
+    }
+
+    /// The parameter called `name` (HF name), if the model has it.
+    pub fn param(&self, name: &str) -> Option<&Tensor<f32>> {
+        self.specs.iter().position(|s| s.name == name).map(|i| &self.params[i])
+    }
+
+    /// Total number of parameters.
+    pub fn n_params(&self) -> usize {
+        self.params.iter().map(|p| p.len()).sum()
+    }
+
+    /// Builds the trunk and heads on `tape` for `batch` fed as given.
+    fn heads<T: Float>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &[Var],
+        input: &ForwardInput,
+    ) -> (forward::ForwardVars, Option<Var>, Option<Var>) {
+        let fv = forward::trunk(tape, &self.config, &self.layout, p, input);
+        let (b, t) = (input.batch, input.seq);
+        let logits =
+            self.layout.lm_head.then(|| forward::lm_logits(tape, &self.layout, p, &fv, b, t));
+        let score =
+            self.layout.score.then(|| forward::score_logits(tape, &self.layout, p, &fv, b, t));
+        (fv, logits, score)
+    }
+
+    /// Eval-mode forward (no dropout) of `batch` fed as given (HF semantics: no SOS is added).
+    pub fn forward(&self, batch: &TokenBatch, hidden_states: bool) -> ForwardOutput {
+        let mut tape = Tape::<f32>::new();
+        let p: Vec<Var> = self.params.iter().map(|x| tape.constant(x.clone())).collect();
+        let input = ForwardInput {
+            ids: &batch.ids,
+            batch: batch.batch,
+            seq: batch.seq,
+            keep: None,
+            causal: true,
+            dropout: None,
+        };
+        let (fv, logits, score) = self.heads(&mut tape, &p, &input);
+        let d = self.config.n_embd;
+        let hidden = if hidden_states {
+            fv.hidden
+                .iter()
+                .map(|&h| tape.value(h).clone().reshape(&[batch.batch, batch.seq, d]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ForwardOutput {
+            logits: logits.map(|v| tape.take_value(v)),
+            score: score.map(|v| tape.take_value(v)),
+            hidden_states: hidden,
+        }
+    }
+
+    /// Builds `objective`'s loss on `tape` over parameter nodes `p` (any float type, so the whole
+    /// model can be gradient-checked in f64).
+    pub fn loss_graph<T: Float>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &[Var],
+        batch: &TokenBatch,
+        objective: &Objective,
+        dropout: Option<DropoutRng>,
+    ) -> Result<Var> {
+        let (b, t) = (batch.batch, batch.seq);
+        let v = self.config.vocab_size - 1;
+        match objective {
+            Objective::Autoregressive => {
+                let ids = shift_right_with_sos(&batch.ids, t, self.config.sos());
+                let input =
+                    ForwardInput { ids: &ids, batch: b, seq: t, keep: None, causal: true, dropout };
+                let targets = checked_targets(&batch.ids, v)?;
+                let (_, logits, _) = self.heads(tape, p, &input);
+                Ok(ops::cross_entropy_mean(tape, lm(logits)?, &targets, None))
+            }
+            Objective::HfShifted => {
+                if t < 2 {
+                    return Err(Error::invalid(
+                        "the HF shifted loss needs at least 2 tokens per sequence",
+                    ));
+                }
+                let input = ForwardInput {
+                    ids: &batch.ids,
+                    batch: b,
+                    seq: t,
+                    keep: None,
+                    causal: true,
+                    dropout,
+                };
+                let (_, logits, _) = self.heads(tape, p, &input);
+                // Row (b, t) is scored against ids[b, t + 1]; the last position of each row is not.
+                let scored: Vec<bool> = (0..b * t).map(|i| i % t < t - 1).collect();
+                let next: Vec<usize> =
+                    (0..b * t).map(|i| if i % t < t - 1 { batch.ids[i + 1] } else { 0 }).collect();
+                let targets = checked_targets(&next, v)?;
+                Ok(ops::cross_entropy_mean(tape, lm(logits)?, &targets, Some(&scored)))
+            }
+            Objective::Bert { mask } => {
+                if mask.len() != b * t {
+                    return Err(Error::invalid(format!(
+                        "BERT mask of {} for {} positions",
+                        mask.len(),
+                        b * t
+                    )));
+                }
+                let keep: Vec<bool> = mask.iter().map(|m| !m).collect();
+                let input = ForwardInput {
+                    ids: &batch.ids,
+                    batch: b,
+                    seq: t,
+                    keep: Some(&keep),
+                    causal: false,
+                    dropout,
+                };
+                let targets = checked_targets(&batch.ids, v)?;
+                let weights = bert_weights::<T>(mask, b, t)?;
+                let (_, logits, _) = self.heads(tape, p, &input);
+                Ok(ops::cross_entropy(tape, lm(logits)?, &targets, &weights))
+            }
+            Objective::Classify { labels } => {
+                let k = self
+                    .config
+                    .num_labels
+                    .ok_or_else(|| Error::invalid("the model has no classification head"))?;
+                if labels.len() != b || labels.iter().any(|&l| l >= k) {
+                    return Err(Error::invalid(format!(
+                        "need {b} labels in 0..{k}, got {labels:?}"
+                    )));
+                }
+                let input = ForwardInput {
+                    ids: &batch.ids,
+                    batch: b,
+                    seq: t,
+                    keep: None,
+                    causal: true,
+                    dropout,
+                };
+                let (_, _, score) = self.heads(tape, p, &input);
+                let score = score.ok_or_else(|| Error::invalid("the model has no score head"))?;
+                Ok(ops::cross_entropy_mean(tape, score, labels, None))
+            }
+        }
+    }
+
+    /// The loss of `objective` on `batch` in eval mode, without gradients (nothing is recorded
+    /// for a backward pass).
+    pub fn loss(&self, batch: &TokenBatch, objective: &Objective) -> Result<f32> {
+        let mut tape = Tape::<f32>::new();
+        let p: Vec<Var> = self.params.iter().map(|x| tape.constant(x.clone())).collect();
+        let loss = self.loss_graph(&mut tape, &p, batch, objective, None)?;
+        Ok(tape.value(loss).item())
+    }
+
+    /// The loss of `objective` on `batch` and the gradient of every parameter (canonical order).
+    /// `dropout` enables training-mode dropout; `None` is eval mode.
+    pub fn loss_and_grads(
+        &self,
+        batch: &TokenBatch,
+        objective: &Objective,
+        dropout: Option<DropoutRng>,
+    ) -> Result<(f32, Vec<Tensor<f32>>)> {
+        let mut tape = Tape::<f32>::new();
+        let p: Vec<Var> = self.params.iter().map(|x| tape.param(x.clone())).collect();
+        let loss = self.loss_graph(&mut tape, &p, batch, objective, dropout)?;
+        let value = tape.value(loss).item();
+        let mut grads = tape.backward(loss);
+        let g = p
+            .iter()
+            .zip(&self.params)
+            .map(|(&v, x)| grads.take(v).unwrap_or_else(|| Tensor::zeros(x.shape())))
+            .collect();
+        Ok((value, g))
+    }
+}
+
+/// The logits node, or an error for a model without an `lm_head`.
+fn lm(logits: Option<Var>) -> Result<Var> {
+    logits.ok_or_else(|| {
+        Error::invalid("the model has no lm_head (a classification-only checkpoint)")
+    })
+}
+
+/// `[SOS, x₀, …, x_{T−2}]` for every row of `ids` (rows of length `t`).
+pub fn shift_right_with_sos(ids: &[usize], t: usize, sos: usize) -> Vec<usize> {
+    ids.chunks(t).flat_map(|row| std::iter::once(sos).chain(row[..t - 1].iter().copied())).collect()
+}
+
+/// Targets must be colours (`< V−1`): SOS is never a prediction target.
+fn checked_targets(ids: &[usize], n_colours: usize) -> Result<Vec<usize>> {
+    match ids.iter().position(|&id| id >= n_colours) {
+        Some(i) => Err(Error::invalid(format!(
+            "target id {} at position {i} is not a colour (0..{n_colours})",
+            ids[i]
+        ))),
+        None => Ok(ids.to_vec()),
+    }
+}
+
+/// BERT weights: `1 / (masked count of the image) / (images with a masked position)`.
+fn bert_weights<T: Float>(mask: &[bool], b: usize, t: usize) -> Result<Vec<T>> {
+    let counts: Vec<usize> = mask.chunks(t).map(|row| row.iter().filter(|&&m| m).count()).collect();
+    let images = counts.iter().filter(|&&c| c > 0).count();
+    if images == 0 {
+        return Err(Error::invalid("the BERT mask masks no position"));
+    }
+    let mut w = vec![T::ZERO; b * t];
+    for (i, &m) in mask.iter().enumerate() {
+        if m {
+            w[i] = T::ONE / T::from_f64((counts[i / t] * images) as f64);
+        }
+    }
+    Ok(w)
+}

@@ -1,0 +1,522 @@
+//! The training loop: batches, objective, AdamW with warm-up + cosine, clipping, evaluation,
+//! checkpoints, progress.
+//!
+//! ## One step `s`
+//! 1. **Batch.** The training images are visited in epochs; epoch `e` is the Fisher–Yates
+//!    permutation drawn from Philox stream `SHUFFLE + e`, and step `s` takes positions
+//!    `s·B … s·B + B − 1` of the concatenated permutations. With `--flip`, the `i`-th sample
+//!    drawn is mirrored when uniform `i` of stream `FLIP` is below ½.
+//! 2. **Loss and gradients** of the objective (autoregressive or BERT, mask from stream
+//!    `BERT_MASK + s`), with dropout from streams `DROPOUT + s·2²⁰ + site`. With gradient
+//!    accumulation the batch is cut into equal micro-batches, processed in order, and their
+//!    gradients averaged in that order.
+//! 3. **Clip** to the global norm, **step** AdamW at `lr(s)` (see `schedule`).
+//!
+//! Every random choice is a function of (seed, step), so the state after step `s` depends on
+//! nothing else: a resumed run continues bit for bit, and the thread count changes nothing.
+
+use super::adamw::{AdamW, AdamWConfig};
+use super::checkpoint::{load_state, save_state, RunState, STATE_FILE};
+use super::schedule::{clip_global_norm, Schedule};
+use crate::data::dataset::{ImageSet, Splits};
+use crate::error::{Error, Result};
+use crate::io::json::Json;
+use crate::model::{bert_mask, DropoutRng, Model, Objective, TokenBatch};
+use crate::rng::{streams, Philox};
+use crate::tensor::Tensor;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The training objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainObjective {
+    /// Next-pixel prediction with SOS prepended (the paper's default).
+    Autoregressive,
+    /// Masked-pixel prediction, 15 % of positions, bidirectional attention.
+    Bert,
+}
+
+/// Everything that defines a run besides the model and the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub steps: usize,
+    /// Images per optimizer step.
+    pub batch: usize,
+    /// Micro-batches per step (gradient accumulation); `batch` must be divisible by it.
+    pub accumulation: usize,
+    pub lr: f64,
+    /// The final learning rate of the cosine decay.
+    pub min_lr: f64,
+    pub warmup: usize,
+    /// Global-norm clipping bound (`None`: no clipping).
+    pub clip: Option<f64>,
+    pub adamw: AdamWConfig,
+    pub seed: u64,
+    pub objective: TrainObjective,
+    /// Random horizontal flips of training images.
+    pub flip: bool,
+    /// Evaluate the test loss every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+    /// At most this many images are used to estimate a loss over a split.
+    pub eval_images: usize,
+}
+
+impl TrainConfig {
+    /// The recipe of the main job on the digits: batch 64, lr 3e-3 with 100 warm-up steps,
+    /// cosine to 0 over 1000 steps, clipping at 1.
+    pub fn digits_default() -> TrainConfig {
+        TrainConfig {
+            steps: 1000,
+            batch: 64,
+            accumulation: 1,
+            lr: 3e-3,
+            min_lr: 0.0,
+            warmup: 100,
+            clip: Some(1.0),
+            adamw: AdamWConfig::default(),
+            seed: 0,
+            objective: TrainObjective::Autoregressive,
+            flip: false,
+            eval_every: 100,
+            checkpoint_every: 250,
+            eval_images: 10_000,
+        }
+    }
+
+    /// Checks the values a user can set.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        if self.steps == 0
+            || self.batch == 0
+            || self.eval_every == 0
+            || self.checkpoint_every == 0
+            || self.eval_images == 0
+        {
+            return bad(
+                "steps, batch, eval-every, checkpoint-every and eval-images must be positive"
+                    .into(),
+            );
+        }
+        if self.accumulation == 0 || self.batch % self.accumulation != 0 {
+            return bad(format!(
+                "batch {} is not divisible into {} micro-batches",
+                self.batch, self.accumulation
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            return bad(format!(
+                "learning rates must satisfy 0 <= min-lr <= lr, lr > 0 (lr {}, min-lr {})",
+                self.lr, self.min_lr
+            ));
+        }
+        if self.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return bad("--clip must be positive".into());
+        }
+        let a = &self.adamw;
+        let valid = (0.0..1.0).contains(&a.beta1)
+            && (0.0..1.0).contains(&a.beta2)
+            && a.eps > 0.0
+            && a.weight_decay >= 0.0;
+        if !valid {
+            return bad("AdamW needs 0 <= beta < 1, eps > 0, weight decay >= 0".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration as compact JSON (recorded in checkpoints and compared on resume).
+    pub fn to_json(&self) -> Result<String> {
+        let objective = match self.objective {
+            TrainObjective::Autoregressive => "autoregressive",
+            TrainObjective::Bert => "bert",
+        };
+        let members: Vec<(String, Json)> = vec![
+            ("steps".into(), self.steps.into()),
+            ("batch".into(), self.batch.into()),
+            ("accumulation".into(), self.accumulation.into()),
+            ("lr".into(), self.lr.into()),
+            ("min_lr".into(), self.min_lr.into()),
+            ("warmup".into(), self.warmup.into()),
+            ("clip".into(), self.clip.map_or(Json::Null, Json::from)),
+            ("beta1".into(), self.adamw.beta1.into()),
+            ("beta2".into(), self.adamw.beta2.into()),
+            ("eps".into(), self.adamw.eps.into()),
+            ("weight_decay".into(), self.adamw.weight_decay.into()),
+            ("seed".into(), Json::String(self.seed.to_string())),
+            ("objective".into(), objective.into()),
+            ("flip".into(), self.flip.into()),
+        ];
+        Json::Object(members).to_compact()
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule { peak: self.lr, min: self.min_lr, warmup: self.warmup, total: self.steps }
+    }
+}
+
+/// One line of the training log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogRow {
+    pub step: usize,
+    pub lr: f64,
+    /// Mean training loss (nats per token) since the previous row.
+    pub train_loss: f64,
+    pub test_loss: Option<f64>,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    pub seconds: f64,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    pub steps: usize,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+    pub test_nats_per_token: f64,
+    pub train_nats_per_token: f64,
+    pub log: Vec<LogRow>,
+}
+
+/// Progress reported to the caller after each logged step.
+pub struct Progress<'a> {
+    pub row: &'a LogRow,
+    pub total_steps: usize,
+    /// Estimated seconds to the end.
+    pub eta: f64,
+}
+
+/// The order in which training images are visited: epoch permutations from Philox.
+pub struct BatchOrder {
+    philox: Philox,
+    n: usize,
+    epoch: usize,
+    perm: Vec<usize>,
+}
+
+impl BatchOrder {
+    pub fn new(seed: u64, n: usize) -> Self {
+        let mut order =
+            BatchOrder { philox: Philox::new(seed), n, epoch: usize::MAX, perm: Vec::new() };
+        order.load_epoch(0);
+        order
+    }
+
+    /// Fisher–Yates: for i = n−1 … 1, swap i with j = (64-bit word pair i) mod (i + 1).
+    fn load_epoch(&mut self, epoch: usize) {
+        if self.epoch == epoch {
+            return;
+        }
+        let stream = streams::SHUFFLE + epoch as u64;
+        self.perm = (0..self.n).collect();
+        for i in (1..self.n).rev() {
+            let w = u64::from(self.philox.u32_at(stream, 2 * i as u64))
+                | (u64::from(self.philox.u32_at(stream, 2 * i as u64 + 1)) << 32);
+            self.perm.swap(i, (w % (i as u64 + 1)) as usize);
+        }
+        self.epoch = epoch;
+    }
+
+    /// The image index at overall position `pos` (epoch `pos / n`, place `pos % n`).
+    pub fn at(&mut self, pos: usize) -> usize {
+        self.load_epoch(pos / self.n);
+        self.perm[pos % self.n]
+    }
+}
+
+/// The training images of step `step`: `(image index, flipped)` for positions `step·B …`.
+fn step_samples(order: &mut BatchOrder, cfg: &TrainConfig, step: usize) -> Vec<(usize, bool)> {
+    let philox = Philox::new(cfg.seed);
+    (step * cfg.batch..(step + 1) * cfg.batch)
+        .map(|pos| (order.at(pos), cfg.flip && philox.uniform_at(streams::FLIP, pos as u64) < 0.5))
+        .collect()
+}
+
+/// The token batch of the given samples of `set`.
+fn gather(
+    set: &ImageSet,
+    samples: &[(usize, bool)],
+    config_check: &crate::model::Config,
+) -> Result<TokenBatch> {
+    let t = set.seq_len();
+    let mut ids = Vec::with_capacity(samples.len() * t);
+    for &(i, flip) in samples {
+        let tokens = if flip { set.flipped(i) } else { set.image(i).to_vec() };
+        ids.extend(tokens.iter().map(|&x| i64::from(x)));
+    }
+    TokenBatch::new(&ids, samples.len(), t, config_check, "training data")
+}
+
+/// The objective of one (micro-)batch; BERT masks come from `mask_stream`.
+fn objective_for(cfg: &TrainConfig, batch: &TokenBatch, mask_stream: u64) -> Objective {
+    match cfg.objective {
+        TrainObjective::Autoregressive => Objective::Autoregressive,
+        TrainObjective::Bert => Objective::Bert {
+            mask: bert_mask(Philox::new(cfg.seed), mask_stream, batch.ids.len(), 0.15),
+        },
+    }
+}
+
+/// Loss (nats per token) and averaged gradients of one step, micro-batch by micro-batch.
+fn loss_and_grads(
+    model: &Model,
+    batch: &TokenBatch,
+    cfg: &TrainConfig,
+    step: usize,
+) -> Result<(f64, Vec<Tensor<f32>>)> {
+    let micro = cfg.batch / cfg.accumulation;
+    let t = batch.seq;
+    let dropout = Some(DropoutRng { philox: Philox::new(cfg.seed), step: step as u64 });
+    let objective = objective_for(cfg, batch, streams::BERT_MASK + step as u64);
+    let mut total_loss = 0.0;
+    let mut sum: Option<Vec<Tensor<f32>>> = None;
+    for k in 0..cfg.accumulation {
+        let rows = k * micro..(k + 1) * micro;
+        let mb = TokenBatch {
+            ids: batch.ids[rows.start * t..rows.end * t].to_vec(),
+            batch: micro,
+            seq: t,
+        };
+        let obj = match &objective {
+            Objective::Bert { mask } => {
+                Objective::Bert { mask: mask[rows.start * t..rows.end * t].to_vec() }
+            }
+            other => other.clone(),
+        };
+        let (loss, grads) = model.loss_and_grads(&mb, &obj, dropout)?;
+        total_loss += f64::from(loss);
+        sum = Some(match sum {
+            None => grads,
+            Some(mut acc) => {
+                for (a, g) in acc.iter_mut().zip(&grads) {
+                    a.data_mut().iter_mut().zip(g.data()).for_each(|(x, y)| *x += y);
+                }
+                acc
+            }
+        });
+    }
+    let mut grads = sum.unwrap_or_default();
+    if cfg.accumulation > 1 {
+        let inv = 1.0 / cfg.accumulation as f32;
+        grads.iter_mut().for_each(|g| g.data_mut().iter_mut().for_each(|x| *x *= inv));
+    }
+    Ok((total_loss / cfg.accumulation as f64, grads))
+}
+
+/// Mean loss (nats per token) over up to `max_images` images of `set`, in eval mode.
+pub fn evaluate(
+    model: &Model,
+    set: &ImageSet,
+    cfg: &TrainConfig,
+    max_images: usize,
+) -> Result<f64> {
+    let n = set.len().min(max_images);
+    if n == 0 {
+        return Err(Error::invalid("cannot evaluate on an empty split"));
+    }
+    let (mut weighted, mut count) = (0.0, 0usize);
+    for (chunk, start) in (0..n).step_by(cfg.batch).enumerate() {
+        let samples: Vec<(usize, bool)> =
+            (start..(start + cfg.batch).min(n)).map(|i| (i, false)).collect();
+        let batch = gather(set, &samples, &model.config)?;
+        // Evaluation masks live far above any training step's.
+        let objective = objective_for(cfg, &batch, streams::BERT_MASK + (1 << 40) + chunk as u64);
+        let loss = model.loss(&batch, &objective)?;
+        weighted += f64::from(loss) * samples.len() as f64;
+        count += samples.len();
+    }
+    Ok(weighted / count as f64)
+}
+
+/// Called with the model, the run directory and the log after each checkpoint.
+pub type CheckpointHook<'a> = dyn Fn(&Model, &Path, &[LogRow]) -> Result<()> + 'a;
+
+/// A training run writing into `out`.
+pub struct Trainer<'a> {
+    pub data: &'a Splits,
+    pub cfg: TrainConfig,
+    pub out: PathBuf,
+    /// Called after the model files are written at each checkpoint (e.g. to draw pictures).
+    pub on_checkpoint: Option<&'a CheckpointHook<'a>>,
+}
+
+impl Trainer<'_> {
+    /// Runs to `cfg.steps`, starting from `model` or, with `resume`, from the checkpoint in
+    /// `out`. `progress` is called after every logged step.
+    pub fn run(
+        &self,
+        model: Model,
+        resume: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<TrainReport> {
+        self.cfg.validate()?;
+        let cfg = &self.cfg;
+        let train = &self.data.train;
+        if train.is_empty() || self.data.test.is_empty() {
+            return Err(Error::invalid("the training and test splits must both hold images"));
+        }
+        if train.seq_len() > model.config.n_positions {
+            return Err(Error::invalid(format!(
+                "images of {} tokens exceed n_positions = {}",
+                train.seq_len(),
+                model.config.n_positions
+            )));
+        }
+        std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))?;
+        let cfg_json = cfg.to_json()?;
+        let opt = AdamW::new(cfg.adamw, &model.params);
+        let mut state = RunState { model, opt, step: 0 };
+        let mut log = Vec::new();
+        if resume {
+            if !self.out.join(STATE_FILE).exists() {
+                return Err(Error::invalid(format!(
+                    "--resume: no {} in {}",
+                    STATE_FILE,
+                    self.out.display()
+                )));
+            }
+            state = load_state(&self.out, state, &cfg_json)?;
+            log = read_log(&self.out.join(LOG_FILE))?
+                .into_iter()
+                .filter(|r| r.step <= state.step)
+                .collect();
+        }
+        let schedule = cfg.schedule();
+        let mut order = BatchOrder::new(cfg.seed, train.len());
+        let start = Instant::now();
+        let first_step = state.step;
+        let seconds_before = log.last().map_or(0.0, |r: &LogRow| r.seconds);
+        let tokens_per_step = (cfg.batch * train.seq_len()) as f64;
+        let (mut since_loss, mut since_steps, mut since) = (0.0, 0usize, Instant::now());
+        while state.step < cfg.steps {
+            let s = state.step;
+            let batch = gather(train, &step_samples(&mut order, cfg, s), &state.model.config)?;
+            let (loss, mut grads) = loss_and_grads(&state.model, &batch, cfg, s)?;
+            let norm = match cfg.clip {
+                Some(c) => clip_global_norm(&mut grads, c),
+                None => super::schedule::global_norm(&grads),
+            };
+            if !loss.is_finite() || !norm.is_finite() {
+                let last = log.last().map_or(0, |r: &LogRow| r.step);
+                return Err(Error::invalid(format!(
+                    "step {}: the loss is {loss} (gradient norm {norm}); training stopped. The last good checkpoint (step {}) is in {}",
+                    s + 1,
+                    last.min(s),
+                    self.out.display()
+                )));
+            }
+            let lr = schedule.lr(s);
+            state.opt.step(&mut state.model.params, &grads, lr);
+            state.step += 1;
+            (since_loss, since_steps) = (since_loss + loss, since_steps + 1);
+            let done = state.step == cfg.steps;
+            let eval_now = state.step % cfg.eval_every == 0 || done;
+            if eval_now || since.elapsed().as_secs_f64() >= 1.0 {
+                let test_loss = if eval_now {
+                    Some(evaluate(&state.model, &self.data.test, cfg, cfg.eval_images)?)
+                } else {
+                    None
+                };
+                let elapsed = since.elapsed().as_secs_f64().max(1e-9);
+                let row = LogRow {
+                    step: state.step,
+                    lr,
+                    train_loss: since_loss / since_steps as f64,
+                    test_loss,
+                    grad_norm: norm,
+                    tokens_per_s: tokens_per_step * since_steps as f64 / elapsed,
+                    seconds: seconds_before + start.elapsed().as_secs_f64(),
+                };
+                let eta = (cfg.steps - state.step) as f64 * elapsed / since_steps as f64;
+                progress(&Progress { row: &row, total_steps: cfg.steps, eta });
+                log.push(row);
+                (since_loss, since_steps, since) = (0.0, 0, Instant::now());
+            }
+            if state.step % cfg.checkpoint_every == 0 || done {
+                self.checkpoint(&state, &cfg_json, &log)?;
+            }
+        }
+        let steps_run = (state.step - first_step) as f64;
+        let tokens_per_s = steps_run * tokens_per_step / start.elapsed().as_secs_f64().max(1e-9);
+        Ok(TrainReport {
+            steps: state.step,
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
+            tokens_per_s,
+            test_nats_per_token: evaluate(&state.model, &self.data.test, cfg, cfg.eval_images)?,
+            train_nats_per_token: evaluate(&state.model, train, cfg, cfg.eval_images)?,
+            log,
+        })
+    }
+
+    /// Writes the resumable state, the HF model files and the log; then the caller's hook.
+    fn checkpoint(&self, state: &RunState, cfg_json: &str, log: &[LogRow]) -> Result<()> {
+        save_state(&self.out, state, cfg_json)?;
+        state.model.save(&self.out)?;
+        write_log(&self.out.join(LOG_FILE), log)?;
+        if let Some(hook) = self.on_checkpoint {
+            hook(&state.model, &self.out, log)?;
+        }
+        Ok(())
+    }
+}
+
+/// The CSV log inside a run directory.
+pub const LOG_FILE: &str = "log.csv";
+const LOG_HEADER: &str =
+    "step,lr,train_nats,train_bits,test_nats,test_bits,grad_norm,tokens_per_s,seconds";
+
+fn write_log(path: &Path, log: &[LogRow]) -> Result<()> {
+    let bits = std::f64::consts::LN_2;
+    let mut text = format!("{LOG_HEADER}\n");
+    for r in log {
+        let (tn, tb) = r.test_loss.map_or((String::new(), String::new()), |t| {
+            (format!("{t:.6}"), format!("{:.6}", t / bits))
+        });
+        text.push_str(&format!(
+            "{},{:.6e},{:.6},{:.6},{tn},{tb},{:.4},{:.1},{:.3}\n",
+            r.step,
+            r.lr,
+            r.train_loss,
+            r.train_loss / bits,
+            r.grad_norm,
+            r.tokens_per_s,
+            r.seconds
+        ));
+    }
+    crate::io::write_atomic(path, text.as_bytes())
+}
+
+fn read_log(path: &Path) -> Result<Vec<LogRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let origin = path.display().to_string();
+    let text = String::from_utf8(crate::io::read_bytes(path)?)
+        .map_err(|_| Error::format(&origin, "not UTF-8"))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |k: usize| -> Result<f64> {
+            f.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::format(&origin, format!("line {}: bad field {k}", i + 1)))
+        };
+        if f.len() != 9 {
+            return Err(Error::format(
+                &origin,
+                format!("line {}: {} fields, expected 9", i + 1, f.len()),
+            ));
+        }
+        rows.push(LogRow {
+            step: num(0)? as usize,
+            lr: num(1)?,
+            train_loss: num(2)?,
+            test_loss: if f[4].is_empty() { None } else { Some(num(4)?) },
+            grad_norm: num(6)?,
+            tokens_per_s: num(7)?,
+            seconds: num(8)?,
+        });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,274 @@
+//! The `igpt` command end to end: exit statuses, one-line usage errors, and the model / golden
+//! workflow (init → golden → verify).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn igpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_igpt")).args(args).output().expect("run igpt")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("igpt-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        vec!["bench", "sgemm", "--bogus"],
+        vec!["bench", "sgemm", "--reps"],
+        vec!["bench", "sgemm", "--reps", "many"],
+        vec!["golden", "--out", "x.st", "--op", "linear", "--shape", "2,x"],
+        vec!["init", "--out", "x"],
+        vec!["nonsense"],
+        vec![],
+    ] {
+        let o = igpt(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        if !args.is_empty() {
+            assert_eq!(stderr(&o).trim().lines().count(), 1, "{args:?}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn help_exits_0_for_every_command() {
+    for cmd in ["init", "forward", "golden", "verify", "bench"] {
+        let o = igpt(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("--"), "{cmd}");
+    }
+    assert_eq!(igpt(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn bad_files_exit_1_and_name_the_file() {
+    let dir = scratch("badfiles");
+    let junk = dir.join("junk.npy");
+    std::fs::write(&junk, b"not a numpy file").unwrap();
+    let model = dir.join("m");
+    assert!(igpt(&["init", "--config", "digits", "--out", s(&model)]).status.success());
+    let o = igpt(&[
+        "forward",
+        "--model",
+        s(&model),
+        "--tokens",
+        s(&junk),
+        "--out",
+        s(&dir.join("o.st")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("junk.npy"), "{}", stderr(&o));
+    let o =
+        igpt(&["forward", "--model", s(&dir.join("missing")), "--tokens", s(&junk), "--out", "o"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    let o = igpt(&["init", "--config", "igpt-zz", "--out", s(&model)]);
+    assert!(stderr(&o).contains("unknown config preset"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn init_golden_verify_round_trip() {
+    let dir = scratch("golden");
+    let model = dir.join("m");
+    let golden = dir.join("g.safetensors");
+    assert!(igpt(&["init", "--config", "digits", "--seed", "3", "--out", s(&model)])
+        .status
+        .success());
+    let o = igpt(&[
+        "golden",
+        "--model",
+        s(&model),
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--steps",
+        "2",
+        "--out",
+        s(&golden),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A golden file verifies against itself ...
+    let o = igpt(&["verify", "--reference", s(&golden), "--candidate", s(&golden)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // ... and against one made from a differently initialised model it fails with exit 1.
+    let other = dir.join("other");
+    let golden2 = dir.join("g2.safetensors");
+    assert!(igpt(&["init", "--config", "digits", "--seed", "4", "--out", s(&other)])
+        .status
+        .success());
+    assert!(igpt(&[
+        "golden",
+        "--model",
+        s(&other),
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--out",
+        s(&golden2)
+    ])
+    .status
+    .success());
+    let o = igpt(&["verify", "--reference", s(&golden), "--candidate", s(&golden2)]);
+    assert_eq!(o.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("FAIL: missing from the candidate"), "{table}");
+    assert!(table.contains("FAIL:") && table.contains("outside atol"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn op_goldens_are_reproducible_from_the_seed() {
+    let dir = scratch("opgolden");
+    for (op, shape) in
+        [("linear", "3,5,7"), ("norm", "4,9"), ("attention", "1,2,5,4"), ("cross_entropy", "6,11")]
+    {
+        let a = dir.join(format!("{op}-a.st"));
+        let b = dir.join(format!("{op}-b.st"));
+        for f in [&a, &b] {
+            let o = igpt(&["golden", "--op", op, "--shape", shape, "--seed", "9", "--out", s(f)]);
+            assert!(o.status.success(), "{op}: {}", stderr(&o));
+        }
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{op}");
+    }
+    let o = igpt(&["golden", "--op", "softmax", "--shape", "2,2", "--out", s(&dir.join("x"))]);
+    assert!(stderr(&o).contains("unknown --op 'softmax'"), "{}", stderr(&o));
+    let o = igpt(&["golden", "--op", "linear", "--shape", "2,2", "--out", s(&dir.join("x"))]);
+    assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn palette_fit_and_quantize_match_the_transformers_tokens() {
+    let dir = scratch("palette");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/palette");
+    let images: Vec<String> = ["grey_33x47.png", "rgb_40x33.png", "rgba_20x20.png"]
+        .iter()
+        .map(|n| fixtures.join("images").join(n).display().to_string())
+        .collect();
+    let out = dir.join("tokens.npy");
+    let config = fixtures.join("preprocessor_config.json");
+    let mut args = vec!["quantize", "--palette", s(&config), "--out", s(&out), "--images"];
+    args.extend(images.iter().map(String::as_str));
+    let o = igpt(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours = igpt::io::npy::read_npy(&out).unwrap();
+    let theirs = igpt::io::npy::read_npy(&fixtures.join("tokens.npy")).unwrap();
+    let (ours, theirs) = (ours.data.to_i64().unwrap(), theirs.data.to_i64().unwrap());
+    // tokens_order.txt: grey_33x47 is row 0, rgb_40x33 row 4, rgba_20x20 row 7.
+    for (k, row) in [0usize, 4, 7].into_iter().enumerate() {
+        assert_eq!(
+            ours[k * 1024..(k + 1) * 1024],
+            theirs[row * 1024..(row + 1) * 1024],
+            "image {k}"
+        );
+    }
+    let palette = dir.join("palette.npy");
+    let o = igpt(&[
+        "palette",
+        "fit",
+        "--images",
+        s(&fixtures.join("images")),
+        "--k",
+        "8",
+        "--out",
+        s(&palette),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("{\"k\":8,\"inertia\":"));
+    let o = igpt(&[
+        "palette",
+        "fit",
+        "--images",
+        s(&fixtures.join("images")),
+        "--k",
+        "0",
+        "--out",
+        s(&palette),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = igpt(&[
+        "quantize",
+        "--palette",
+        s(&palette),
+        "--images",
+        s(&dir.join("nope.png")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(stderr(&o).contains("nope.png"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_sample_and_complete_on_the_digits() {
+    let dir = scratch("train");
+    let run = dir.join("run");
+    let o = igpt(&["train", "--steps", "3", "--batch", "8", "--eval-every", "3", "--out", s(&run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.trim().starts_with("{\"test_nats_per_token\":") && report.contains("\"steps\":3"),
+        "{report}"
+    );
+    assert!(stderr(&o).contains("step      3/3"), "{}", stderr(&o));
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "loss.png",
+        "samples.png",
+        "completions.png",
+        "log.csv",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    let grid = dir.join("grid.png");
+    let tokens = dir.join("tokens.npy");
+    let o = igpt(&[
+        "sample",
+        "--model",
+        s(&run),
+        "--n",
+        "4",
+        "--out",
+        s(&grid),
+        "--tokens-out",
+        s(&tokens),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(igpt::io::npy::read_npy(&tokens).unwrap().shape, [4, 64]);
+    let o = igpt(&["sample", "--model", s(&run), "--top-p", "1.5", "--out", s(&grid)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("top-p"), "{}", stderr(&o));
+    let o = igpt(&[
+        "complete",
+        "--model",
+        s(&run),
+        "--images",
+        s(&grid),
+        "--keep-rows",
+        "9",
+        "--out",
+        s(&grid),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = igpt(&["train", "--steps", "3", "--batch", "8", "--lr", "-1", "--out", s(&run)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
