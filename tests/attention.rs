@@ -10,7 +10,7 @@ use igpt::kernels::attention::{
     backward_workspace_floats, flash_attention_backward, flash_attention_forward,
     forward_workspace_floats,
 };
-use igpt::kernels::KvCache;
+use igpt::kernels::{bench_attention, KvCache};
 use igpt::ops::attention::{attention_reference_backward, attention_reference_forward};
 use igpt::ops::{self, AttentionDims};
 use igpt::rng::Philox;
@@ -322,4 +322,19 @@ fn empty_shapes_and_nan_inputs() {
     let causal = flash_attention_forward(&qkv, d, true).out;
     assert!(causal[..4 * d.d()].iter().all(|x| x.is_finite()), "rows 0..4 do not see key 4");
     assert!(causal[4 * d.d()..].iter().all(|x| x.is_nan()));
+}
+
+/// Timings, not a check: `cargo test --release --test attention bench -- --ignored --nocapture`
+/// prints the lines `igpt bench attention` will print, for the two shapes.
+#[test]
+#[ignore]
+fn bench_attention_shapes() {
+    for (b, h, t, hd) in [(1, 8, 1024, 64), (4, 8, 1024, 32)] {
+        for r in bench_attention(dims(b, t, h, hd), true, 21) {
+            println!(
+                "{{\"bench\":\"attention\",\"pass\":\"{}\",\"B\":{b},\"H\":{h},\"T\":{t},\"D\":{hd},\"median_ms\":{:.3}}}",
+                r.pass, r.median_ms
+            );
+        }
+    }
 }

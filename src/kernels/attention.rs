@@ -139,9 +139,10 @@ impl Geometry {
 }
 
 thread_local! {
-    /// Per-thread memory reused across calls (each grows to the largest size used and is never
-    /// shrunk): `CALL_WORKSPACE` holds the packed inputs of a whole call, `TASK_WORKSPACE` one
-    /// backward task's buffers.
+    /// Per-thread memory reused across calls (each grows to the largest size used, up to
+    /// `RETAIN_MAX`): `CALL_WORKSPACE` holds the packed inputs of a whole call (on the calling
+    /// thread), `TASK_WORKSPACE` the buffers of one task (forward query tile or backward head).
+    /// Tasks never start parallel work while they hold `TASK_WORKSPACE`.
     static CALL_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static TASK_WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -234,7 +235,9 @@ fn pack_heads(src: &[f32], width: usize, parts: &[usize], g: &Geometry, dst: &mu
                         if t < g.seq {
                             let row = &src[(b * g.seq + t) * width + col + h * g.hd..][..g.hd];
                             out.put(at, row, false);
-                            out.put(at + g.hd, &zeros[g.hd..], false);
+                            if g.hdp > g.hd {
+                                out.put(at + g.hd, &zeros[g.hd..], false);
+                            }
                         } else {
                             out.put(at, &zeros, false);
                         }
@@ -245,12 +248,10 @@ fn pack_heads(src: &[f32], width: usize, parts: &[usize], g: &Geometry, dst: &mu
     });
 }
 
-/// Transposes every 64-row tile of packed head rows `[n, nt·BLOCK, hdp]` into `[n, nt, hdp,
-/// BLOCK]` (the `Kᵀ` layout).
-fn transpose_tiles(rows: &[f32], hdp: usize, dst: &mut [f32]) {
-    dst.par_chunks_mut(hdp * BLOCK).enumerate().for_each(|(i, tile)| {
-        transpose(&rows[i * BLOCK * hdp..], hdp, (BLOCK, hdp), tile, BLOCK);
-    });
+/// Transposes 64-row tile `i` of packed head rows `[n, nt·BLOCK, hdp]` into `tile: [hdp, BLOCK]`
+/// (tile `i` of the `[n, nt, hdp, BLOCK]` layout of `Kᵀ`).
+fn transpose_tile(rows: &[f32], hdp: usize, (i, tile): (usize, &mut [f32])) {
+    transpose(&rows[i * BLOCK * hdp..], hdp, (BLOCK, hdp), tile, BLOCK);
 }
 
 /// The result of [`flash_attention_forward`].
@@ -289,7 +290,9 @@ pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -
     with_workspace(&CALL_WORKSPACE, 4 * part_len, |ws| {
         let (rows, k_t) = ws.split_at_mut(3 * part_len);
         pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, rows);
-        transpose_tiles(&rows[part_len..2 * part_len], g.hdp, k_t);
+        let keys = &rows[part_len..2 * part_len];
+        let tiles = k_t.par_chunks_mut(g.hdp * BLOCK).enumerate();
+        tiles.for_each(|tile| transpose_tile(keys, g.hdp, tile));
         let (rows, k_t): (&[f32], &[f32]) = (rows, k_t);
         let (o_out, lse_out) = (DisjointOut::new(&mut out), DisjointOut::new(&mut lse));
         (0..n_heads * g.nt).into_par_iter().for_each(|task| {
@@ -379,23 +382,16 @@ fn attend_key_tile(
     let k_t = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
     if split {
         tile_gemm((HALF, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
-        let lower = &mut s_t[HALF * rp + HALF..];
-        tile_gemm(
-            (keys - HALF, rp - HALF, hdp),
-            &k_t[HALF..],
-            BLOCK,
-            &q_t[HALF..],
-            rp,
-            lower,
-            rp,
-            false,
-        );
+        // Keys HALF.. against query lanes HALF.. only.
+        let (k_lower, q_right) = (&k_t[HALF..], &q_t[HALF..]);
+        let s_lower = &mut s_t[HALF * rp + HALF..];
+        tile_gemm((keys - HALF, rp - HALF, hdp), k_lower, BLOCK, q_right, rp, s_lower, rp, false);
     } else {
         tile_gemm((keys, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
     }
     if diagonal {
-        // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This
-        // also covers the quarter a split product skipped.
+        // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This also
+        // covers the quarter a split product skipped.
         for (j, row) in s_t.chunks_exact_mut(rp).take(keys).enumerate() {
             row[..j.min(rp)].fill(f32::NEG_INFINITY);
         }
@@ -403,6 +399,7 @@ fn attend_key_tile(
     stats.update(&mut s_t[..keys * rp], o_t, LOG2_E * g.inv_sqrt_hd());
     let v = &x.v[c0 * hdp..][..keys * hdp];
     if split {
+        // Query lanes 0..HALF see keys 0..HALF only.
         tile_gemm((hdp, HALF, HALF), v, hdp, s_t, rp, o_t, rp, true);
         tile_gemm((hdp, rp - HALF, keys), v, hdp, &s_t[HALF..], rp, &mut o_t[HALF..], rp, true);
     } else {
@@ -629,8 +626,8 @@ fn backward_head(
     accumulate: bool,
 ) {
     let hdp = g.hdp;
-    transpose_tiles(x.q, hdp, buf.q_t);
-    transpose_tiles(x.d_o, hdp, buf.do_t);
+    buf.q_t.chunks_exact_mut(hdp * BLOCK).enumerate().for_each(|t| transpose_tile(x.q, hdp, t));
+    buf.do_t.chunks_exact_mut(hdp * BLOCK).enumerate().for_each(|t| transpose_tile(x.d_o, hdp, t));
     buf.dq.fill(0.0);
     buf.lse2.fill(0.0);
     buf.lse2.iter_mut().zip(x.lse).for_each(|(l2, &l)| *l2 = l * LOG2_E);

@@ -1,4 +1,5 @@
-//! f32x8 building blocks of the fused kernels: a register-blocked tile product and a fast `2^x`.
+//! f32x8 building blocks of the fused kernels: a register-blocked tile product, a fast `2^x`,
+//! 8×8 transposes and fixed-order horizontal sums.
 //!
 //! ## Tile product
 //! [`tile_gemm`] computes `C[m×n] ← XᵀY` (or `+=`) with `X: [k×m]`, `Y: [k×n]` for the small
@@ -12,7 +13,8 @@
 //! loads per 12 FMAs, within the 16 ymm registers of AVX2.
 //!
 //! Every element of `C` is `C₀ + Σ_p X_pi·Y_pj` summed in increasing `p` — a fixed order, so the
-//! result never depends on threads or on how the caller splits work.
+//! result never depends on threads or on how the caller splits work. [`tile_gemm_nn`] is the
+//! same kernel reading its left operand row-major (`C ← A·Y`).
 //!
 //! ## exp2
 //! [`exp2`] evaluates `2^x = 2^n · 2^f` with `n = round(x)`, `f = x − n ∈ [−½, ½]`, `2^f` by the
@@ -44,12 +46,6 @@ pub fn store(dst: &mut [f32], v: f32x8) {
 pub fn hsum(v: f32x8) -> f32 {
     let a = v.to_array();
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
-}
-
-/// The largest lane (exact, so the order does not matter; NaN lanes are skipped like `f32::max`).
-#[inline(always)]
-pub fn hmax(v: f32x8) -> f32 {
-    v.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// `a·b`, eight lanes at a time, lanes and tail combined in a fixed order.
