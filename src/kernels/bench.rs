@@ -5,10 +5,10 @@
 //! the median wall time of each. The times include allocating the outputs, as a training step
 //! would.
 
+use crate::bench::median_ms;
 use super::attention::{flash_attention_backward, flash_attention_forward};
 use crate::ops::AttentionDims;
 use crate::rng::Philox;
-use std::time::Instant;
 
 /// One line of the attention benchmark.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,25 +35,7 @@ pub fn bench_attention(dims: AttentionDims, causal: bool, reps: usize) -> Vec<At
     };
     forward_backward();
     vec![
-        AttentionBench { pass: "fwd", median_ms: median_ms(reps, || drop(forward())) },
-        AttentionBench { pass: "fwd+bwd", median_ms: median_ms(reps, || drop(forward_backward())) },
+        AttentionBench { pass: "fwd", median_ms: median_ms(0, reps, || drop(forward())) },
+        AttentionBench { pass: "fwd+bwd", median_ms: median_ms(0, reps, || drop(forward_backward())) },
     ]
-}
-
-/// The median of `reps` (at least 1) timings of `f`, in milliseconds.
-fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        0.5 * (times[n / 2 - 1] + times[n / 2])
-    }
 }
