@@ -91,6 +91,9 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             return Err(igpt::Error::invalid(msg).into());
         }
         config.validate(config_name)?;
+        if config.attn_pdrop > 0.0 {
+            eprintln!("igpt train: warning: attn_pdrop = {} is not applied (igpt drops out embeddings and residuals only)", config.attn_pdrop);
+        }
         let model = Model::init(config, cfg.seed)?;
         eprintln!(
             "igpt train: {} on {}: {} parameters, {} steps of {} images, writing {}",

@@ -5,8 +5,8 @@
 //! the median wall time of each. The times include allocating the outputs, as a training step
 //! would.
 
-use crate::bench::median_ms;
 use super::attention::{flash_attention_backward, flash_attention_forward};
+use crate::bench::median_ms;
 use crate::ops::AttentionDims;
 use crate::rng::Philox;
 
@@ -36,6 +36,9 @@ pub fn bench_attention(dims: AttentionDims, causal: bool, reps: usize) -> Vec<At
     forward_backward();
     vec![
         AttentionBench { pass: "fwd", median_ms: median_ms(0, reps, || drop(forward())) },
-        AttentionBench { pass: "fwd+bwd", median_ms: median_ms(0, reps, || drop(forward_backward())) },
+        AttentionBench {
+            pass: "fwd+bwd",
+            median_ms: median_ms(0, reps, || drop(forward_backward())),
+        },
     ]
 }
