@@ -25,7 +25,7 @@
 //! | [`golden`] | golden files and verification of a candidate |
 //! | [`io`] | JSON, `.npy`, safetensors — strict, fuzzed |
 //! | [`rng`] | Philox4x32-10, the counter-based generator behind every random draw |
-//! | [`plot`], [`bench`], [`args`] | pictures, benchmarks, command-line parsing |
+//! | [`plot`], [`bench`](mod@bench), [`args`] | pictures, benchmarks, command-line parsing |
 //!
 //! `SPEC.md` in the repository gives the exact math, layouts, file formats, RNG and tolerances.
 
