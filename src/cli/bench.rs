@@ -105,7 +105,12 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                 Some(name) => {
                     let config = Config::preset(name)?;
                     let seq = p.parse_or("seq", config.n_positions)?;
-                    vec![(name.to_string(), p.parse_or("batch", 4usize)?, seq)]
+                    let default_batch = match name {
+                        "digits" => 64,
+                        "igpt-s" | "igpt-m" | "igpt-l" | "igpt-xl" => 1,
+                        _ => 4,
+                    };
+                    vec![(name.to_string(), p.parse_or("batch", default_batch)?, seq)]
                 }
                 None => vec![
                     ("digits".into(), 64, 64),

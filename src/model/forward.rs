@@ -49,9 +49,9 @@ pub struct ForwardInput<'a> {
 
 /// The nodes of one forward pass.
 pub struct ForwardVars {
-    /// `hidden_states` as HF defines them: `L + 1` tensors of `[B·T, d]`.
+    /// `hidden_states` as HF defines them: `L + 1` tensors of `[B, T, d]`.
     pub hidden: Vec<Var>,
-    /// The `ln_f` output `[B·T, d]` (the same node as `hidden[L]`).
+    /// The `ln_f` output `[B, T, d]` (the same node as `hidden[L]`).
     pub x: Var,
 }
 
@@ -79,6 +79,8 @@ pub fn trunk<T: Float>(
     let tok = ops::embedding(tape, p[Layout::WTE], input.ids, input.keep);
     let pos = ops::embedding(tape, p[Layout::WPE], &positions, None);
     let h0 = ops::add(tape, tok, pos);
+    // From here on activations are [B, T, ·]: `linear` keeps leading axes, attention needs them.
+    let h0 = ops::reshape(tape, h0, &[b, t, d]);
     let mut h = drop(tape, h0, config.embd_pdrop, 0, input.dropout);
     let mut hidden = Vec::with_capacity(config.n_layer + 1);
     let eps = config.layer_norm_epsilon;
@@ -87,9 +89,7 @@ pub fn trunk<T: Float>(
         let w = layout.block(l);
         let x = ops::rms_norm(tape, h, p[w.ln_1], eps);
         let qkv = ops::linear(tape, x, p[w.c_attn_w], Some(p[w.c_attn_b]));
-        let qkv = ops::reshape(tape, qkv, &[b, t, 3 * d]);
         let a = ops::attention(tape, qkv, config.n_head, input.causal);
-        let a = ops::reshape(tape, a, &[b * t, d]);
         let a = ops::linear(tape, a, p[w.attn_proj_w], Some(p[w.attn_proj_b]));
         let a = drop(tape, a, config.resid_pdrop, 1 + 2 * l as u64, input.dropout);
         h = ops::add(tape, h, a);
@@ -114,13 +114,9 @@ pub fn lm_logits<T: Float>(
     layout: &Layout,
     p: &[Var],
     fv: &ForwardVars,
-    b: usize,
-    t: usize,
 ) -> Var {
     let head = layout.lm_head().expect("lm_logits: the model has no lm_head");
-    let logits = ops::linear_nt(tape, fv.x, p[head]);
-    let v = tape.shape(logits)[1];
-    ops::reshape(tape, logits, &[b, t, v])
+    ops::linear_nt(tape, fv.x, p[head])
 }
 
 /// Classification logits `[B, num_labels]`: `score(mean_t(ln_f output))`.
@@ -129,12 +125,8 @@ pub fn score_logits<T: Float>(
     layout: &Layout,
     p: &[Var],
     fv: &ForwardVars,
-    b: usize,
-    t: usize,
 ) -> Var {
     let head = layout.score().expect("score_logits: the model has no score head");
-    let d = tape.shape(fv.x)[1];
-    let x = ops::reshape(tape, fv.x, &[b, t, d]);
-    let pooled = ops::mean_pool(tape, x);
+    let pooled = ops::mean_pool(tape, fv.x);
     ops::linear_nt(tape, pooled, p[head])
 }

@@ -180,11 +180,8 @@ impl Model {
         input: &ForwardInput,
     ) -> (forward::ForwardVars, Option<Var>, Option<Var>) {
         let fv = forward::trunk(tape, &self.config, &self.layout, p, input);
-        let (b, t) = (input.batch, input.seq);
-        let logits =
-            self.layout.lm_head.then(|| forward::lm_logits(tape, &self.layout, p, &fv, b, t));
-        let score =
-            self.layout.score.then(|| forward::score_logits(tape, &self.layout, p, &fv, b, t));
+        let logits = self.layout.lm_head.then(|| forward::lm_logits(tape, &self.layout, p, &fv));
+        let score = self.layout.score.then(|| forward::score_logits(tape, &self.layout, p, &fv));
         (fv, logits, score)
     }
 
