@@ -219,14 +219,27 @@ fn palette_fit_and_quantize_match_the_transformers_tokens() {
 fn train_sample_and_complete_on_the_digits() {
     let dir = scratch("train");
     let run = dir.join("run");
-    let o = igpt(&["train", "--steps", "3", "--batch", "8", "--eval-every", "3", "--out", s(&run)]);
+    let o = igpt(&[
+        "train",
+        "--steps",
+        "4",
+        "--batch",
+        "8",
+        "--eval-every",
+        "2",
+        "--save-every",
+        "2",
+        "--out",
+        s(&run),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report = String::from_utf8_lossy(&o.stdout);
     assert!(
-        report.trim().starts_with("{\"test_nats_per_token\":") && report.contains("\"steps\":3"),
+        report.trim().starts_with("{\"test_nats_per_token\":") && report.contains("\"steps\":4"),
         "{report}"
     );
-    assert!(stderr(&o).contains("step      3/3"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("step      4/4"), "{}", stderr(&o));
+    assert!(run.join("checkpoints/step-000002/model.safetensors").exists());
     for f in [
         "config.json",
         "model.safetensors",
@@ -277,6 +290,20 @@ fn train_sample_and_complete_on_the_digits() {
             && lines[2].starts_with("{\"layer\":\"pixels\""),
         "{lines:?}"
     );
+    let o = igpt(&[
+        "probe",
+        "--model",
+        s(&run),
+        "--checkpoints",
+        "--layers",
+        "1",
+        "--max-images",
+        "150",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = String::from_utf8_lossy(&o.stdout).lines().count();
+    assert_eq!(rows, 2, "one line per kept model");
+    assert!(run.join("probe_vs_loss.png").exists());
     let o = igpt(&["probe", "--model", s(&run), "--layers", "9"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = igpt(&["train", "--steps", "3", "--batch", "8", "--lr", "-1", "--out", s(&run)]);

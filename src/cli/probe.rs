@@ -3,15 +3,19 @@
 
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
-use igpt::data::{load_data, ImageSet};
+use igpt::data::{load_data, ImageSet, Splits};
 use igpt::io::json::{parse_json, Json};
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::{Model, TokenBatch};
 use igpt::palette::dequantize;
+use igpt::plot::{line_plot, PlotOptions, Series};
 use igpt::probe::{
-    all_layers, extract_features, pixel_features, probe, FeatureInput, FeatureOptions, ProbeOptions,
+    all_layers, extract_features, pixel_features, probe, FeatureInput, FeatureOptions,
+    ProbeOptions, ProbeResult,
 };
 use igpt::train::checkpoint::STATE_FILE;
+use igpt::train::trainer::evaluate;
+use igpt::train::{TrainConfig, TrainObjective};
 use igpt::Error;
 use std::path::Path;
 
@@ -25,6 +29,7 @@ const PROBE: Command = Command {
         Flag::one("layers", "all|L1,L2,…", "layers to probe, 0..=n_layer (default all)"),
         Flag::switch("bert", "features of an unmasked, bidirectional input (BERT models)"),
         Flag::one("max-images", "N", "use at most N images of each split (default all)"),
+        Flag::switch("checkpoints", "probe every model kept by igpt train --save-every; plot test loss vs best accuracy (probe_vs_loss.png)"),
     ],
 };
 
@@ -98,24 +103,13 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             })?,
     };
     let max = p.parse_or("max-images", usize::MAX)?;
-    let classes = data.train.classes.len();
-    let (train, train_y) = batch_of(&data.train, &model, max)?;
-    let (test, test_y) = batch_of(&data.test, &model, max)?;
     let input = if p.switch("bert") { FeatureInput::Unmasked } else { FeatureInput::SosShifted };
-    let opts = FeatureOptions { input, ..FeatureOptions::default() };
-    let train_f = extract_features(&model, &train, &layers, &opts)?;
-    let test_f = extract_features(&model, &test, &layers, &opts)?;
-    let probe_opts = ProbeOptions::default();
-    eprintln!(
-        "igpt probe: {} on {} ({} train / {} test images)",
-        dir.display(),
-        data.name,
-        train.batch,
-        test.batch
-    );
+    if p.switch("checkpoints") {
+        return probe_checkpoints(dir, &data, &layers, input, max);
+    }
+    eprintln!("igpt probe: {} on {}", dir.display(), data.name);
     eprintln!("{:>8} {:>9} {:>10} {:>8}", "layer", "accuracy", "C", "cv acc");
-    for (k, &l) in layers.iter().enumerate() {
-        let r = probe(&train_f[k], &train_y, &test_f[k], &test_y, classes, &probe_opts)?;
+    for (l, r) in probe_layers(&model, &data, &layers, input, max)? {
         println!(
             "{{\"layer\":{l},\"accuracy\":{:.4},\"C\":{},\"cv_accuracy\":{:.4}}}",
             r.accuracy, r.c, r.cv_accuracy
@@ -127,6 +121,10 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             100.0 * r.cv_accuracy
         );
     }
+    let classes = data.train.classes.len();
+    let train_y: Vec<usize> = data.train.labels.iter().take(max).map(|&l| usize::from(l)).collect();
+    let test_y: Vec<usize> = data.test.labels.iter().take(max).map(|&l| usize::from(l)).collect();
+    let probe_opts = ProbeOptions::default();
     let (train_px, width) = raw_pixels(&data.train, max)?;
     let (test_px, _) = raw_pixels(&data.test, max)?;
     let r = probe(
@@ -148,5 +146,89 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         r.c,
         100.0 * r.cv_accuracy
     );
+    Ok(())
+}
+
+/// The probe result of every requested layer of `model`.
+fn probe_layers(
+    model: &Model,
+    data: &Splits,
+    layers: &[usize],
+    input: FeatureInput,
+    max: usize,
+) -> Result<Vec<(usize, ProbeResult)>, Failure> {
+    let (train, train_y) = batch_of(&data.train, model, max)?;
+    let (test, test_y) = batch_of(&data.test, model, max)?;
+    let opts = FeatureOptions { input, ..FeatureOptions::default() };
+    let train_f = extract_features(model, &train, layers, &opts)?;
+    let test_f = extract_features(model, &test, layers, &opts)?;
+    let classes = data.train.classes.len();
+    let mut out = Vec::new();
+    for (k, &l) in layers.iter().enumerate() {
+        out.push((
+            l,
+            probe(&train_f[k], &train_y, &test_f[k], &test_y, classes, &ProbeOptions::default())?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The paper's correlation at small scale: for every model kept by `--save-every`, its test
+/// loss and its best probe accuracy; one JSON line each, and `probe_vs_loss.png` in the run.
+fn probe_checkpoints(
+    dir: &Path,
+    data: &Splits,
+    layers: &[usize],
+    input: FeatureInput,
+    max: usize,
+) -> Result<(), Failure> {
+    let kept = dir.join("checkpoints");
+    let mut steps: Vec<std::path::PathBuf> = match std::fs::read_dir(&kept) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("config.json").exists())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    steps.sort();
+    if steps.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: no kept models (train with --save-every N)",
+            kept.display()
+        ))
+        .into());
+    }
+    let mut cfg = TrainConfig::digits_default();
+    if input == FeatureInput::Unmasked {
+        cfg.objective = TrainObjective::Bert;
+    }
+    let mut points = Vec::new();
+    for step_dir in &steps {
+        let model = Model::load(step_dir)?;
+        let loss = evaluate(&model, &data.test, &cfg, max)?;
+        let results = probe_layers(&model, data, layers, input, max)?;
+        let (layer, best) = results
+            .iter()
+            .max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy))
+            .map(|(l, r)| (*l, r.accuracy))
+            .unwrap_or((0, 0.0));
+        let name = step_dir.file_name().unwrap_or_default().to_string_lossy();
+        println!("{{\"checkpoint\":\"{name}\",\"test_nats_per_token\":{loss:.5},\"best_layer\":{layer},\"best_accuracy\":{best:.4}}}");
+        eprintln!(
+            "{name}: test loss {loss:.4} nats/token, best probe {:.2}% (layer {layer})",
+            100.0 * best
+        );
+        points.push((loss, 100.0 * best));
+    }
+    let series = [Series { name: "checkpoints".into(), points, color: [31, 119, 180] }];
+    let opts = PlotOptions {
+        title: "linear probe vs generative loss".into(),
+        x_label: "test loss (nats per token)".into(),
+        y_label: "best probe accuracy (%)".into(),
+        width: 800,
+        height: 500,
+        log_y: false,
+    };
+    line_plot(&series, &opts)?.save_png(&dir.join("probe_vs_loss.png"))?;
     Ok(())
 }

@@ -34,6 +34,7 @@ const TRAIN: Command = Command {
         Flag::one("threads", "N", "worker threads (default: all cores)"),
         Flag::one("eval-every", "N", "test-loss evaluation interval in steps (default 100)"),
         Flag::one("checkpoint-every", "N", "checkpoint interval in steps (default 250)"),
+        Flag::one("save-every", "N", "also keep the model every N steps in checkpoints/ (for igpt probe --checkpoints)"),
         Flag::one("out", "DIR", "run directory (default runs/<data name>)"),
         Flag::switch("resume", "continue the run in --out from its last checkpoint"),
     ],
@@ -58,6 +59,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     cfg.flip = p.switch("flip");
     cfg.eval_every = p.parse_or("eval-every", cfg.eval_every)?;
     cfg.checkpoint_every = p.parse_or("checkpoint-every", cfg.checkpoint_every)?;
+    cfg.save_every = p.parse_or("save-every", 0usize)?;
     cfg.objective = match p.str("objective").unwrap_or("ar") {
         "ar" => TrainObjective::Autoregressive,
         "bert" => TrainObjective::Bert,

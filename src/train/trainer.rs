@@ -62,6 +62,9 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Write a checkpoint every this many steps (and at the end).
     pub checkpoint_every: usize,
+    /// Also keep a copy of the model every this many steps in `checkpoints/step-NNNNNN/`
+    /// (0: none), for `igpt probe --checkpoints`. Not part of the recipe: it changes no weight.
+    pub save_every: usize,
     /// At most this many images are used to estimate a loss over a split.
     pub eval_images: usize,
 }
@@ -85,6 +88,7 @@ impl TrainConfig {
             flip: false,
             eval_every: 100,
             checkpoint_every: 250,
+            save_every: 0,
             eval_images: 10_000,
         }
     }
@@ -441,6 +445,9 @@ impl Trainer<'_> {
             if state.step % cfg.checkpoint_every == 0 || done {
                 self.checkpoint(&state, &cfg_json, &log)?;
             }
+            if cfg.save_every > 0 && state.step % cfg.save_every == 0 {
+                state.model.save(&kept_checkpoint_dir(&self.out, state.step))?;
+            }
         }
         let steps_run = (state.step - first_step) as f64;
         let tokens_per_s = steps_run * tokens_per_step / start.elapsed().as_secs_f64().max(1e-9);
@@ -464,6 +471,11 @@ impl Trainer<'_> {
         }
         Ok(())
     }
+}
+
+/// Where `--save-every` keeps the model of step `step`: `out/checkpoints/step-NNNNNN`.
+pub fn kept_checkpoint_dir(out: &Path, step: usize) -> PathBuf {
+    out.join("checkpoints").join(format!("step-{step:06}"))
 }
 
 /// The CSV log inside a run directory.
