@@ -2,16 +2,16 @@
 //!
 //! During sampling each step multiplies `B` rows (one per sequence, `B` small) by every weight
 //! matrix. That is memory-bound: the cost is reading `W` once. A general GEMM packs (copies)
-//! `W` before multiplying, which doubles the traffic; this kernel streams `W` row by row
-//! instead:
+//! `W` before multiplying, which doubles the traffic; this kernel reads `W` in place:
 //! ```text
-//! Y[r, :] = b + Σ_i X[r, i] · W[i, :]          (i = 0, 1, … in order, 8 columns per FMA)
+//! Y[r, :] = b + Σ_i X[r, i] · W[i, :]          (i = 0, 1, … in order, fused multiply-adds)
 //! ```
-//! For one row `W` is streamed row by row; for several, `W` is walked in strips of 16 columns
-//! (one cache line per row of the strip) and each load serves up to 4 rows of `X` whose
-//! accumulators stay in registers. Both sum in the same order, so they agree bit for bit. Columns are split into
-//! fixed blocks of [`COLS_PER_TASK`] run in parallel; every output element is the same sum in
-//! the same order whatever the thread count. Tested against `tensor::gemm`.
+//! For one row and a matrix that fits in cache, `W` is streamed row by row. Otherwise `W` is
+//! walked in strips of 16 columns (one cache line per row of the strip) and each load serves up
+//! to 4 rows of `X`, whose accumulators stay in registers. Both paths sum in the same order, so
+//! they agree bit for bit. Columns are split into fixed blocks of [`COLS_PER_TASK`] run in
+//! parallel; every output element is the same sum in the same order whatever the thread count.
+//! Tested against `tensor::gemm_reference`.
 
 use super::simd::{load, store, LANES};
 use rayon::prelude::*;
