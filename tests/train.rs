@@ -174,3 +174,23 @@ fn cifar_binary_batches_load_and_quantise() {
     assert_eq!(data.test.image(0)[0], data.train.image(0)[0]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_checkpoint() {
+    let data = digits().unwrap();
+    let out = scratch("nan");
+    // An absurd learning rate makes the loss non-finite within a few steps.
+    let cfg = TrainConfig { lr: 1e4, warmup: 1, checkpoint_every: 1, ..recipe(20) };
+    let trainer = Trainer { data: &data, cfg, out: out.clone(), on_checkpoint: None };
+    let err = trainer.run(small_model(3), false, &mut |_: &Progress| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("training stopped") && err.contains("last good checkpoint (step"),
+        "{err}"
+    );
+    let step: usize =
+        err.split("(step ").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
+    assert!(step >= 1);
+    let m = Model::load(&out).unwrap();
+    assert!(m.params.iter().all(|p| p.all_finite()), "the kept checkpoint holds finite weights");
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -391,6 +391,8 @@ impl Trainer<'_> {
                 .filter(|r| r.step <= state.step)
                 .collect();
         }
+        // The step of the newest checkpoint on disk (a resumed run starts from one).
+        let mut last_checkpoint = resume.then_some(state.step);
         let schedule = cfg.schedule();
         let mut order = BatchOrder::new(cfg.seed, train.len());
         let start = Instant::now();
@@ -407,12 +409,16 @@ impl Trainer<'_> {
                 None => super::schedule::global_norm(&grads),
             };
             if !loss.is_finite() || !norm.is_finite() {
-                let last = log.last().map_or(0, |r: &LogRow| r.step);
+                let kept = match last_checkpoint {
+                    Some(step) => format!(
+                        "the last good checkpoint (step {step}) is in {}",
+                        self.out.display()
+                    ),
+                    None => "no checkpoint was written yet".to_string(),
+                };
                 return Err(Error::invalid(format!(
-                    "step {}: the loss is {loss} (gradient norm {norm}); training stopped. The last good checkpoint (step {}) is in {}",
-                    s + 1,
-                    last.min(s),
-                    self.out.display()
+                    "step {}: the loss is {loss} (gradient norm {norm}); training stopped, nothing of this step was applied; {kept}",
+                    s + 1
                 )));
             }
             let lr = schedule.lr(s);
@@ -444,6 +450,7 @@ impl Trainer<'_> {
             }
             if state.step % cfg.checkpoint_every == 0 || done {
                 self.checkpoint(&state, &cfg_json, &log)?;
+                last_checkpoint = Some(state.step);
             }
             if cfg.save_every > 0 && state.step % cfg.save_every == 0 {
                 state.model.save(&kept_checkpoint_dir(&self.out, state.step))?;
