@@ -304,6 +304,27 @@ fn train_sample_and_complete_on_the_digits() {
     let rows = String::from_utf8_lossy(&o.stdout).lines().count();
     assert_eq!(rows, 2, "one line per kept model");
     assert!(run.join("probe_vs_loss.png").exists());
+    let tuned = dir.join("tuned");
+    let o = igpt(&[
+        "finetune",
+        "--model",
+        s(&run),
+        "--steps",
+        "4",
+        "--batch",
+        "8",
+        "--eval-every",
+        "2",
+        "--out",
+        s(&tuned),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("{\"test_accuracy\":"));
+    let config = std::fs::read_to_string(tuned.join("config.json")).unwrap();
+    assert!(
+        config.contains("ImageGPTForImageClassification")
+            && tuned.join("preprocessor_config.json").exists()
+    );
     let o = igpt(&["probe", "--model", s(&run), "--layers", "9"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = igpt(&["train", "--steps", "3", "--batch", "8", "--lr", "-1", "--out", s(&run)]);

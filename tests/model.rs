@@ -208,3 +208,20 @@ fn bert_mask_rate_is_fifteen_percent() {
     let rate = mask.iter().filter(|&&m| m).count() as f64 / mask.len() as f64;
     assert!((rate - 0.15).abs() < 0.005, "{rate}");
 }
+
+#[test]
+fn whole_model_gradients_joint_fine_tuning_loss() {
+    let ids = [1, 5, 0, 2, 4, 3, 3, 4, 1, 0];
+    check_model(tiny_model(Some(3)), &ids, 2, 5, Objective::Joint { labels: vec![1, 2] });
+}
+
+#[test]
+fn a_score_head_is_added_zero_initialised() {
+    let mut m = Model::init(Config::preset("digits").unwrap(), 0).unwrap();
+    m.add_score_head(10).unwrap();
+    assert_eq!(m.param("score.weight").unwrap().shape(), [10, 128]);
+    assert!(m.param("score.weight").unwrap().data().iter().all(|&w| w == 0.0));
+    assert!(m.add_score_head(3).is_err(), "a different class count is refused");
+    let json = m.config.to_json().to_compact().unwrap();
+    assert!(json.contains("ImageGPTForImageClassification"), "{json}");
+}

@@ -4,6 +4,7 @@
 //! 2 on a usage error (unknown flag, missing or unparsable value).
 
 mod bench;
+mod finetune;
 mod model;
 mod palette;
 mod probe;
@@ -45,6 +46,7 @@ const COMMANDS: &[(&str, &str, Run)] = &[
     ("train", "train a model (default: the digits preset on the embedded digits)", train::run),
     ("sample", "draw images from a model into a PNG grid", sample::sample),
     ("complete", "complete the bottom of images, like the paper's figure", sample::complete_cmd),
+    ("finetune", "fine-tune a classification head (joint loss, early stopping)", finetune::run),
     ("probe", "linear-probe accuracy of a model's features at every layer", probe::run),
     ("palette", "fit a k-means colour palette (igpt palette fit …)", palette::palette),
     ("quantize", "turn images into token ids with a palette", palette::quantize),

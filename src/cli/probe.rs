@@ -34,7 +34,7 @@ const PROBE: Command = Command {
 };
 
 /// The `data` recorded in a run's checkpoint, if any.
-fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
+pub(super) fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
     let path = dir.join(STATE_FILE);
     if !path.exists() {
         return Ok(None);

@@ -121,6 +121,9 @@ pub enum Objective {
     Bert { mask: Vec<bool> },
     /// Classification of each image into `labels[b]` through `score`.
     Classify { labels: Vec<usize> },
+    /// The paper's fine-tuning loss: the autoregressive loss plus the classification loss of
+    /// `score` on the same (SOS-shifted) forward pass.
+    Joint { labels: Vec<usize> },
 }
 
 /// The BERT mask of one batch: position i of the batch is masked iff uniform i of `stream` < p.
@@ -279,16 +282,20 @@ impl Model {
                 let (_, logits, _) = self.heads(tape, p, &input);
                 Ok(ops::cross_entropy(tape, lm(logits)?, &targets, &weights))
             }
+            Objective::Joint { labels } => {
+                self.check_labels(labels, b)?;
+                let ids = shift_right_with_sos(&batch.ids, t, self.config.sos());
+                let input =
+                    ForwardInput { ids: &ids, batch: b, seq: t, keep: None, causal: true, dropout };
+                let targets = checked_targets(&batch.ids, v)?;
+                let (_, logits, score) = self.heads(tape, p, &input);
+                let score = score.ok_or_else(|| Error::invalid("the model has no score head"))?;
+                let gen = ops::cross_entropy_mean(tape, lm(logits)?, &targets, None);
+                let clf = ops::cross_entropy_mean(tape, score, labels, None);
+                Ok(ops::add(tape, gen, clf))
+            }
             Objective::Classify { labels } => {
-                let k = self
-                    .config
-                    .num_labels
-                    .ok_or_else(|| Error::invalid("the model has no classification head"))?;
-                if labels.len() != b || labels.iter().any(|&l| l >= k) {
-                    return Err(Error::invalid(format!(
-                        "need {b} labels in 0..{k}, got {labels:?}"
-                    )));
-                }
+                self.check_labels(labels, b)?;
                 let input = ForwardInput {
                     ids: &batch.ids,
                     batch: b,
@@ -302,6 +309,42 @@ impl Model {
                 Ok(ops::cross_entropy_mean(tape, score, labels, None))
             }
         }
+    }
+
+    /// Errors unless the model has a classification head and `labels` are `b` classes of it.
+    fn check_labels(&self, labels: &[usize], b: usize) -> Result<()> {
+        let k = self
+            .config
+            .num_labels
+            .ok_or_else(|| Error::invalid("the model has no classification head"))?;
+        if labels.len() != b || labels.iter().any(|&l| l >= k) {
+            return Err(Error::invalid(format!("need {b} labels in 0..{k}, got {labels:?}")));
+        }
+        Ok(())
+    }
+
+    /// Adds a zero-initialised classification head `score.weight [k, d]` (no bias), as the
+    /// paper initialises it; a model that already has one keeps it if it has `k` classes.
+    pub fn add_score_head(&mut self, k: usize) -> Result<()> {
+        if self.layout.score {
+            return match self.config.num_labels {
+                Some(n) if n == k => Ok(()),
+                n => Err(Error::invalid(format!(
+                    "the model's score head has {n:?} classes, not {k}"
+                ))),
+            };
+        }
+        self.config.num_labels = Some(k);
+        self.config.validate("score head")?;
+        let d = self.config.n_embd;
+        self.specs.push(ParamSpec {
+            name: "score.weight".into(),
+            shape: vec![k, d],
+            init: params::Init::Zeros,
+        });
+        self.params.push(Tensor::zeros(&[k, d]));
+        self.layout.score = true;
+        Ok(())
     }
 
     /// The loss of `objective` on `batch` in eval mode, without gradients (nothing is recorded

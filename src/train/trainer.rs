@@ -34,6 +34,10 @@ pub enum TrainObjective {
     Autoregressive,
     /// Masked-pixel prediction, 15 % of positions, bidirectional attention.
     Bert,
+    /// Fine-tuning with the paper's joint loss: autoregressive + classification (`score`).
+    Joint,
+    /// Fine-tuning on the classification loss alone (what HF's classifier trains).
+    Classify,
 }
 
 /// Everything that defines a run besides the model and the data.
@@ -67,6 +71,9 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// At most this many images are used to estimate a loss over a split.
     pub eval_images: usize,
+    /// Early stopping: end the run once this many evaluations in a row did not improve the
+    /// test (validation) loss; `None` runs every step.
+    pub patience: Option<usize>,
 }
 
 impl TrainConfig {
@@ -90,6 +97,7 @@ impl TrainConfig {
             checkpoint_every: 250,
             save_every: 0,
             eval_images: 10_000,
+            patience: None,
         }
     }
 
@@ -138,6 +146,8 @@ impl TrainConfig {
         let objective = match self.objective {
             TrainObjective::Autoregressive => "autoregressive",
             TrainObjective::Bert => "bert",
+            TrainObjective::Joint => "joint",
+            TrainObjective::Classify => "classify",
         };
         let members: Vec<(String, Json)> = vec![
             ("data".into(), self.data.as_str().into()),
@@ -155,6 +165,7 @@ impl TrainConfig {
             ("seed".into(), Json::String(self.seed.to_string())),
             ("objective".into(), objective.into()),
             ("flip".into(), self.flip.into()),
+            ("patience".into(), self.patience.map_or(Json::Null, Json::from)),
         ];
         Json::Object(members).to_compact()
     }
@@ -242,40 +253,49 @@ fn step_samples(order: &mut BatchOrder, cfg: &TrainConfig, step: usize) -> Vec<(
         .collect()
 }
 
-/// The token batch of the given samples of `set`.
+/// A batch of images: their tokens and class labels.
+struct Batch {
+    tokens: TokenBatch,
+    labels: Vec<usize>,
+}
+
+/// The batch of the given samples of `set`.
 fn gather(
     set: &ImageSet,
     samples: &[(usize, bool)],
-    config_check: &crate::model::Config,
-) -> Result<TokenBatch> {
+    config: &crate::model::Config,
+) -> Result<Batch> {
     let t = set.seq_len();
     let mut ids = Vec::with_capacity(samples.len() * t);
     for &(i, flip) in samples {
         let tokens = if flip { set.flipped(i) } else { set.image(i).to_vec() };
         ids.extend(tokens.iter().map(|&x| i64::from(x)));
     }
-    TokenBatch::new(&ids, samples.len(), t, config_check, "training data")
+    let labels = samples.iter().map(|&(i, _)| usize::from(set.labels[i])).collect();
+    Ok(Batch { tokens: TokenBatch::new(&ids, samples.len(), t, config, "training data")?, labels })
 }
 
 /// The objective of one (micro-)batch; BERT masks come from `mask_stream`.
-fn objective_for(cfg: &TrainConfig, batch: &TokenBatch, mask_stream: u64) -> Objective {
+fn objective_for(cfg: &TrainConfig, batch: &Batch, mask_stream: u64) -> Objective {
     match cfg.objective {
         TrainObjective::Autoregressive => Objective::Autoregressive,
         TrainObjective::Bert => Objective::Bert {
-            mask: bert_mask(Philox::new(cfg.seed), mask_stream, batch.ids.len(), 0.15),
+            mask: bert_mask(Philox::new(cfg.seed), mask_stream, batch.tokens.ids.len(), 0.15),
         },
+        TrainObjective::Joint => Objective::Joint { labels: batch.labels.clone() },
+        TrainObjective::Classify => Objective::Classify { labels: batch.labels.clone() },
     }
 }
 
 /// Loss (nats per token) and averaged gradients of one step, micro-batch by micro-batch.
 fn loss_and_grads(
     model: &Model,
-    batch: &TokenBatch,
+    batch: &Batch,
     cfg: &TrainConfig,
     step: usize,
 ) -> Result<(f64, Vec<Tensor<f32>>)> {
     let micro = cfg.batch / cfg.accumulation;
-    let t = batch.seq;
+    let t = batch.tokens.seq;
     let dropout = Some(DropoutRng { philox: Philox::new(cfg.seed), step: step as u64 });
     let objective = objective_for(cfg, batch, streams::BERT_MASK + step as u64);
     let mut total_loss = 0.0;
@@ -283,7 +303,7 @@ fn loss_and_grads(
     for k in 0..cfg.accumulation {
         let rows = k * micro..(k + 1) * micro;
         let mb = TokenBatch {
-            ids: batch.ids[rows.start * t..rows.end * t].to_vec(),
+            ids: batch.tokens.ids[rows.start * t..rows.end * t].to_vec(),
             batch: micro,
             seq: t,
         };
@@ -291,7 +311,13 @@ fn loss_and_grads(
             Objective::Bert { mask } => {
                 Objective::Bert { mask: mask[rows.start * t..rows.end * t].to_vec() }
             }
-            other => other.clone(),
+            Objective::Joint { labels } => {
+                Objective::Joint { labels: labels[rows.clone()].to_vec() }
+            }
+            Objective::Classify { labels } => {
+                Objective::Classify { labels: labels[rows.clone()].to_vec() }
+            }
+            Objective::Autoregressive | Objective::HfShifted => objective.clone(),
         };
         let (loss, grads) = model.loss_and_grads(&mb, &obj, dropout)?;
         total_loss += f64::from(loss);
@@ -331,7 +357,7 @@ pub fn evaluate(
         let batch = gather(set, &samples, &model.config)?;
         // Evaluation masks live far above any training step's.
         let objective = objective_for(cfg, &batch, streams::BERT_MASK + (1 << 40) + chunk as u64);
-        let loss = model.loss(&batch, &objective)?;
+        let loss = model.loss(&batch.tokens, &objective)?;
         weighted += f64::from(loss) * samples.len() as f64;
         count += samples.len();
     }
@@ -448,12 +474,16 @@ impl Trainer<'_> {
                 log.push(row);
                 (since_loss, since_steps, since) = (0.0, 0, Instant::now());
             }
-            if state.step % cfg.checkpoint_every == 0 || done {
+            let stop_early = cfg.patience.is_some_and(|p| evals_without_improvement(&log) >= p);
+            if state.step % cfg.checkpoint_every == 0 || done || stop_early {
                 self.checkpoint(&state, &cfg_json, &log)?;
                 last_checkpoint = Some(state.step);
             }
             if cfg.save_every > 0 && state.step % cfg.save_every == 0 {
                 state.model.save(&kept_checkpoint_dir(&self.out, state.step))?;
+            }
+            if stop_early {
+                break;
             }
         }
         let steps_run = (state.step - first_step) as f64;
@@ -478,6 +508,13 @@ impl Trainer<'_> {
         }
         Ok(())
     }
+}
+
+/// How many evaluations since the one with the lowest test loss (0 if the last is the best).
+fn evals_without_improvement(log: &[LogRow]) -> usize {
+    let tests: Vec<f64> = log.iter().filter_map(|r| r.test_loss).collect();
+    let best = tests.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+    tests.len().saturating_sub(best + 1)
 }
 
 /// Where `--save-every` keeps the model of step `step`: `out/checkpoints/step-NNNNNN`.
@@ -543,4 +580,35 @@ fn read_log(path: &Path) -> Result<Vec<LogRow>> {
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: usize, test: Option<f64>) -> LogRow {
+        LogRow {
+            step,
+            lr: 0.0,
+            train_loss: 1.0,
+            test_loss: test,
+            grad_norm: 0.0,
+            tokens_per_s: 0.0,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn early_stopping_counts_evaluations_since_the_best() {
+        let log = [
+            row(1, Some(2.0)),
+            row(2, None),
+            row(3, Some(1.5)),
+            row(4, Some(1.6)),
+            row(5, Some(1.5)),
+        ];
+        assert_eq!(evals_without_improvement(&log), 2, "a tie does not count as an improvement");
+        assert_eq!(evals_without_improvement(&log[..3]), 0);
+        assert_eq!(evals_without_improvement(&[]), 0);
+    }
 }
