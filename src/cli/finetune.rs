@@ -1,11 +1,11 @@
 //! `igpt finetune`: a classification head on a pretrained model, trained with the paper's joint
 //! loss (or the classification loss alone), early stopping on a validation split.
 
-use super::probe::trained_on;
+use super::probe::run_data;
 use super::Failure;
 use igpt::args::{parse, Command, Flag};
-use igpt::data::{load_data, ImageSet, Splits};
-use igpt::model::{Model, TokenBatch};
+use igpt::data::{ImageSet, Splits};
+use igpt::model::{shift_right_with_sos, Model, TokenBatch};
 use igpt::palette::save_preprocessor_config;
 use igpt::train::trainer::Progress;
 use igpt::train::{TrainConfig, TrainObjective, Trainer};
@@ -44,20 +44,15 @@ fn split_validation(train: &ImageSet) -> Result<(ImageSet, ImageSet), Failure> {
 /// Accuracy of the `score` head on every image of `set` (images fed as in training).
 fn accuracy(model: &Model, set: &ImageSet, clf_only: bool) -> Result<f64, Failure> {
     let t = set.seq_len();
-    let sos = model.config.sos() as i64;
     let mut correct = 0usize;
     for start in (0..set.len()).step_by(64) {
         let end = (start + 64).min(set.len());
-        let mut ids = Vec::with_capacity((end - start) * t);
-        for i in start..end {
-            let img = set.image(i).iter().map(|&x| i64::from(x));
-            // The joint objective reads the SOS-shifted input; the classifier alone reads ids as given.
-            if clf_only {
-                ids.extend(img);
-            } else {
-                ids.extend(std::iter::once(sos).chain(img.take(t - 1)));
-            }
-        }
+        let images: Vec<usize> =
+            set.tokens[start * t..end * t].iter().map(|&x| usize::from(x)).collect();
+        // The joint objective reads the SOS-shifted input; the classifier alone reads ids as given.
+        let fed =
+            if clf_only { images } else { shift_right_with_sos(&images, t, model.config.sos()) };
+        let ids: Vec<i64> = fed.iter().map(|&x| x as i64).collect();
         let batch = TokenBatch::new(&ids, end - start, t, &model.config, "accuracy")?;
         let score =
             model.forward(&batch, false).score.ok_or_else(|| Error::invalid("no score head"))?;
@@ -78,13 +73,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     let dir = Path::new(p.required("model")?);
     let out = PathBuf::from(p.required("out")?);
     let mut model = Model::load(dir)?;
-    let spec = match p.str("data") {
-        Some(d) => d.to_string(),
-        None => trained_on(dir)?.unwrap_or_else(|| "digits".into()),
-    };
-    let palette_file = dir.join("preprocessor_config.json");
-    let palette = (spec != "digits" && palette_file.exists()).then_some(palette_file.as_path());
-    let data = load_data(&spec, palette, 0)?;
+    let (spec, data) = run_data(dir, p.str("data"))?;
     let (train, val) = split_validation(&data.train)?;
     model.add_score_head(data.train.classes.len())?;
     if let Some(drop) = p.parse_opt::<f32>("dropout")? {

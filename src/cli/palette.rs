@@ -6,7 +6,7 @@ use igpt::data::sources::image_files;
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
 use igpt::palette::{
     fit_kmeans, image_to_tokens, load_palette, load_pixels_npy, pixels_for_fit,
-    read_preprocessor_config, save_palette_npy, KMeansOptions, Palette,
+    read_preprocessor_config, save_palette_npy, tokens_to_pixels, KMeansOptions, Palette,
 };
 use igpt::plot::image_grid;
 use igpt::Error;
@@ -135,11 +135,8 @@ pub fn quantize(argv: &[String]) -> Result<(), Failure> {
     if let Some(preview) = p.str("preview") {
         let pixels = tokens
             .iter()
-            .map(|t| {
-                igpt::palette::dequantize(t, &palette)
-                    .map(|b| b.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
-            })
-            .collect::<igpt::Result<Vec<Vec<[u8; 3]>>>>()?;
+            .map(|t| tokens_to_pixels(&t.iter().map(|&x| x as usize).collect::<Vec<_>>(), &palette))
+            .collect::<igpt::Result<Vec<_>>>()?;
         let scale = (96 / size.0.max(size.1)).max(1);
         image_grid(&pixels, size.0, size.1, 8.min(pixels.len()), scale, 2)?
             .save_png(Path::new(preview))?;

@@ -34,7 +34,7 @@ const PROBE: Command = Command {
 };
 
 /// The `data` recorded in a run's checkpoint, if any.
-pub(super) fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
+fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
     let path = dir.join(STATE_FILE);
     if !path.exists() {
         return Ok(None);
@@ -43,6 +43,19 @@ pub(super) fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
     let Some(text) = st.get_metadata("train_config") else { return Ok(None) };
     let json = parse_json(text.as_bytes(), &path.display().to_string())?;
     Ok(json.get("data").and_then(Json::as_str).map(String::from))
+}
+
+/// The labelled data of a run: `--data` if given, else what the run recorded, else the digits;
+/// photos are quantised with the run's own palette. Returns the specification and the splits.
+pub(super) fn run_data(dir: &Path, data: Option<&str>) -> Result<(String, Splits), Failure> {
+    let spec = match data {
+        Some(d) => d.to_string(),
+        None => trained_on(dir)?.unwrap_or_else(|| "digits".into()),
+    };
+    let palette_file = dir.join("preprocessor_config.json");
+    let palette = (spec != "digits" && palette_file.exists()).then_some(palette_file.as_path());
+    let splits = load_data(&spec, palette, 0)?;
+    Ok((spec, splits))
 }
 
 /// Colour ids and labels of the first `max` images of `set`.
@@ -74,13 +87,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&PROBE, argv)?;
     let dir = Path::new(p.required("model")?);
     let model = Model::load(dir)?;
-    let spec = match p.str("data") {
-        Some(d) => d.to_string(),
-        None => trained_on(dir)?.unwrap_or_else(|| "digits".into()),
-    };
-    let palette_file = dir.join("preprocessor_config.json");
-    let palette = (spec != "digits" && palette_file.exists()).then_some(palette_file.as_path());
-    let data = load_data(&spec, palette, 0)?;
+    let (spec, data) = run_data(dir, p.str("data"))?;
     if data.train.palette.len() + 1 != model.config.vocab_size {
         let msg = format!(
             "{spec}: its palette of {} colours does not fit the model's vocab_size {}",

@@ -4,9 +4,10 @@ use super::Failure;
 use igpt::args::{parse, Command, Flag, Parsed, Stop};
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
 use igpt::model::Model;
-use igpt::palette::{dequantize, image_to_tokens, read_preprocessor_config, Palette};
-use igpt::plot::{image_grid, Rgb};
+use igpt::palette::{image_to_tokens, read_preprocessor_config, tokens_to_pixels, Palette};
+use igpt::plot::image_grid;
 use igpt::sample::{complete, SamplingSettings};
+use igpt::train::pictures::completion_cells;
 use igpt::Error;
 use std::path::Path;
 
@@ -45,11 +46,6 @@ fn load(dir: &Path) -> Result<(Model, Palette, usize, usize), Failure> {
     Ok((model, pre.palette, w, h))
 }
 
-fn pixels(tokens: &[usize], palette: &Palette) -> Result<Vec<Rgb>, Failure> {
-    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
-    Ok(dequantize(&t, palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
-}
-
 /// Integer enlargement that makes a cell about 64 pixels wide.
 fn scale(w: usize, h: usize) -> usize {
     (64 / w.max(h)).max(1)
@@ -85,7 +81,8 @@ pub fn sample(argv: &[String]) -> Result<(), Failure> {
     let out = Path::new(p.required("out")?);
     let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
     let seqs = complete(&model, &vec![Vec::new(); n], w * h, &s, p.parse_or("seed", 0u64)?)?;
-    let images = seqs.iter().map(|q| pixels(q, &palette)).collect::<Result<Vec<_>, _>>()?;
+    let images =
+        seqs.iter().map(|q| tokens_to_pixels(q, &palette)).collect::<igpt::Result<Vec<_>>>()?;
     image_grid(&images, w, h, 8.min(n), scale(w, h), 2)?.save_png(out)?;
     if let Some(t) = p.str("tokens-out") {
         let flat = seqs.iter().flatten().map(|&x| x as i64).collect();
@@ -130,26 +127,14 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
         ))
         .into());
     }
-    let keep = keep_rows * w;
-    let mut originals = Vec::new();
-    let mut prompts = Vec::new();
-    for f in files {
-        let tokens: Vec<usize> =
-            image_to_tokens(Path::new(f), &palette, w, h)?.iter().map(|&t| t as usize).collect();
-        prompts.extend(std::iter::repeat_n(tokens[..keep].to_vec(), n));
-        originals.push(tokens);
-    }
-    let done = complete(&model, &prompts, w * h, &s, p.parse_or("seed", 0u64)?)?;
-    let mut cells = Vec::new();
-    for (i, original) in originals.iter().enumerate() {
-        let mut kept = original.clone();
-        kept[keep..].fill(0);
-        cells.push(pixels(original, &palette)?);
-        cells.push(pixels(&kept, &palette)?);
-        for c in &done[i * n..(i + 1) * n] {
-            cells.push(pixels(c, &palette)?);
-        }
-    }
+    let originals = files
+        .iter()
+        .map(|f| {
+            Ok(image_to_tokens(Path::new(f), &palette, w, h)?.iter().map(|&t| t as usize).collect())
+        })
+        .collect::<igpt::Result<Vec<Vec<usize>>>>()?;
+    let seed = p.parse_or("seed", 0u64)?;
+    let cells = completion_cells(&model, &originals, keep_rows * w, n, &s, seed, &palette)?;
     image_grid(&cells, w, h, n + 2, scale(w, h), 2)?.save_png(out)?;
     Ok(())
 }

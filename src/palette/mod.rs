@@ -73,6 +73,12 @@ pub fn tokens_to_image(
     RgbImage::new(width, height, dequantize(tokens, palette)?)
 }
 
+/// Tokens of one image → its pixels, one `[r, g, b]` per token (for image grids).
+pub fn tokens_to_pixels(tokens: &[usize], palette: &Palette) -> Result<Vec<[u8; 3]>> {
+    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
+    Ok(dequantize(&t, palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
+}
+
 /// Tokens of one image → a PNG file, each pixel enlarged to `upscale × upscale`.
 pub fn tokens_to_png(
     tokens: &[u32],

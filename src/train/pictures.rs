@@ -6,7 +6,7 @@ use super::trainer::LogRow;
 use crate::data::Splits;
 use crate::error::Result;
 use crate::model::Model;
-use crate::palette::{dequantize, save_preprocessor_config};
+use crate::palette::{save_preprocessor_config, tokens_to_pixels, Palette};
 use crate::plot::{image_grid, line_plot, Canvas, PlotOptions, Rgb, Series};
 use crate::sample::{complete, SamplingSettings};
 use std::path::Path;
@@ -40,15 +40,10 @@ pub fn draw_run_pictures(
     draw_loss(log, &dir.join("loss.png"))?;
     let settings = SamplingSettings::default();
     let samples = complete(model, &vec![Vec::new(); SAMPLES], set.seq_len(), &settings, seed)?;
-    let images = samples.iter().map(|s| to_rgb(data, s)).collect::<Result<Vec<_>>>()?;
+    let images =
+        samples.iter().map(|s| tokens_to_pixels(s, &set.palette)).collect::<Result<Vec<_>>>()?;
     grid(data, &images, SAMPLE_COLS)?.save_png(&dir.join("samples.png"))?;
     completion_grid(model, data, &settings, seed)?.save_png(&dir.join("completions.png"))
-}
-
-/// The pixels of one image of tokens.
-fn to_rgb(data: &Splits, tokens: &[usize]) -> Result<Vec<Rgb>> {
-    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
-    Ok(dequantize(&t, &data.test.palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
 }
 
 /// Images laid out `cols` wide, each enlarged to about `CELL_PIXELS`.
@@ -58,7 +53,7 @@ fn grid(data: &Splits, images: &[Vec<Rgb>], cols: usize) -> Result<Canvas> {
     image_grid(images, w, h, cols, scale, GAP)
 }
 
-/// Each row: the original test image, its top half (bottom blanked), then completions.
+/// The first test images, each followed by its top half and its completions.
 fn completion_grid(
     model: &Model,
     data: &Splits,
@@ -66,28 +61,42 @@ fn completion_grid(
     seed: u64,
 ) -> Result<Canvas> {
     let set = &data.test;
-    let n = set.seq_len();
+    let originals: Vec<Vec<usize>> = (0..COMPLETE_IMAGES.min(set.len()))
+        .map(|i| set.image(i).iter().map(|&x| usize::from(x)).collect())
+        .collect();
     let keep = (set.height / 2) * set.width;
-    let count = COMPLETE_IMAGES.min(set.len());
-    let mut prompts = Vec::new();
-    for i in 0..count {
-        let top: Vec<usize> = set.image(i)[..keep].iter().map(|&x| usize::from(x)).collect();
-        prompts.extend(std::iter::repeat_n(top, COMPLETIONS));
-    }
-    let completed = complete(model, &prompts, n, settings, seed)?;
+    let cells =
+        completion_cells(model, &originals, keep, COMPLETIONS, settings, seed, &set.palette)?;
+    grid(data, &cells, COMPLETIONS + 2)
+}
+
+/// The cells of a completion figure (like the paper's): for each original image, the image,
+/// its first `keep` tokens (the rest painted with colour 0), then `n` completions sampled from
+/// those kept tokens — `n + 2` cells per original, row by row.
+pub fn completion_cells(
+    model: &Model,
+    originals: &[Vec<usize>],
+    keep: usize,
+    n: usize,
+    settings: &SamplingSettings,
+    seed: u64,
+    palette: &Palette,
+) -> Result<Vec<Vec<Rgb>>> {
+    let prompts: Vec<Vec<usize>> =
+        originals.iter().flat_map(|o| std::iter::repeat_n(o[..keep].to_vec(), n)).collect();
+    let len = originals.first().map_or(0, Vec::len);
+    let completed = complete(model, &prompts, len, settings, seed)?;
     let mut cells = Vec::new();
-    for i in 0..count {
-        let original: Vec<usize> = set.image(i).iter().map(|&x| usize::from(x)).collect();
-        // The kept half, the rest painted with the palette's colour 0.
-        let mut half = original.clone();
-        half[keep..].fill(0);
-        cells.push(to_rgb(data, &original)?);
-        cells.push(to_rgb(data, &half)?);
-        for c in &completed[i * COMPLETIONS..(i + 1) * COMPLETIONS] {
-            cells.push(to_rgb(data, c)?);
+    for (original, done) in originals.iter().zip(completed.chunks(n.max(1))) {
+        let mut kept = original.clone();
+        kept[keep..].fill(0);
+        cells.push(tokens_to_pixels(original, palette)?);
+        cells.push(tokens_to_pixels(&kept, palette)?);
+        for c in done {
+            cells.push(tokens_to_pixels(c, palette)?);
         }
     }
-    grid(data, &cells, COMPLETIONS + 2)
+    Ok(cells)
 }
 
 /// Train (per log row) and test (at evaluations) loss in nats per token against the step.
