@@ -170,19 +170,26 @@ impl SampleBench {
 }
 
 /// Times sampling `tokens` tokens for `batch` sequences from a randomly initialised `config`
-/// model (speed does not depend on the weights); one warm-up run of 8 tokens first.
+/// model (speed does not depend on the weights): one warm-up run of 8 tokens, then the median
+/// of `reps` runs. Each run includes the decoder's set-up (packing the weights, the caches).
 pub fn bench_sample(
     name: &str,
     config: Config,
     batch: usize,
     tokens: usize,
+    reps: usize,
 ) -> Result<SampleBench> {
     let model = Model::init(config, 0)?;
     let settings = SamplingSettings::default();
     let prompts = vec![Vec::new(); batch];
     complete(&model, &prompts, tokens.min(8), &settings, 0)?;
-    let start = Instant::now();
-    complete(&model, &prompts, tokens, &settings, 0)?;
-    let tokens_per_s = (batch * tokens) as f64 / start.elapsed().as_secs_f64();
+    let mut outcome = Ok(());
+    let ms = median_ms(0, reps, || {
+        if outcome.is_ok() {
+            outcome = complete(&model, &prompts, tokens, &settings, 0).map(drop);
+        }
+    });
+    outcome?;
+    let tokens_per_s = (batch * tokens) as f64 / (ms * 1e-3);
     Ok(SampleBench { config: name.into(), batch, tokens, tokens_per_s })
 }

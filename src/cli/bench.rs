@@ -28,7 +28,7 @@ const CMD: Command = Command {
         Flag::one("tokens", "N", "sample: tokens per sequence (default n_positions)"),
         Flag::one("pixels", "FILE", "kmeans: pixels .npy (N, 3) to cluster (e.g. a photo set)"),
         Flag::one("k", "K", "kmeans: number of clusters (default 512)"),
-        Flag::one("reps", "R", "timed repetitions per measurement (default 7)"),
+        Flag::one("reps", "R", "timed repetitions per measurement (default 7; sample: 3)"),
         Flag::one("threads", "N", "worker threads (default: all cores)"),
     ],
 };
@@ -81,7 +81,8 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             for (name, batch) in shapes {
                 let config = Config::preset(&name)?;
                 let tokens = p.parse_or("tokens", config.n_positions)?;
-                let r = pool.install(|| bench_sample(&name, config, batch, tokens))?;
+                let reps = p.parse_or("reps", 3usize)?;
+                let r = pool.install(|| bench_sample(&name, config, batch, tokens, reps))?;
                 println!("{}", r.json());
             }
             Ok(())

@@ -30,7 +30,8 @@
 //! is the same for any thread count. It equals the last row of full causal attention to ≤ 1e-6
 //! relative (tests/attention.rs).
 
-use super::simd::{exp2, load, store, LANES};
+use super::pages::StreamBuffer;
+use super::simd::{exp2, load, prefetch, store, LANES};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::f32::consts::LOG2_E;
@@ -42,6 +43,12 @@ const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// Positions per f32 partial sum of the output; partial sums are added in f64.
 const ACCUMULATE_BLOCK: usize = 64;
+
+/// Value rows (or key columns) loads are prefetched ahead of their use.
+const PREFETCH_ROWS: usize = 8;
+
+/// Columns of the values summed in one pass (eight vectors of accumulators).
+const WIDE_COLUMNS: usize = 64;
 
 /// `n` rounded up to a multiple of 8.
 fn round8(n: usize) -> usize {
@@ -60,8 +67,8 @@ pub struct KvCache {
     /// `head_dim` rounded up to a multiple of 8 (the row length of the values).
     hdp: usize,
     len: usize,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: StreamBuffer,
+    v: StreamBuffer,
 }
 
 impl KvCache {
@@ -90,8 +97,9 @@ impl KvCache {
             cap,
             hdp,
             len: 0,
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+            // Every step reads the whole cache: huge pages make those reads faster.
+            k: StreamBuffer::zeroed(n),
+            v: StreamBuffer::zeroed(n),
         })
     }
 
@@ -233,9 +241,15 @@ impl KvCache {
         let mut total = vec![0.0f64; hdp];
         let blocks = p.chunks(ACCUMULATE_BLOCK).zip(values.chunks(ACCUMULATE_BLOCK * hdp));
         for (p_block, v_block) in blocks {
-            for (c, t) in (0..hdp).step_by(LANES).zip(total.chunks_exact_mut(LANES)) {
-                let partial = weighted_sum(p_block, v_block, hdp, c).to_array();
-                t.iter_mut().zip(partial).for_each(|(t, x)| *t += f64::from(x));
+            // Up to 64 columns per pass, so each value row is read as one contiguous run.
+            let mut c = 0;
+            while c + WIDE_COLUMNS <= hdp {
+                add_weighted_sum::<{ WIDE_COLUMNS / LANES }>(p_block, v_block, hdp, c, &mut total);
+                c += WIDE_COLUMNS;
+            }
+            while c < hdp {
+                add_weighted_sum::<1>(p_block, v_block, hdp, c, &mut total);
+                c += LANES;
             }
         }
         for (o, t) in o.iter_mut().zip(&total) {
@@ -253,8 +267,12 @@ fn scores(q: &[f32], k_blocks: &[f32], s: &mut [f64]) {
     let mut first_block = 0;
     for group in &mut groups {
         let keys = &k_blocks[first_block * block..][..4 * block];
+        let next = (first_block + 4) * block;
         let mut acc = [f64x4::ZERO; 8];
         for (c, &qc) in q.iter().enumerate() {
+            // The next group, 8 KiB for hd = 64: two cache lines per column.
+            prefetch(k_blocks, next + c * 4 * LANES);
+            prefetch(k_blocks, next + c * 4 * LANES + 2 * LANES);
             let qv = f64x4::splat(f64::from(qc));
             for (i, a) in acc.iter_mut().enumerate() {
                 let k = &keys[(i / 2) * block + c * LANES + (i % 2) * 4..];
@@ -289,23 +307,31 @@ fn widen(x: &[f32]) -> f64x4 {
     f64x4::from(a.map(f64::from))
 }
 
-/// `Σ_j p[j]·v[j·hdp + c .. +8]` over one block of positions, in four partial sums (positions
-/// `j mod 4`) added in a fixed order.
-fn weighted_sum(p: &[f32], v: &[f32], hdp: usize, c: usize) -> f32x8 {
-    let mut acc = [f32x8::ZERO; 4];
-    let mut quads = p.chunks_exact(4);
-    let mut j = 0;
-    for quad in &mut quads {
-        for (i, (a, &pj)) in acc.iter_mut().zip(quad).enumerate() {
-            *a = f32x8::splat(pj).mul_add(load(&v[(j + i) * hdp + c..]), *a);
+/// `total[c .. c + 8·NV] += Σ_j p[j]·v[j·hdp + c .. + 8·NV]` over one block of positions: one
+/// f32 sum per column in the order `j = 0, 1, …` (the `NV` vectors are independent chains),
+/// added to `total` in f64.
+fn add_weighted_sum<const NV: usize>(
+    p: &[f32],
+    v: &[f32],
+    hdp: usize,
+    c: usize,
+    total: &mut [f64],
+) {
+    let mut acc = [f32x8::ZERO; NV];
+    for (j, &pj) in p.iter().enumerate() {
+        let pv = f32x8::splat(pj);
+        let row = &v[j * hdp + c..];
+        for line in (0..NV * LANES).step_by(2 * LANES) {
+            prefetch(v, (j + PREFETCH_ROWS) * hdp + c + line);
         }
-        j += 4;
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = pv.mul_add(load(&row[k * LANES..]), *a);
+        }
     }
-    for &pj in quads.remainder() {
-        acc[0] = f32x8::splat(pj).mul_add(load(&v[j * hdp + c..]), acc[0]);
-        j += 1;
+    for (k, a) in acc.iter().enumerate() {
+        let t = &mut total[c + k * LANES..][..LANES];
+        t.iter_mut().zip(a.to_array()).for_each(|(t, x)| *t += f64::from(x));
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// `x ← exp(x)` (vectorised through `simd::exp2`, relative error ≤ 2e-7).

@@ -9,7 +9,8 @@
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
 //! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
-//! | `simd` | f32x8 tile product, `exp2` | `tensor::gemm`, `f64::exp2` |
+//! | `simd` | f32x8 tile product, `exp2`, prefetch | `tensor::gemm`, `f64::exp2` |
+//! | `pages` | 2 MiB-aligned, huge-page buffers for the decoder's streams | `Vec<f32>` |
 //! | `bench` | median timings for `igpt bench attention` | — |
 //!
 //! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
@@ -19,6 +20,7 @@ pub mod activation;
 pub mod attention;
 pub mod bench;
 pub mod decode;
+pub mod pages;
 pub mod simd;
 pub mod skinny;
 

@@ -40,6 +40,22 @@ pub fn store(dst: &mut [f32], v: f32x8) {
     dst[..LANES].copy_from_slice(&v.to_array());
 }
 
+/// Asks the CPU to start loading the cache line that holds `base[at]` into L1, so that a stream
+/// read a little later finds it there. `at` may lie past the end of `base`: a prefetch reads
+/// nothing and never faults. Does nothing on other architectures.
+#[inline(always)]
+pub fn prefetch(base: &[f32], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is only a hint to the cache; it neither reads into a register nor
+    // faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(base.as_ptr().wrapping_add(at).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (base, at);
+}
+
 /// The sum of the 8 lanes, in a fixed pairwise order (not `reduce_add`, whose order is the
 /// crate's business).
 #[inline(always)]

@@ -1,167 +1,196 @@
 //! `Y = X·W + b` for a few rows of `X`: the projections of one decoding step.
 //!
 //! During sampling each step multiplies `B` rows (one per sequence, `B` small) by every weight
-//! matrix. That is memory-bound: the cost is reading `W` once. A general GEMM packs (copies)
-//! `W` before multiplying, which doubles the traffic; this kernel reads `W` in place:
+//! matrix. That is memory-bound: at batch 1 the cost is reading `W` once, so the kernel must
+//! read it at the speed of memory. Two things decide that speed:
+//! - **contiguous streams.** Row-major `W` read a strip of columns at a time jumps a whole row
+//!   (`4·d_out` bytes) per load, defeating the hardware prefetcher and the TLB. So `W` is
+//!   repacked once, before decoding, into **panels** of [`PANEL`] = 16 columns: panel `p` holds
+//!   `W[0..d_in, 16p..16p+16]` as a contiguous `[d_in, 16]` block (the last one zero-padded),
+//!   and every task walks whole panels front to back;
+//! - **huge pages.** The decoder keeps the panels in a [`StreamBuffer`](super::pages::StreamBuffer)
+//!   (2 MiB pages where Linux allows), so a stream crosses a page 512 times less often;
+//! - **prefetching.** Each loop asks for the line it will read [`AHEAD`] rows later, so the
+//!   next lines are on their way while the current one is multiplied.
+//!
+//! The arithmetic, per output element, in this order (fused multiply-adds):
 //! ```text
-//! Y[r, :] = b + Σ_i X[r, i] · W[i, :]          (i = 0, 1, … in order, fused multiply-adds)
+//! Y[r, j] = b[j] + Σ_i X[r, i] · W[i, j]          i = 0, 1, …, d_in − 1
 //! ```
-//! For one row and a matrix that fits in cache, `W` is streamed row by row. Otherwise `W` is
-//! walked in strips of 16 columns (one cache line per row of the strip) and each load serves up
-//! to 4 rows of `X`, whose accumulators stay in registers. Both paths sum in the same order, so
-//! they agree bit for bit. Columns are split into fixed blocks of [`COLS_PER_TASK`] run in
+//! A panel's `2R` accumulators (`R ≤ 4` rows × two vectors of 8 columns) stay in registers while
+//! `i` runs; one row at a time takes two panels at once, so four independent chains hide the
+//! latency of the multiply-add. Panels are split into fixed groups of [`PANELS_PER_TASK`] run in
 //! parallel; every output element is the same sum in the same order whatever the thread count.
 //! Tested against `tensor::gemm_reference`.
 
-use super::simd::{load, store, LANES};
+use super::simd::{load, prefetch, store, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
 
-/// Columns of `W` per parallel task (a multiple of 8).
-pub const COLS_PER_TASK: usize = 256;
+/// Columns per panel: two vectors, one 64-byte cache line per row of the panel.
+pub const PANEL: usize = 2 * LANES;
 
-/// `y[rows, d_out] = x[rows, d_in] · w[d_in, d_out] + bias[d_out]` (row-major, `w` in the Conv1D
-/// layout).
+/// Rows of a panel (64-byte lines) that loads are prefetched ahead of their use: 2 KiB, about
+/// what hides the latency of memory at the rate the kernel consumes lines.
+const AHEAD: usize = 32;
+
+/// Panels per parallel task (128 columns).
+const PANELS_PER_TASK: usize = 8;
+
+/// A weight matrix `W: [d_in, d_out]` packed into panels (see the module doc).
+#[derive(Clone, Copy, Debug)]
+pub struct Panels<'a> {
+    /// `d_out.div_ceil(16)` panels of `[d_in, 16]`, one after the other.
+    pub data: &'a [f32],
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+/// Floats that [`pack_panels`] writes for a `[d_in, d_out]` matrix.
+pub fn panels_len(d_in: usize, d_out: usize) -> usize {
+    d_out.div_ceil(PANEL) * PANEL * d_in
+}
+
+/// Packs `W: [d_in, d_out]` into panels in `dst` (`panels_len(d_in, d_out)` floats). `w` is
+/// row-major `[d_in, d_out]` (HF Conv1D), or `[d_out, d_in]` (HF `nn.Linear`) if `transposed`.
+///
+/// # Panics
+/// If a slice is shorter than the sizes say.
+pub fn pack_panels(w: &[f32], d_in: usize, d_out: usize, transposed: bool, dst: &mut [f32]) {
+    assert!(w.len() >= d_in * d_out && dst.len() >= panels_len(d_in, d_out));
+    for (p, panel) in dst.chunks_exact_mut(d_in * PANEL).take(d_out.div_ceil(PANEL)).enumerate() {
+        for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                let j = p * PANEL + c;
+                *v = match (j < d_out, transposed) {
+                    (false, _) => 0.0,
+                    (true, false) => w[i * d_out + j],
+                    (true, true) => w[j * d_in + i],
+                };
+            }
+        }
+    }
+}
+
+/// `y[rows, d_out] = x[rows, d_in] · W + bias[d_out]` (row-major `x`, `y`; `W` in panels).
 ///
 /// # Panics
 /// If the slices are shorter than the sizes say.
-pub fn skinny_linear(
-    x: &[f32],
-    rows: usize,
-    w: &[f32],
-    d_in: usize,
-    d_out: usize,
-    bias: &[f32],
-    y: &mut [f32],
-) {
+pub fn skinny_linear(x: &[f32], rows: usize, w: Panels<'_>, bias: &[f32], y: &mut [f32]) {
+    let (d_in, d_out) = (w.d_in, w.d_out);
     assert!(
         x.len() >= rows * d_in
-            && w.len() >= d_in * d_out
+            && w.data.len() >= panels_len(d_in, d_out)
             && bias.len() >= d_out
             && y.len() >= rows * d_out
     );
-    let blocks: Vec<(usize, Vec<f32>)> = (0..d_out.div_ceil(COLS_PER_TASK))
+    if rows == 0 {
+        return;
+    }
+    let n_panels = d_out.div_ceil(PANEL);
+    let groups: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANELS_PER_TASK))
         .into_par_iter()
-        .map(|blk| {
-            let c0 = blk * COLS_PER_TASK;
-            let width = COLS_PER_TASK.min(d_out - c0);
-            (c0, column_block(x, rows, w, d_in, d_out, &bias[c0..c0 + width], c0))
+        .map(|g| {
+            let p0 = g * PANELS_PER_TASK;
+            let p1 = (p0 + PANELS_PER_TASK).min(n_panels);
+            (p0 * PANEL, panel_group(x, rows, w, bias, p0, p1))
         })
         .collect();
-    for (c0, part) in blocks {
-        let width = part.len() / rows.max(1);
+    for (c0, part) in groups {
+        let stride = part.len() / rows;
+        let width = stride.min(d_out - c0);
         for r in 0..rows {
-            y[r * d_out + c0..r * d_out + c0 + width]
-                .copy_from_slice(&part[r * width..(r + 1) * width]);
+            y[r * d_out + c0..][..width].copy_from_slice(&part[r * stride..][..width]);
         }
     }
 }
 
-/// Columns `c0 .. c0 + bias.len()` of the output for every row: `[rows, width]`.
-fn column_block(
+/// Panels `p0..p1` for every row: `[rows, (p1 − p0)·16]` (padding columns included).
+fn panel_group(
     x: &[f32],
     rows: usize,
-    w: &[f32],
-    d_in: usize,
-    d_out: usize,
+    w: Panels<'_>,
     bias: &[f32],
-    c0: usize,
+    p0: usize,
+    p1: usize,
 ) -> Vec<f32> {
-    let width = bias.len();
-    if rows == 1 && d_in * d_out < STREAM_ROWS_BELOW {
-        return single_row(x, w, d_in, d_out, bias, c0);
-    }
+    let d_in = w.d_in;
+    let width = (p1 - p0) * PANEL;
+    // The bias of this group's columns, zero-padded to whole panels.
+    let mut b = vec![0.0; width];
+    let real = w.d_out.min(p1 * PANEL) - p0 * PANEL;
+    b[..real].copy_from_slice(&bias[p0 * PANEL..][..real]);
     let mut out = vec![0.0; rows * width];
-    let mut r0 = 0;
-    while r0 < rows {
-        // Up to 4 rows at a time: 4 rows × 16 columns of accumulators fill 8 registers.
-        let group = (rows - r0).min(4);
-        let xs = &x[r0 * d_in..(r0 + group) * d_in];
-        let dst = &mut out[r0 * width..(r0 + group) * width];
-        match group {
-            1 => row_group::<1>(xs, w, d_in, d_out, bias, c0, dst),
-            2 => row_group::<2>(xs, w, d_in, d_out, bias, c0, dst),
-            3 => row_group::<3>(xs, w, d_in, d_out, bias, c0, dst),
-            _ => row_group::<4>(xs, w, d_in, d_out, bias, c0, dst),
+    let panel = |p: usize| &w.data[p * d_in * PANEL..][..d_in * PANEL];
+    let mut p = p0;
+    while p < p1 {
+        let c = (p - p0) * PANEL;
+        if rows == 1 && p + 1 < p1 {
+            two_panels_one_row(&x[..d_in], panel(p), panel(p + 1), &b[c..], &mut out[c..]);
+            p += 2;
+            continue;
         }
-        r0 += group;
+        let mut r0 = 0;
+        while r0 < rows {
+            // Up to 4 rows at a time: 4 rows × 16 columns of accumulators fill 8 registers.
+            let group = (rows - r0).min(4);
+            let xs = &x[r0 * d_in..(r0 + group) * d_in];
+            let dst = &mut out[r0 * width + c..];
+            match group {
+                1 => one_panel::<1>(xs, panel(p), &b[c..], dst, width),
+                2 => one_panel::<2>(xs, panel(p), &b[c..], dst, width),
+                3 => one_panel::<3>(xs, panel(p), &b[c..], dst, width),
+                _ => one_panel::<4>(xs, panel(p), &b[c..], dst, width),
+            }
+            r0 += group;
+        }
+        p += 1;
     }
     out
 }
 
-/// One row: walk `W` row by row (contiguous reads), accumulating `x[i]·W[i, block]` into the
-/// output in order `i = 0, 1, …` — the same sums as [`row_group`], in the same order.
-fn single_row(
+/// `R` rows × one panel: `2R` accumulators start at the bias and take `x[r, i]·W[i, panel]` for
+/// `i = 0, 1, …`; row `r` of the result goes to `out[r·stride ..][..16]`.
+fn one_panel<const R: usize>(
     x: &[f32],
-    w: &[f32],
-    d_in: usize,
-    d_out: usize,
+    panel: &[f32],
     bias: &[f32],
-    c0: usize,
-) -> Vec<f32> {
-    let width = bias.len();
-    let mut out = bias.to_vec();
-    let vec_end = width / LANES * LANES;
-    for (i, &xi) in x[..d_in].iter().enumerate() {
-        let row = &w[i * d_out + c0..i * d_out + c0 + width];
-        let xv = f32x8::splat(xi);
-        for j in (0..vec_end).step_by(LANES) {
-            let v = xv.mul_add(load(&row[j..]), load(&out[j..]));
-            store(&mut out[j..], v);
-        }
-        for j in vec_end..width {
-            out[j] = xi.mul_add(row[j], out[j]);
-        }
-    }
-    out
-}
-
-/// For a single row, matrices below this many elements (2 MiB, about what stays in a core's
-/// cache) are streamed row by row; larger ones, read from memory, go faster in strips
-/// (measured with `igpt bench sample`: `small` 490 vs 300 tok/s, `igpt-s` 41 vs 34 tok/s).
-const STREAM_ROWS_BELOW: usize = 1 << 19;
-
-/// Columns per strip: two vectors, one 64-byte cache line of `W`.
-const STRIP: usize = 2 * LANES;
-
-/// `R` rows of the block: for every 16-column strip, `2R` accumulators start at the bias and
-/// take `x[r, i]·W[i, strip]` for `i = 0, 1, …` — two loads of `W` per `2R` fused multiply-adds.
-#[allow(clippy::too_many_arguments)]
-fn row_group<const R: usize>(
-    x: &[f32],
-    w: &[f32],
-    d_in: usize,
-    d_out: usize,
-    bias: &[f32],
-    c0: usize,
     out: &mut [f32],
+    stride: usize,
 ) {
-    let width = bias.len();
-    let strip_end = width / STRIP * STRIP;
-    for j in (0..strip_end).step_by(STRIP) {
-        let mut acc = [[load(&bias[j..]), load(&bias[j + LANES..])]; R];
-        for i in 0..d_in {
-            let row = &w[i * d_out + c0 + j..];
-            let (w0, w1) = (load(row), load(&row[LANES..]));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let xv = f32x8::splat(x[r * d_in + i]);
-                a[0] = xv.mul_add(w0, a[0]);
-                a[1] = xv.mul_add(w1, a[1]);
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            store(&mut out[r * width + j..], a[0]);
-            store(&mut out[r * width + j + LANES..], a[1]);
+    let d_in = x.len() / R;
+    let mut acc = [[load(bias), load(&bias[LANES..])]; R];
+    for (i, row) in panel.chunks_exact(PANEL).enumerate() {
+        prefetch(panel, (i + AHEAD) * PANEL);
+        let (w0, w1) = (load(row), load(&row[LANES..]));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let xv = f32x8::splat(x[r * d_in + i]);
+            a[0] = xv.mul_add(w0, a[0]);
+            a[1] = xv.mul_add(w1, a[1]);
         }
     }
-    for j in strip_end..width {
-        for r in 0..R {
-            let mut a = bias[j];
-            for i in 0..d_in {
-                a = x[r * d_in + i].mul_add(w[i * d_out + c0 + j], a);
-            }
-            out[r * width + j] = a;
-        }
+    for (r, a) in acc.iter().enumerate() {
+        store(&mut out[r * stride..], a[0]);
+        store(&mut out[r * stride + LANES..], a[1]);
+    }
+}
+
+/// One row × two adjacent panels: four independent accumulator chains, the same sums as
+/// [`one_panel`] in the same order. `out` receives the 32 columns.
+fn two_panels_one_row(x: &[f32], left: &[f32], right: &[f32], bias: &[f32], out: &mut [f32]) {
+    let mut acc = [0, 1, 2, 3].map(|v| load(&bias[v * LANES..]));
+    let rows = x.iter().zip(left.chunks_exact(PANEL)).zip(right.chunks_exact(PANEL));
+    for (i, ((&xi, l), r)) in rows.enumerate() {
+        prefetch(left, (i + AHEAD) * PANEL);
+        prefetch(right, (i + AHEAD) * PANEL);
+        let xv = f32x8::splat(xi);
+        acc[0] = xv.mul_add(load(l), acc[0]);
+        acc[1] = xv.mul_add(load(&l[LANES..]), acc[1]);
+        acc[2] = xv.mul_add(load(r), acc[2]);
+        acc[3] = xv.mul_add(load(&r[LANES..]), acc[3]);
+    }
+    for (v, a) in acc.iter().enumerate() {
+        store(&mut out[v * LANES..], *a);
     }
 }
 
@@ -173,9 +202,15 @@ mod tests {
 
     #[test]
     fn matches_the_reference_gemm_and_is_thread_independent() {
-        for (rows, d_in, d_out) in
-            [(1, 7, 3), (3, 64, 300), (8, 33, 517), (2, 128, 1536), (1, 512, 1100), (5, 9, 40)]
-        {
+        for (rows, d_in, d_out) in [
+            (1, 7, 3),
+            (3, 64, 300),
+            (8, 33, 517),
+            (2, 128, 1536),
+            (1, 512, 1100),
+            (5, 9, 40),
+            (1, 16, 48),
+        ] {
             let p = Philox::new(2);
             let (mut x, mut w, mut b) =
                 (vec![0.0; rows * d_in], vec![0.0; d_in * d_out], vec![0.0; d_out]);
@@ -190,10 +225,13 @@ mod tests {
                 1.0,
                 &mut want,
             );
+            let mut packed = vec![0.0; panels_len(d_in, d_out)];
+            pack_panels(&w, d_in, d_out, false, &mut packed);
+            let panels = Panels { data: &packed, d_in, d_out };
             let run = |threads| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![f32::NAN; rows * d_out];
-                pool.install(|| skinny_linear(&x, rows, &w, d_in, d_out, &b, &mut y));
+                pool.install(|| skinny_linear(&x, rows, panels, &b, &mut y));
                 y
             };
             let y = run(1);
@@ -205,5 +243,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn packing_a_transposed_matrix_gives_the_same_panels() {
+        let (d_in, d_out) = (5, 19);
+        let w: Vec<f32> = (0..d_in * d_out).map(|v| v as f32).collect();
+        let wt: Vec<f32> =
+            (0..d_out).flat_map(|j| (0..d_in).map(move |i| (i * d_out + j) as f32)).collect();
+        let (mut a, mut b) =
+            (vec![1.0; panels_len(d_in, d_out)], vec![2.0; panels_len(d_in, d_out)]);
+        pack_panels(&w, d_in, d_out, false, &mut a);
+        pack_panels(&wt, d_in, d_out, true, &mut b);
+        assert_eq!(a, b);
+        // Panel 1, row 2, column 3 is W[2, 19]: padding, zero. Column 2 is W[2, 18].
+        assert_eq!(a[(d_in + 2) * PANEL + 3], 0.0);
+        assert_eq!(a[(d_in + 2) * PANEL + 2], (2 * d_out + 18) as f32);
     }
 }

@@ -16,26 +16,82 @@
 use super::config::Activation;
 use super::Model;
 use crate::error::{Error, Result};
-use crate::kernels::skinny::skinny_linear;
+use crate::kernels::pages::StreamBuffer;
+use crate::kernels::skinny::{pack_panels, panels_len, skinny_linear, Panels};
 use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
 use crate::ops::norm::rms;
-use crate::tensor::{gemm, Float, MatRef, Tensor};
+use crate::tensor::{Float, Tensor};
 
 /// A model and the caches of the sequences it is decoding.
 pub struct Decoder<'a> {
     model: &'a Model,
+    weights: PackedWeights,
     caches: Vec<KvCache>,
     batch: usize,
     pos: usize,
 }
 
-/// `y = x·W + b` for `x: [rows, d_in]`, `W: [d_in, d_out]` (Conv1D layout), streaming `W`.
-fn linear_rows(x: &[f32], rows: usize, w: &Tensor<f32>, b: &Tensor<f32>) -> Vec<f32> {
-    let (d_in, d_out) = (w.shape()[0], w.shape()[1]);
-    let mut y = vec![0.0; rows * d_out];
-    skinny_linear(x, rows, w.data(), d_in, d_out, b.data(), &mut y);
-    y
+/// Where one matrix sits in [`PackedWeights::data`].
+#[derive(Clone, Copy)]
+struct Slot {
+    offset: usize,
+    d_in: usize,
+    d_out: usize,
+}
+
+/// The decoder's copy of the weight matrices, packed into panels for streaming (see
+/// `kernels::skinny`), in one buffer in the order a step reads them: per block `c_attn`,
+/// `attn.c_proj`, `mlp.c_fc`, `mlp.c_proj`, then `lm_head`. It doubles the memory the weights
+/// take while decoding, and buys reads at the speed of memory (batch 1 is bound by them).
+struct PackedWeights {
+    data: StreamBuffer,
+    /// `[c_attn, attn.c_proj, c_fc, mlp.c_proj]` of each block.
+    blocks: Vec<[Slot; 4]>,
+    lm_head: Slot,
+    /// `lm_head` has no bias.
+    zero_bias: Vec<f32>,
+}
+
+impl PackedWeights {
+    fn new(model: &Model) -> Self {
+        let p = &model.params;
+        // (tensor index, stored as [d_out, d_in] (nn.Linear) rather than [d_in, d_out])
+        let mut order = Vec::new();
+        for l in 0..model.config.n_layer {
+            let w = model.layout.block(l);
+            order.extend([w.c_attn_w, w.attn_proj_w, w.c_fc_w, w.mlp_proj_w].map(|i| (i, false)));
+        }
+        order.push((model.layout.lm_head().unwrap_or_default(), true));
+        let mut slots = Vec::with_capacity(order.len());
+        let mut offset = 0;
+        for &(i, transposed) in &order {
+            let (rows, cols) = (p[i].shape()[0], p[i].shape()[1]);
+            let (d_in, d_out) = if transposed { (cols, rows) } else { (rows, cols) };
+            slots.push(Slot { offset, d_in, d_out });
+            offset += panels_len(d_in, d_out);
+        }
+        let mut data = StreamBuffer::zeroed(offset);
+        for (&(i, transposed), s) in order.iter().zip(&slots) {
+            let dst = &mut data[s.offset..][..panels_len(s.d_in, s.d_out)];
+            pack_panels(p[i].data(), s.d_in, s.d_out, transposed, dst);
+        }
+        let lm_head = slots.pop().expect("lm_head slot");
+        let blocks = slots.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        PackedWeights { data, blocks, lm_head, zero_bias: vec![0.0; lm_head.d_out] }
+    }
+
+    /// `y = x·W + b` for `x: [rows, d_in]`.
+    fn linear(&self, x: &[f32], rows: usize, w: Slot, b: &[f32]) -> Vec<f32> {
+        let panels = Panels {
+            data: &self.data[w.offset..][..panels_len(w.d_in, w.d_out)],
+            d_in: w.d_in,
+            d_out: w.d_out,
+        };
+        let mut y = vec![0.0; rows * w.d_out];
+        skinny_linear(x, rows, panels, b, &mut y);
+        y
+    }
 }
 
 /// `x / sqrt(mean(x²) + ε) · g` for every row.
@@ -60,7 +116,7 @@ impl<'a> Decoder<'a> {
         let caches = (0..c.n_layer)
             .map(|_| KvCache::new(batch, c.n_head, c.head_dim(), c.n_positions))
             .collect::<Result<_>>()?;
-        Ok(Decoder { model, caches, batch, pos: 0 })
+        Ok(Decoder { model, weights: PackedWeights::new(model), caches, batch, pos: 0 })
     }
 
     /// Positions decoded so far.
@@ -93,16 +149,18 @@ impl<'a> Decoder<'a> {
             .iter()
             .flat_map(|&id| (0..d).map(move |j| wte[id * d + j] + wpe[pos * d + j]))
             .collect();
-        for (l, cache) in self.caches.iter_mut().enumerate() {
+        let pw = &self.weights;
+        for ((l, cache), slots) in self.caches.iter_mut().enumerate().zip(&pw.blocks) {
             let w = m.layout.block(l);
+            let [c_attn, attn_proj, c_fc, mlp_proj] = *slots;
             let x = norm_rows(&h, &p[w.ln_1], c.layer_norm_epsilon);
-            let qkv = linear_rows(&x, b, &p[w.c_attn_w], &p[w.c_attn_b]);
+            let qkv = pw.linear(&x, b, c_attn, p[w.c_attn_b].data());
             let mut a = vec![0.0; b * d];
             cache.decode_step(&qkv, &mut a)?;
-            let a = linear_rows(&a, b, &p[w.attn_proj_w], &p[w.attn_proj_b]);
+            let a = pw.linear(&a, b, attn_proj, p[w.attn_proj_b].data());
             h.iter_mut().zip(&a).for_each(|(hi, ai)| *hi += ai);
             let x = norm_rows(&h, &p[w.ln_2], c.layer_norm_epsilon);
-            let mut f = linear_rows(&x, b, &p[w.c_fc_w], &p[w.c_fc_b]);
+            let mut f = pw.linear(&x, b, c_fc, p[w.c_fc_b].data());
             match c.activation {
                 Activation::QuickGelu => {
                     let pre = f.clone();
@@ -110,14 +168,12 @@ impl<'a> Decoder<'a> {
                 }
                 Activation::GeluTanh => f.iter_mut().for_each(|v| *v = gelu_tanh_scalar(*v)),
             }
-            let f = linear_rows(&f, b, &p[w.mlp_proj_w], &p[w.mlp_proj_b]);
+            let f = pw.linear(&f, b, mlp_proj, p[w.mlp_proj_b].data());
             h.iter_mut().zip(&f).for_each(|(hi, fi)| *hi += fi);
         }
         let x = norm_rows(&h, &p[m.layout.ln_f()], c.layer_norm_epsilon);
-        let head = &p[m.layout.lm_head().unwrap_or_default()];
-        let v = head.shape()[0];
-        let mut logits = vec![0.0; b * v];
-        gemm(1.0, MatRef::new(&x, b, d), MatRef::new(head.data(), v, d).t(), 0.0, &mut logits);
+        let logits = pw.linear(&x, b, pw.lm_head, &pw.zero_bias);
+        let v = pw.lm_head.d_out;
         self.pos += 1;
         Ok(Tensor::new(&[b, v], logits))
     }
