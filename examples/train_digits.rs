@@ -10,6 +10,11 @@ use igpt::train::trainer::Progress;
 use igpt::train::{TrainConfig, Trainer};
 use std::path::PathBuf;
 
+// Reuse large freed blocks across training steps instead of page-faulting them in again (about
+// a fifth faster on this model; see `igpt::memory`).
+#[global_allocator]
+static ALLOC: igpt::memory::CachingAllocator = igpt::memory::CachingAllocator::new();
+
 fn main() -> igpt::Result<()> {
     // 1. Data: 1437 training and 360 test images of 8×8 grey levels (tokens 0..16, SOS = 17).
     let data = digits()?;

@@ -25,6 +25,7 @@
 //! | [`golden`] | golden files and verification of a candidate |
 //! | [`io`] | JSON, `.npy`, safetensors — strict, fuzzed |
 //! | [`rng`] | Philox4x32-10, the counter-based generator behind every random draw |
+//! | [`memory`] | an opt-in global allocator that reuses large blocks across training steps |
 //! | [`plot`], [`bench`](mod@bench), [`args`] | pictures, benchmarks, command-line parsing |
 //!
 //! `SPEC.md` in the repository gives the exact math, layouts, file formats, RNG and tolerances.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod golden;
 pub mod io;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod palette;

@@ -40,16 +40,14 @@ pub fn linear<T: Float>(tape: &mut Tape<T>, x: Var, w: Var, b: Option<Var>) -> V
     let (d_in, d_out) = (wv.shape()[0], wv.shape()[1]);
     assert_eq!(xv.cols(), d_in, "linear: x {:?} does not fit W {:?}", xv.shape(), wv.shape());
     let n = xv.rows();
-    let mut y = vec![T::ZERO; n * d_out];
-    let beta = match b {
+    let (mut y, beta) = match b {
         Some(b) => {
             let bv = tape.value(b).data();
             assert_eq!(bv.len(), d_out, "linear: bias must be [{d_out}]");
-            // Start every row at b, then accumulate x W on top (β = 1): one pass over y.
-            y.chunks_mut(d_out).for_each(|row| row.copy_from_slice(bv));
-            T::ONE
+            // Start every row at b, then accumulate x W on top (β = 1): one pass writes y.
+            (bv.repeat(n), T::ONE)
         }
-        None => T::ZERO,
+        None => (vec![T::ZERO; n * d_out], T::ZERO),
     };
     gemm(
         T::ONE,
