@@ -2,7 +2,7 @@
 //!
 //! During sampling each step multiplies `B` rows (one per sequence, `B` small) by every weight
 //! matrix. That is memory-bound: at batch 1 the cost is reading `W` once, so the kernel must
-//! read it at the speed of memory. Two things decide that speed:
+//! read it at the speed of memory. Three things decide that speed:
 //! - **contiguous streams.** Row-major `W` read a strip of columns at a time jumps a whole row
 //!   (`4·d_out` bytes) per load, defeating the hardware prefetcher and the TLB. So `W` is
 //!   repacked once, before decoding, into **panels** of [`PANEL`] = 16 columns: panel `p` holds
