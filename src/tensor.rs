@@ -404,16 +404,71 @@ unsafe impl<T> Sync for SendPtr<T> {}
 /// If the inner dimensions disagree or `c` is too short.
 pub fn gemm_ld<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions {} and {} differ", a.cols, b.rows);
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, n) = (a.rows, b.cols);
     if m == 0 || n == 0 {
         return;
     }
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "gemm: C buffer too small");
+    // SAFETY: `c` holds the `m × n` block at row stride `ldc` (checked above), is initialised,
+    // and is a `&mut`, so it cannot alias A or B.
+    unsafe { gemm_blocks(alpha, a, b, beta, SendPtr(c.as_mut_ptr()), ldc, |_, _, _, _| {}) }
+}
+
+/// `C = bias + A·B` into a new `[A.rows, B.cols]` buffer, `bias` added to every row — HF
+/// Conv1D's forward. The same arithmetic as filling C with the bias rows and calling [`gemm`]
+/// with `β = 1`, but each parallel task writes the bias into its own block of C just before
+/// multiplying into it: C is never zeroed first, and its block is in cache when the product
+/// reads it back.
+///
+/// # Panics
+/// If the inner dimensions disagree or `bias` is not `B.cols` long.
+pub fn gemm_bias_rows<T: Float>(a: MatRef<T>, b: MatRef<T>, bias: &[T]) -> Vec<T> {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions {} and {} differ", a.cols, b.rows);
+    let (m, n) = (a.rows, b.cols);
+    assert_eq!(bias.len(), n, "gemm_bias_rows: bias must have {n} entries");
+    let mut c: Vec<T> = Vec::with_capacity(m * n);
+    if m == 0 || n == 0 {
+        return c;
+    }
     let c_ptr = SendPtr(c.as_mut_ptr());
+    let fill = move |r0: usize, mr: usize, c0: usize, nc: usize| {
+        for r in r0..r0 + mr {
+            // SAFETY: row r, columns c0..c0+nc lie inside the m × n capacity of `c`, and each
+            // block is written by one task only.
+            unsafe { std::ptr::copy_nonoverlapping(&bias[c0], { c_ptr }.0.add(r * n + c0), nc) };
+        }
+    };
+    // SAFETY: `c` has room for m × n elements at row stride n; every block is filled by `fill`
+    // before the product reads it (β = 1), so every element is initialised when `set_len` runs.
+    unsafe {
+        gemm_blocks(T::ONE, a, b, T::ONE, c_ptr, n, fill);
+        c.set_len(m * n);
+    }
+    c
+}
+
+/// Runs the product block by block (one `matrixmultiply` call per block, blocks in parallel
+/// for large products; see [`gemm_tile`]), calling `prepare(r0, mr, c0, nc)` on each block of C
+/// right before multiplying into it.
+///
+/// # Safety
+/// `c` must point to an `m × n` block with row stride `ldc` that does not alias A or B, and must
+/// be initialised wherever `beta ≠ 0` unless `prepare` initialises it.
+unsafe fn gemm_blocks<T: Float>(
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c_ptr: SendPtr<T>,
+    ldc: usize,
+    prepare: impl Fn(usize, usize, usize, usize) + Sync,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     // One block of C: rows r0..r0+mr, columns c0..c0+nc.
     let block = move |r0: usize, mr: usize, c0: usize, nc: usize| {
-        // SAFETY: the views were bounds-checked in MatRef::strided and above; blocks of C are
-        // disjoint, and C is a `&mut` so it cannot alias A or B.
+        prepare(r0, mr, c0, nc);
+        // SAFETY: the views were bounds-checked in MatRef::strided; blocks of C are disjoint,
+        // and the caller vouches for C.
         unsafe {
             T::gemm_raw(
                 mr,
@@ -529,6 +584,22 @@ mod tests {
                 check_against_reference(m, k, n, ta, tb, 0.0);
                 check_against_reference(m, k, n, ta, tb, 1.0);
             }
+        }
+    }
+
+    #[test]
+    fn gemm_bias_rows_equals_bias_filled_gemm_bit_for_bit() {
+        for (m, k, n) in [(0, 3, 4), (1, 1, 1), (3, 5, 7), (300, 70, 90), (1030, 64, 200)] {
+            let (a, b, bias) = (random(m * k, 6), random(k * n, 7), random(n, 8));
+            let (a, b) = (MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            let mut want: Vec<f32> = bias.repeat(m);
+            gemm(1.0, a, b, 1.0, &mut want);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| gemm_bias_rows(a, b, &bias))
+            };
+            assert_eq!(run(1), want, "{m}x{k}x{n}");
+            assert_eq!(run(2), want, "{m}x{k}x{n}");
         }
     }
 

@@ -18,7 +18,7 @@
 //! contribution and accumulates with `β = 1` after (see `autodiff::GradSlot`).
 
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{gemm, sum_rows_fixed_order, Float, MatRef, Tensor};
+use crate::tensor::{gemm, gemm_bias_rows, sum_rows_fixed_order, Float, MatRef, Tensor};
 
 /// The shape of `x @ W` when `x`'s last axis is replaced by `out`.
 fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
@@ -40,22 +40,20 @@ pub fn linear<T: Float>(tape: &mut Tape<T>, x: Var, w: Var, b: Option<Var>) -> V
     let (d_in, d_out) = (wv.shape()[0], wv.shape()[1]);
     assert_eq!(xv.cols(), d_in, "linear: x {:?} does not fit W {:?}", xv.shape(), wv.shape());
     let n = xv.rows();
-    let (mut y, beta) = match b {
+    let (x_m, w_m) = (MatRef::new(xv.data(), n, d_in), MatRef::new(wv.data(), d_in, d_out));
+    let y = match b {
         Some(b) => {
             let bv = tape.value(b).data();
             assert_eq!(bv.len(), d_out, "linear: bias must be [{d_out}]");
-            // Start every row at b, then accumulate x W on top (β = 1): one pass writes y.
-            (bv.repeat(n), T::ONE)
+            // Every row starts at b, then x W is accumulated on top.
+            gemm_bias_rows(x_m, w_m, bv)
         }
-        None => (vec![T::ZERO; n * d_out], T::ZERO),
+        None => {
+            let mut y = vec![T::ZERO; n * d_out];
+            gemm(T::ONE, x_m, w_m, T::ZERO, &mut y);
+            y
+        }
     };
-    gemm(
-        T::ONE,
-        MatRef::new(xv.data(), n, d_in),
-        MatRef::new(wv.data(), d_in, d_out),
-        beta,
-        &mut y,
-    );
     let value = Tensor::new(&with_last(xv.shape(), d_out), y);
     let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
     tape.push_op(value, &inputs, LinearBackward { x, w, b })
