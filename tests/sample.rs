@@ -9,8 +9,13 @@ use igpt::Tensor;
 
 /// A small random model (every parameter random so logits are far from uniform).
 fn model() -> Model {
+    model_of_width(48, 3)
+}
+
+/// As [`model`], `n_embd` wide with `n_head` heads.
+fn model_of_width(n_embd: usize, n_head: usize) -> Model {
     let mut c = Config::preset("digits").unwrap();
-    (c.n_embd, c.n_layer, c.n_head, c.n_positions) = (48, 2, 3, 40);
+    (c.n_embd, c.n_layer, c.n_head, c.n_positions) = (n_embd, 2, n_head, 40);
     let mut m = Model::init(c, 4).unwrap();
     for (i, p) in m.params.iter_mut().enumerate() {
         let mut v = vec![0.0; p.len()];
@@ -25,14 +30,21 @@ fn model() -> Model {
 
 #[test]
 fn cached_logits_equal_the_full_forward_at_every_position() {
-    let m = model();
-    let (b, t) = (3, 40);
+    // Batches of 1, 3 and 6 rows take each of the decoder's projection paths; width 20 (head
+    // dim 5, c_attn 60 columns) pads both the value rows of the cache and the weight panels.
+    for (n_embd, n_head, b) in [(48, 3, 3), (20, 4, 1), (20, 4, 6)] {
+        cached_logits_match(&model_of_width(n_embd, n_head), b);
+    }
+}
+
+fn cached_logits_match(m: &Model, b: usize) {
+    let t = 40;
     let ids: Vec<i64> =
         (0..b * t).map(|i| if i % t == 0 { 17 } else { (i * 7 % 17) as i64 }).collect();
     let full =
         m.forward(&TokenBatch::new(&ids, b, t, &m.config, "t").unwrap(), false).logits.unwrap();
     let v = full.cols();
-    let mut dec = Decoder::new(&m, b).unwrap();
+    let mut dec = Decoder::new(m, b).unwrap();
     for pos in 0..t {
         let step: Vec<usize> = (0..b).map(|s| ids[s * t + pos] as usize).collect();
         let logits = dec.step(&step).unwrap();
@@ -45,7 +57,7 @@ fn cached_logits_equal_the_full_forward_at_every_position() {
             }
         }
     }
-    assert!(dec.step(&[0, 0, 0]).is_err(), "past n_positions");
+    assert!(dec.step(&vec![0; b]).is_err(), "past n_positions");
 }
 
 #[test]
