@@ -110,6 +110,12 @@ unsafe impl GlobalAlloc for CachingAllocator {
             System.dealloc(ptr, layout);
         }
     }
+
+    /// Every block handed out is a `System` block of exactly `layout`, so growing or shrinking
+    /// one is `System`'s business (glibc moves large blocks with `mremap`, without copying).
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        System.realloc(ptr, layout, new_size)
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +141,12 @@ mod tests {
             a.dealloc(r, other);
             let s = a.alloc(small);
             a.dealloc(s, small);
+            let grown = Layout::from_size_align(big.size(), 8).unwrap();
+            let g = a.realloc(a.alloc(small), small, grown.size());
+            a.dealloc(g, grown);
+            let again = a.alloc(grown);
+            assert_eq!(again, g, "a grown block is cached like any other");
+            System.dealloc(again, grown);
             assert_eq!(a.cache.lock().unwrap().bytes, 2 * big.size());
             for l in [big, other] {
                 let p = a.alloc(l);
