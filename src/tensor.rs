@@ -73,6 +73,26 @@ pub trait Float:
         }
     }
 
+    /// `C = start + A·B` with `C` row-major `[A.rows, B.cols]`: the products of a linear layer.
+    /// By default [`gemm_start`]; f32 overrides it with `kernels::gemm`, which reads the
+    /// activation operand in place (tested against [`gemm_reference`]).
+    fn linear_product(a: MatRef<Self>, b: MatRef<Self>, start: Start<Self>, c: &mut [Self]) {
+        gemm_start(a, b, start, c)
+    }
+
+    /// `bias + A·B` (or `A·B`) into a new row-major `[A.rows, B.cols]` buffer (see
+    /// [`Float::linear_product`]).
+    fn linear_product_new(a: MatRef<Self>, b: MatRef<Self>, bias: Option<&[Self]>) -> Vec<Self> {
+        match bias {
+            Some(bias) => gemm_bias_rows(a, b, bias),
+            None => {
+                let mut c = vec![Self::ZERO; a.rows * b.cols];
+                gemm(Self::ONE, a, b, Self::ZERO, &mut c);
+                c
+            }
+        }
+    }
+
     /// Raw BLAS-style GEMM on strided matrices (`matrixmultiply`'s `sgemm` or `dgemm`).
     ///
     /// # Safety
@@ -139,6 +159,12 @@ impl Float for f32 {
     }
     fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
         crate::kernels::activation::quick_gelu_backward(x, dy, dx, accumulate)
+    }
+    fn linear_product(a: MatRef<Self>, b: MatRef<Self>, start: Start<Self>, c: &mut [Self]) {
+        crate::kernels::gemm::linear_product(a, b, start, c)
+    }
+    fn linear_product_new(a: MatRef<Self>, b: MatRef<Self>, bias: Option<&[Self]>) -> Vec<Self> {
+        crate::kernels::gemm::linear_product_new(a, b, bias)
     }
     unsafe fn gemm_raw(
         m: usize,
@@ -317,11 +343,11 @@ impl<T: Float> Tensor<T> {
 /// a copy.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
+    pub(crate) data: &'a [T],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
 }
 
 impl<'a, T> MatRef<'a, T> {
@@ -357,6 +383,45 @@ impl<'a, T> MatRef<'a, T> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+}
+
+/// What a product's output starts from: `C = start + A·B`.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a, T> {
+    /// `C = A·B` (the old contents of C are ignored).
+    Zero,
+    /// `C = C + A·B`.
+    Accumulate,
+    /// `C = b + A·B`, the bias row `b` added to every row.
+    Bias(&'a [T]),
+}
+
+impl<T> Start<'_, T> {
+    /// `Accumulate` or `Zero`: a gradient's later or first contribution (see `GradSlot`).
+    pub fn accumulate(yes: bool) -> Self {
+        if yes {
+            Start::Accumulate
+        } else {
+            Start::Zero
+        }
+    }
+}
+
+/// `C = start + A·B` on [`gemm`], for any strides and either float type.
+///
+/// # Panics
+/// If the inner dimensions disagree, `c` is too short, or a bias is not `B.cols` long.
+pub fn gemm_start<T: Float>(a: MatRef<T>, b: MatRef<T>, start: Start<T>, c: &mut [T]) {
+    let beta = match start {
+        Start::Zero => T::ZERO,
+        Start::Accumulate => T::ONE,
+        Start::Bias(bias) => {
+            assert_eq!(bias.len(), b.cols, "gemm_start: bias must have {} entries", b.cols);
+            c.chunks_exact_mut(b.cols).for_each(|row| row.copy_from_slice(bias));
+            T::ONE
+        }
+    };
+    gemm(T::ONE, a, b, beta, c)
 }
 
 /// How many tiles a large product is cut into: enough to keep a few cores busy.

@@ -8,6 +8,7 @@
 //! | `activation` | quick_gelu forward/backward | `ops::elementwise::quick_gelu_scalar` |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
+//! | `gemm` | the products of a linear layer in training, activations read in place | `tensor::gemm` |
 //! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
 //! | `simd` | f32x8 tile product, `exp2`, prefetch | `tensor::gemm`, `f64::exp2` |
 //! | `pages` | 2 MiB-aligned, huge-page buffers for the decoder's streams | `Vec<f32>` |
@@ -20,6 +21,7 @@ pub mod activation;
 pub mod attention;
 pub mod bench;
 pub mod decode;
+pub mod gemm;
 pub mod pages;
 pub mod simd;
 pub mod skinny;

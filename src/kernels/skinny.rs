@@ -57,16 +57,31 @@ pub fn panels_len(d_in: usize, d_out: usize) -> usize {
 /// # Panics
 /// If a slice is shorter than the sizes say.
 pub fn pack_panels(w: &[f32], d_in: usize, d_out: usize, transposed: bool, dst: &mut [f32]) {
-    assert!(w.len() >= d_in * d_out && dst.len() >= panels_len(d_in, d_out));
+    let strides = if transposed { (1, d_in) } else { (d_out, 1) };
+    pack_strided(w, (d_in, d_out), strides, dst);
+}
+
+/// Packs the `[d_in, d_out]` matrix whose element `(i, j)` is `w[i·rs + j·cs]` into panels in
+/// `dst` (`panels_len(d_in, d_out)` floats): any view of a matrix, transposed or not.
+///
+/// # Panics
+/// If a slice is shorter than the sizes say.
+pub fn pack_strided(
+    w: &[f32],
+    (d_in, d_out): (usize, usize),
+    (rs, cs): (usize, usize),
+    dst: &mut [f32],
+) {
+    assert!(dst.len() >= panels_len(d_in, d_out));
+    if d_in == 0 || d_out == 0 {
+        return;
+    }
+    assert!((d_in - 1) * rs + (d_out - 1) * cs < w.len(), "pack_strided: view outside w");
     for (p, panel) in dst.chunks_exact_mut(d_in * PANEL).take(d_out.div_ceil(PANEL)).enumerate() {
         for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
             for (c, v) in row.iter_mut().enumerate() {
                 let j = p * PANEL + c;
-                *v = match (j < d_out, transposed) {
-                    (false, _) => 0.0,
-                    (true, false) => w[i * d_out + j],
-                    (true, true) => w[j * d_in + i],
-                };
+                *v = if j < d_out { w[i * rs + j * cs] } else { 0.0 };
             }
         }
     }

@@ -18,7 +18,7 @@
 //! contribution and accumulates with `β = 1` after (see `autodiff::GradSlot`).
 
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{gemm, gemm_bias_rows, sum_rows_fixed_order, Float, MatRef, Tensor};
+use crate::tensor::{gemm, sum_rows_fixed_order, Float, MatRef, Start, Tensor};
 
 /// The shape of `x @ W` when `x`'s last axis is replaced by `out`.
 fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
@@ -41,19 +41,12 @@ pub fn linear<T: Float>(tape: &mut Tape<T>, x: Var, w: Var, b: Option<Var>) -> V
     assert_eq!(xv.cols(), d_in, "linear: x {:?} does not fit W {:?}", xv.shape(), wv.shape());
     let n = xv.rows();
     let (x_m, w_m) = (MatRef::new(xv.data(), n, d_in), MatRef::new(wv.data(), d_in, d_out));
-    let y = match b {
-        Some(b) => {
-            let bv = tape.value(b).data();
-            assert_eq!(bv.len(), d_out, "linear: bias must be [{d_out}]");
-            // Every row starts at b, then x W is accumulated on top.
-            gemm_bias_rows(x_m, w_m, bv)
-        }
-        None => {
-            let mut y = vec![T::ZERO; n * d_out];
-            gemm(T::ONE, x_m, w_m, T::ZERO, &mut y);
-            y
-        }
-    };
+    let bias = b.map(|b| tape.value(b).data());
+    if let Some(bv) = bias {
+        assert_eq!(bv.len(), d_out, "linear: bias must be [{d_out}]");
+    }
+    // Every row starts at b, then x W is accumulated on top.
+    let y = T::linear_product_new(x_m, w_m, bias);
     let value = Tensor::new(&with_last(xv.shape(), d_out), y);
     let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
     tape.push_op(value, &inputs, LinearBackward { x, w, b })
@@ -72,11 +65,11 @@ impl<T: Float> Backward<T> for LinearBackward {
         let dy_m = MatRef::new(dy.data(), n, d_out);
         if let Some(g) = grads.slot(tape, self.x) {
             let w_t = MatRef::new(wv.data(), d_in, d_out).t();
-            gemm(T::ONE, dy_m, w_t, g.beta(), g.buf);
+            T::linear_product(dy_m, w_t, Start::accumulate(g.accumulate), g.buf);
         }
         if let Some(g) = grads.slot(tape, self.w) {
             let x_t = MatRef::new(xv.data(), n, d_in).t();
-            gemm(T::ONE, x_t, dy_m, g.beta(), g.buf);
+            T::linear_product(x_t, dy_m, Start::accumulate(g.accumulate), g.buf);
         }
         if let Some(b) = self.b {
             if let Some(mut g) = grads.slot(tape, b) {
@@ -105,9 +98,8 @@ pub fn linear_nt<T: Float>(tape: &mut Tape<T>, x: Var, w: Var) -> Var {
     let (d_out, d_in) = (wv.shape()[0], wv.shape()[1]);
     assert_eq!(xv.cols(), d_in, "linear_nt: x {:?} does not fit W {:?}", xv.shape(), wv.shape());
     let n = xv.rows();
-    let mut y = vec![T::ZERO; n * d_out];
     let w_t = MatRef::new(wv.data(), d_out, d_in).t();
-    gemm(T::ONE, MatRef::new(xv.data(), n, d_in), w_t, T::ZERO, &mut y);
+    let y = T::linear_product_new(MatRef::new(xv.data(), n, d_in), w_t, None);
     let value = Tensor::new(&with_last(xv.shape(), d_out), y);
     tape.push_op(value, &[x, w], LinearNtBackward { x, w })
 }
@@ -123,10 +115,12 @@ impl<T: Float> Backward<T> for LinearNtBackward {
         let (d_out, d_in, n) = (wv.shape()[0], wv.shape()[1], xv.rows());
         let dy_m = MatRef::new(dy.data(), n, d_out);
         if let Some(g) = grads.slot(tape, self.x) {
-            gemm(T::ONE, dy_m, MatRef::new(wv.data(), d_out, d_in), g.beta(), g.buf);
+            let w = MatRef::new(wv.data(), d_out, d_in);
+            T::linear_product(dy_m, w, Start::accumulate(g.accumulate), g.buf);
         }
         if let Some(g) = grads.slot(tape, self.w) {
-            gemm(T::ONE, dy_m.t(), MatRef::new(xv.data(), n, d_in), g.beta(), g.buf);
+            let x = MatRef::new(xv.data(), n, d_in);
+            T::linear_product(dy_m.t(), x, Start::accumulate(g.accumulate), g.buf);
         }
     }
 }

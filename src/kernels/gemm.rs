@@ -1,0 +1,390 @@
+//! The three products of a linear layer in training (f32), without copying the activations.
+//!
+//! A linear layer `Y = X·W + b` over `N` rows (`N` = batch × positions, thousands) needs
+//! ```text
+//! forward    Y = b + X·W       [N, out]  = [N, in] · [in, out]
+//! backward  ∂X = ∂Y·Wᵀ         [N, in]   = [N, out]·[out, in]
+//!           ∂W = Xᵀ·∂Y         [in, out] = [in, N]·[N, out]
+//! ```
+//! A general sgemm copies ("packs") both operands into its own layout on every call. Here one
+//! operand is always a small weight matrix (at most a few hundred KiB) and the other an
+//! activation of `N` rows, several MiB, read from memory once. Packing the activation as well
+//! doubles its memory traffic; on the digits model it was an eighth of a training step. So:
+//! - [`gemm_rows`] (`Y` and `∂X`): `A` is row-major and read in place; `B` (`W` or `Wᵀ`) is
+//!   packed into 16-column panels (`skinny::pack_strided`). Each parallel task owns [`ROWS`]
+//!   rows of `C`; it walks the inner dimension in blocks of [`KC`], so that a panel's block
+//!   (`KC × 16` floats, 8 KiB) stays in L1 while all of the task's rows pass over it. The
+//!   register tiles are `simd::tile_gemm_nn`'s 6 × 16.
+//! - [`gemm_tn`] (`∂W`): the sum runs over the `N` rows. Each task owns a fixed tile of `C`
+//!   (at most [`TILE_ROWS`] × [`TILE_COLS`]) and walks `N` in blocks of [`NB`] rows, in order:
+//!   it copies that block's slice of `∂Y` into contiguous panels (a copy of `∂Y` in all, as
+//!   against `∂Y` plus `Xᵀ` for an sgemm) and `simd::tile_gemm` adds `X_blockᵀ · panel` into
+//!   the tile, broadcasting `X`'s rows in place.
+//!
+//! Every element of `C` is `C₀ + Σ_p A_ip·B_pj` in increasing `p`, one fused multiply-add chain
+//! (between blocks the partial sum is stored and reloaded in f32, which rounds nothing), with
+//! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
+//! same for any number of threads. Tested against `tensor::gemm_reference`.
+
+use super::simd::{tile_gemm, tile_gemm_nn};
+use super::skinny::{pack_strided, panels_len, PANEL};
+use crate::tensor::{gemm_start, MatRef, Start};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Rows of `C` per task in [`gemm_rows`] (a multiple of the 6-row register tile).
+const ROWS: usize = 48;
+/// Inner-dimension block of [`gemm_rows`]: a `KC × 16` panel block is 8 KiB, a quarter of L1.
+const KC: usize = 128;
+/// Rows of `X` and `∂Y` per block in [`gemm_tn`]: a packed panel block is 4 KiB.
+const NB: usize = 64;
+/// The tile of `C` one [`gemm_tn`] task owns.
+const TILE_ROWS: usize = 128;
+const TILE_COLS: usize = 4 * PANEL;
+
+/// `C = start + A·B` (row-major `C`): [`gemm_rows`] when `A` is row-major, [`gemm_tn`] when `A`
+/// is the transpose of a row-major matrix and `B` is row-major, else `tensor::gemm_start`.
+///
+/// # Panics
+/// If the inner dimensions disagree or `c` is not `[A.rows, B.cols]`.
+pub fn linear_product(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+    assert_eq!(a.cols, b.rows, "linear_product: inner dimensions {} and {} differ", a.cols, b.rows);
+    assert_eq!(c.len(), a.rows * b.cols, "linear_product: C must be [{}, {}]", a.rows, b.cols);
+    let b_row_major = b.cs == 1 && b.rs == b.cols;
+    if a.cs == 1 && a.rs == a.cols {
+        gemm_rows(a.data, b, start, c);
+    } else if a.rs == 1 && a.cs == a.rows && b_row_major && !matches!(start, Start::Bias(_)) {
+        gemm_tn(a.data, b.data, (a.rows, b.cols, a.cols), start, c);
+    } else {
+        gemm_start(a, b, start, c);
+    }
+}
+
+/// `bias + A·B` (or `A·B`) into a new buffer: [`gemm_rows_new`] when `A` is row-major.
+///
+/// # Panics
+/// If the inner dimensions disagree or a bias is not `B.cols` long.
+pub fn linear_product_new(a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(a.cols, b.rows, "linear_product: inner dimensions {} and {} differ", a.cols, b.rows);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), b.cols, "linear_product: bias must have {} entries", b.cols);
+    }
+    if a.cs == 1 && a.rs == a.cols {
+        return gemm_rows_new(a.data, a.rows, b, bias);
+    }
+    let mut c = vec![0.0; a.rows * b.cols];
+    gemm_start(a, b, bias.map_or(Start::Zero, Start::Bias), &mut c);
+    c
+}
+
+/// `C = start + A·B` for row-major `A: [m, k]`, any view `B: [k, n]`, row-major `C: [m, n]`.
+///
+/// # Panics
+/// If `a` holds fewer than `m·k` floats, `c` is not `m·n` long, or a bias is not `n` long.
+pub fn gemm_rows(a: &[f32], b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+    let (k, n) = (b.rows, b.cols);
+    if n == 0 {
+        return;
+    }
+    let m = c.len() / n;
+    assert!(c.len() == m * n && a.len() >= m * k, "gemm_rows: sizes disagree");
+    let panels = pack(b);
+    c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
+        start.fill(chunk, n);
+        rows_task(&a[t * ROWS * k..], k, &panels, n, chunk);
+    });
+}
+
+/// `b + A·B` (or `A·B` without a bias) into a new row-major `[m, n]` buffer: [`gemm_rows`]
+/// for a forward pass. Each task writes its rows' starting values just before multiplying into
+/// them, so the buffer is never zeroed in a separate pass over memory.
+///
+/// # Panics
+/// If `a` holds fewer than `m·k` floats or a bias is not `n` long.
+pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+    let (k, n) = (b.rows, b.cols);
+    assert!(a.len() >= m * k, "gemm_rows_new: A too short");
+    let mut c = Vec::with_capacity(m * n);
+    if n == 0 {
+        return c;
+    }
+    let start = bias.map_or(Start::Zero, Start::Bias);
+    let panels = pack(b);
+    c.spare_capacity_mut()[..m * n].par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
+        let chunk = start.init(chunk, n);
+        rows_task(&a[t * ROWS * k..], k, &panels, n, chunk);
+    });
+    // SAFETY: the chunks cover all m·n elements and `Start::init` wrote every one of them.
+    unsafe { c.set_len(m * n) };
+    c
+}
+
+/// `B` packed into zero-padded 16-column panels.
+fn pack(b: MatRef<f32>) -> Vec<f32> {
+    let mut panels = vec![0.0; panels_len(b.rows, b.cols)];
+    pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), &mut panels);
+    panels
+}
+
+/// `C += A·B` for one task's rows: `c` is `[rows, n]`, `a` starts at the task's first row.
+fn rows_task(a: &[f32], k: usize, panels: &[f32], n: usize, c: &mut [f32]) {
+    let rows = c.len() / n;
+    let full = n / PANEL;
+    // The last, partial panel (if any) works on a 16-column copy of its columns.
+    let mut edge = Edge::gather(c, n, full * PANEL);
+    for kb in (0..k).step_by(KC) {
+        let kc = KC.min(k - kb);
+        for p in 0..n.div_ceil(PANEL) {
+            let panel = &panels[(p * k + kb) * PANEL..];
+            let (dst, ldc) =
+                if p < full { (&mut c[p * PANEL..], n) } else { (&mut edge[..], PANEL) };
+            tile_gemm_nn((rows, PANEL, kc), &a[kb..], k, panel, PANEL, dst, ldc, true);
+        }
+    }
+    edge.scatter(c, n, full * PANEL);
+}
+
+/// `C = start + XᵀY` for row-major `X: [inner, m]`, `Y: [inner, n]`, `C: [m, n]` (`∂W = Xᵀ·∂Y`).
+///
+/// # Panics
+/// If a slice's length disagrees with the sizes, or `start` is a bias.
+pub fn gemm_tn(
+    x: &[f32],
+    y: &[f32],
+    (m, n, inner): (usize, usize, usize),
+    start: Start<f32>,
+    c: &mut [f32],
+) {
+    assert!(x.len() >= inner * m && y.len() >= inner * n && c.len() == m * n, "gemm_tn: sizes");
+    assert!(!matches!(start, Start::Bias(_)), "gemm_tn: a bias makes no sense for Xᵀ·Y");
+    let (tiles_m, tiles_n) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
+    let tiles: Vec<Vec<f32>> = (0..tiles_m * tiles_n)
+        .into_par_iter()
+        .map(|t| {
+            let (i0, j0) = ((t / tiles_n) * TILE_ROWS, (t % tiles_n) * TILE_COLS);
+            let mut tile = vec![0.0; TILE_ROWS.min(m - i0) * TILE_COLS];
+            if matches!(start, Start::Accumulate) {
+                for (at, row) in tile_rows(&mut tile, n, (i0, j0)) {
+                    row.copy_from_slice(&c[at..][..row.len()]);
+                }
+            }
+            tn_task(x, y, (m, n, inner), (i0, j0), &mut tile);
+            tile
+        })
+        .collect();
+    for (t, mut tile) in tiles.into_iter().enumerate() {
+        let origin = ((t / tiles_n) * TILE_ROWS, (t % tiles_n) * TILE_COLS);
+        for (at, row) in tile_rows(&mut tile, n, origin) {
+            c[at..][..row.len()].copy_from_slice(row);
+        }
+    }
+}
+
+/// `tile += X[:, i0..]ᵀ · Y[:, j0..j0+TILE_COLS]`, block of `NB` rows after block, in order.
+fn tn_task(
+    x: &[f32],
+    y: &[f32],
+    (m, n, inner): (usize, usize, usize),
+    (i0, j0): (usize, usize),
+    tile: &mut [f32],
+) {
+    let rows = tile.len() / TILE_COLS;
+    let width = TILE_COLS.min(n - j0);
+    let mut packed = vec![0.0; NB * TILE_COLS];
+    for nb in (0..inner).step_by(NB) {
+        let block = NB.min(inner - nb);
+        // Y[nb..nb+block, j0..j0+width] as TILE_COLS/16 contiguous [block, 16] panels.
+        for r in 0..block {
+            let src = &y[(nb + r) * n + j0..][..width];
+            for (p, part) in src.chunks(PANEL).enumerate() {
+                packed[(p * NB + r) * PANEL..][..part.len()].copy_from_slice(part);
+            }
+        }
+        for p in 0..width.div_ceil(PANEL) {
+            let panel = &packed[p * NB * PANEL..];
+            let xs = &x[nb * m + i0..];
+            tile_gemm(
+                (rows, PANEL, block),
+                xs,
+                m,
+                panel,
+                PANEL,
+                &mut tile[p * PANEL..],
+                TILE_COLS,
+                true,
+            );
+        }
+    }
+}
+
+/// The columns of a `[rows, TILE_COLS]` tile at `(i0, j0)` that lie inside `C` (row length `n`).
+fn tile_rows<'a>(
+    tile: &'a mut [f32],
+    n: usize,
+    (i0, j0): (usize, usize),
+) -> impl Iterator<Item = (usize, &'a mut [f32])> {
+    let width = TILE_COLS.min(n - j0);
+    tile.chunks_exact_mut(TILE_COLS)
+        .enumerate()
+        .map(move |(r, row)| ((i0 + r) * n + j0, &mut row[..width]))
+}
+
+/// A 16-column copy of the columns `j0..n` of a `[rows, n]` block (`n − j0 < 16`), zero-padded,
+/// for the register kernel, which always writes whole panels.
+struct Edge(Vec<f32>);
+
+impl Edge {
+    fn gather(c: &[f32], n: usize, j0: usize) -> Edge {
+        if j0 == n {
+            return Edge(Vec::new());
+        }
+        let rows = c.len() / n;
+        let mut e = vec![0.0; rows * PANEL];
+        for r in 0..rows {
+            e[r * PANEL..][..n - j0].copy_from_slice(&c[r * n + j0..(r + 1) * n]);
+        }
+        Edge(e)
+    }
+
+    fn scatter(&self, c: &mut [f32], n: usize, j0: usize) {
+        for (r, row) in self.0.chunks_exact(PANEL).enumerate() {
+            c[r * n + j0..(r + 1) * n].copy_from_slice(&row[..n - j0]);
+        }
+    }
+}
+
+impl std::ops::Deref for Edge {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Edge {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Start<'_, f32> {
+    /// Sets rows of `n` columns to the starting values (an accumulation keeps them).
+    fn fill(&self, rows: &mut [f32], n: usize) {
+        match self {
+            Start::Zero => rows.fill(0.0),
+            Start::Accumulate => {}
+            Start::Bias(b) => rows.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(&b[..n])),
+        }
+    }
+
+    /// Writes the starting values into uninitialised rows and returns them initialised.
+    fn init<'a>(&self, rows: &'a mut [MaybeUninit<f32>], n: usize) -> &'a mut [f32] {
+        let (len, ptr) = (rows.len(), rows.as_mut_ptr().cast::<f32>());
+        // SAFETY: `ptr` addresses `len` floats of `rows` (MaybeUninit<f32> has f32's layout);
+        // each row of `n` is written whole (bias copy or zero bytes = 0.0) before the slice
+        // over all of them is made.
+        unsafe {
+            match self {
+                Start::Bias(b) => {
+                    for r in 0..len / n {
+                        std::ptr::copy_nonoverlapping(b.as_ptr(), ptr.add(r * n), n);
+                    }
+                }
+                _ => ptr.write_bytes(0, len),
+            }
+            std::slice::from_raw_parts_mut(ptr, len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Philox;
+    use crate::tensor::gemm_reference;
+
+    fn normal(stream: u64, n: usize) -> Vec<f32> {
+        let mut v = vec![0.0; n];
+        Philox::new(3).fill_normal(stream, 0.0, 1.0, &mut v);
+        v
+    }
+
+    fn close(got: &[f32], want: &[f32], what: &str) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    /// Shapes that leave partial register tiles, partial panels, several KC and NB blocks, and
+    /// more than one tile of C in each direction.
+    const SHAPES: [(usize, usize, usize); 5] =
+        [(1, 1, 1), (7, 17, 5), (50, 40, 130), (97, 33, 300), (130, 70, 129)];
+
+    #[test]
+    fn row_products_match_the_reference_for_every_start_and_layout() {
+        for (m, n, k) in SHAPES {
+            let a = normal(1, m * k);
+            let w = normal(2, k * n);
+            let bias = normal(3, n);
+            let c0 = normal(4, m * n);
+            for transposed in [false, true] {
+                // B = W ([k, n] row-major) or the transpose of an [n, k] matrix.
+                let b = if transposed { MatRef::new(&w, n, k).t() } else { MatRef::new(&w, k, n) };
+                let a_m = MatRef::new(&a, m, k);
+                let mut want = c0.clone();
+                gemm_reference(1.0, a_m, b, 1.0, &mut want);
+                let mut got = c0.clone();
+                gemm_rows(&a, b, Start::Accumulate, &mut got);
+                close(&got, &want, "accumulate");
+
+                let mut want = vec![0.0; m * n];
+                gemm_reference(1.0, a_m, b, 0.0, &mut want);
+                let mut got = vec![f32::NAN; m * n];
+                gemm_rows(&a, b, Start::Zero, &mut got);
+                close(&got, &want, "zero");
+                assert_eq!(gemm_rows_new(&a, m, b, None), got, "new buffer, no bias");
+
+                let with_bias: Vec<f32> =
+                    want.iter().enumerate().map(|(i, v)| v + bias[i % n]).collect();
+                let got = gemm_rows_new(&a, m, b, Some(&bias));
+                close(&got, &with_bias, "bias");
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_products_match_the_reference() {
+        for (m, n, inner) in SHAPES {
+            let x = normal(5, inner * m);
+            let y = normal(6, inner * n);
+            let c0 = normal(7, m * n);
+            let (x_t, y_m) = (MatRef::new(&x, inner, m).t(), MatRef::new(&y, inner, n));
+            let mut want = c0.clone();
+            gemm_reference(1.0, x_t, y_m, 1.0, &mut want);
+            let mut got = c0.clone();
+            gemm_tn(&x, &y, (m, n, inner), Start::Accumulate, &mut got);
+            close(&got, &want, "accumulate");
+            let mut want = vec![0.0; m * n];
+            gemm_reference(1.0, x_t, y_m, 0.0, &mut want);
+            let mut got = vec![f32::NAN; m * n];
+            gemm_tn(&x, &y, (m, n, inner), Start::Zero, &mut got);
+            close(&got, &want, "zero");
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (m, n, k) = (200, 70, 300);
+        let (a, w, y) = (normal(8, m * k), normal(9, k * n), normal(10, m * n));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let rows = gemm_rows_new(&a, m, MatRef::new(&w, k, n), None);
+                let mut tn = vec![0.0; k * n];
+                gemm_tn(&a, &y, (k, n, m), Start::Zero, &mut tn);
+                (rows, tn)
+            })
+        };
+        assert_eq!(run(1), run(2));
+        assert_eq!(run(1), run(3));
+    }
+}
