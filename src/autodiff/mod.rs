@@ -16,7 +16,10 @@
 //! Each node's gradient buffer is created on its first contribution, which **writes** it
 //! (`β = 0` in a GEMM); later contributions **accumulate** (`β = 1`). See [`GradSlot`]. An
 //! intermediate node's gradient is dropped as soon as its op has propagated it; the returned
-//! [`Grads`] keep the gradients of leaves (parameters and inputs).
+//! [`Grads`] keep the gradients of leaves (parameters and inputs). Its buffer is recycled: the
+//! next gradient of the same size takes it over instead of a freshly zeroed one. The contents
+//! are stale, which is safe because a first contribution writes every element — and it saves
+//! clearing megabytes that are about to be overwritten.
 //!
 //! Ops whose inputs need no gradient (constants, token ids) record no backward at all, so an
 //! inference pass on a tape costs only the forward computation.
@@ -141,15 +144,20 @@ impl<T: Float> Tape<T> {
     /// If `seed`'s shape differs from `out`'s.
     pub fn backward_with(&self, out: Var, seed: Tensor<T>) -> Grads<T> {
         assert_eq!(seed.shape(), self.shape(out), "backward_with: seed shape");
-        let mut grads =
-            Grads { slots: (0..self.len()).map(|_| None).collect(), tape_len: out.0 + 1 };
+        let mut grads = Grads {
+            slots: (0..self.len()).map(|_| None).collect(),
+            tape_len: out.0 + 1,
+            spare: Vec::new(),
+        };
         grads.slots[out.0] = Some(seed);
         for i in (0..=out.0).rev() {
             let Some(op) = &self.ops[i] else { continue };
             // Every consumer of node i comes later on the tape, so its gradient is complete now.
             let Some(g) = grads.slots[i].take() else { continue };
             op.backward(self, &g, &mut grads);
+            grads.recycle(g);
         }
+        grads.spare.clear();
         grads
     }
 }
@@ -158,7 +166,13 @@ impl<T: Float> Tape<T> {
 pub struct Grads<T: Float = f32> {
     slots: Vec<Option<Tensor<T>>>,
     tape_len: usize,
+    /// Buffers of gradients already propagated, for reuse (at most [`SPARE_BUFFERS`]).
+    spare: Vec<Vec<T>>,
 }
+
+/// How many propagated gradient buffers [`Grads`] keeps for reuse: a block's backward frees
+/// and needs a handful of sizes, so a few cover it.
+const SPARE_BUFFERS: usize = 8;
 
 /// One input's gradient buffer handed to an op's backward.
 ///
@@ -206,8 +220,28 @@ impl<T: Float> Grads<T> {
             return None;
         }
         let accumulate = self.slots[v.0].is_some();
-        let buf = self.slots[v.0].get_or_insert_with(|| Tensor::zeros(tape.shape(v)));
-        Some(GradSlot { buf: buf.data_mut(), accumulate })
+        if !accumulate {
+            self.slots[v.0] = Some(self.fresh(tape.shape(v)));
+        }
+        let buf = self.slots[v.0].as_mut().expect("filled above").data_mut();
+        Some(GradSlot { buf, accumulate })
+    }
+
+    /// A buffer for a first contribution: a spare one of the right size (stale contents, which
+    /// the contribution overwrites), else zeros.
+    fn fresh(&mut self, shape: &[usize]) -> Tensor<T> {
+        let len: usize = shape.iter().product();
+        match self.spare.iter().position(|b| b.len() == len) {
+            Some(i) => Tensor::new(shape, self.spare.swap_remove(i)),
+            None => Tensor::zeros(shape),
+        }
+    }
+
+    /// Keeps the buffer of a gradient that has been propagated, for [`Grads::fresh`].
+    fn recycle(&mut self, g: Tensor<T>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(g.into_data());
+        }
     }
 
     /// The gradient of `v`, if anything flowed into it.
