@@ -225,11 +225,11 @@ fn tn_task(
 }
 
 /// The columns of a `[rows, TILE_COLS]` tile at `(i0, j0)` that lie inside `C` (row length `n`).
-fn tile_rows<'a>(
-    tile: &'a mut [f32],
+fn tile_rows(
+    tile: &mut [f32],
     n: usize,
     (i0, j0): (usize, usize),
-) -> impl Iterator<Item = (usize, &'a mut [f32])> {
+) -> impl Iterator<Item = (usize, &mut [f32])> {
     let width = TILE_COLS.min(n - j0);
     tile.chunks_exact_mut(TILE_COLS)
         .enumerate()
