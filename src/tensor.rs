@@ -597,7 +597,6 @@ pub fn sum_rows_fixed_order<T: Float>(
     cols: usize,
     add_row: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    const ROW_SUM_BLOCK: usize = 32;
     let partials: Vec<Vec<T>> = (0..rows.div_ceil(ROW_SUM_BLOCK))
         .into_par_iter()
         .map(|blk| {
@@ -608,8 +607,17 @@ pub fn sum_rows_fixed_order<T: Float>(
             acc
         })
         .collect();
+    add_in_order(&partials, cols)
+}
+
+/// Rows per block of [`sum_rows_fixed_order`].
+pub(crate) const ROW_SUM_BLOCK: usize = 32;
+
+/// `Σ_b partials[b]` (each `cols` long), added in block order: the last step of
+/// [`sum_rows_fixed_order`], for ops that compute their block partials themselves.
+pub(crate) fn add_in_order<T: Float>(partials: &[Vec<T>], cols: usize) -> Vec<T> {
     let mut total = vec![T::ZERO; cols];
-    for p in &partials {
+    for p in partials {
         for (t, &x) in total.iter_mut().zip(p) {
             *t += x;
         }

@@ -27,6 +27,7 @@
 pub mod check;
 
 use crate::tensor::{Float, Tensor};
+use rayon::prelude::*;
 
 /// A handle to a value on a [`Tape`] (its node id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -203,13 +204,19 @@ impl<T: Float> GradSlot<'_, T> {
         }
     }
 
-    /// Stores a whole contribution `src` element-wise.
+    /// Stores a whole contribution `src` element-wise (in parallel chunks: these are the
+    /// megabyte-sized copies of a residual connection's gradient).
     pub fn put_all(&mut self, src: &[T]) {
-        if self.accumulate {
-            self.buf.iter_mut().zip(src).for_each(|(g, &x)| *g += x);
-        } else {
-            self.buf.copy_from_slice(src);
-        }
+        const CHUNK: usize = 1 << 15;
+        assert_eq!(self.buf.len(), src.len(), "put_all: sizes differ");
+        let accumulate = self.accumulate;
+        self.buf.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(g, s)| {
+            if accumulate {
+                g.iter_mut().zip(s).for_each(|(g, &x)| *g += x);
+            } else {
+                g.copy_from_slice(s);
+            }
+        });
     }
 }
 

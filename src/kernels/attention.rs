@@ -68,7 +68,7 @@
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
 
-use super::simd::{dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
+use super::simd::{copy_short, dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
 use crate::ops::AttentionDims;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -207,7 +207,7 @@ impl DisjointOut {
         if accumulate {
             dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
         } else {
-            dst.copy_from_slice(src);
+            copy_short(dst, src);
         }
     }
 }

@@ -26,7 +26,7 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::simd::{load, store, tile_gemm, tile_gemm_nn, LANES};
+use super::simd::{copy_short, tile_gemm, tile_gemm_nn};
 use super::skinny::{pack_strided, panels_len, PANEL};
 use crate::tensor::{gemm_start, MatRef, Start};
 use rayon::prelude::*;
@@ -197,14 +197,7 @@ fn tn_task(
         for r in 0..block {
             let src = &y[(nb + r) * n + j0..][..width];
             for (p, part) in src.chunks(PANEL).enumerate() {
-                let dst = &mut packed[(p * NB + r) * PANEL..][..PANEL];
-                if part.len() == PANEL {
-                    // Two vector moves: a `copy_from_slice` here compiles to a call to memcpy.
-                    store(dst, load(part));
-                    store(&mut dst[LANES..], load(&part[LANES..]));
-                } else {
-                    dst[..part.len()].copy_from_slice(part);
-                }
+                copy_short(&mut packed[(p * NB + r) * PANEL..], part);
             }
         }
         for p in 0..width.div_ceil(PANEL) {

@@ -40,6 +40,22 @@ pub fn store(dst: &mut [f32], v: f32x8) {
     dst[..LANES].copy_from_slice(&v.to_array());
 }
 
+/// Copies `src` into the start of `dst` with 8-float moves (then single floats), inline. For the
+/// short rows that packing loops copy by the thousand (16 to 64 floats), `copy_from_slice`
+/// compiles to a call to `memcpy`, whose set-up costs more than the copy.
+#[inline(always)]
+pub fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let dst = &mut dst[..src.len()];
+    let mut d = dst.chunks_exact_mut(LANES);
+    let mut s = src.chunks_exact(LANES);
+    for (d, s) in (&mut d).zip(&mut s) {
+        store(d, load(s));
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s;
+    }
+}
+
 /// Asks the CPU to start loading the cache line that holds `base[at]` into L1, so that a stream
 /// read a little later finds it there. `at` may lie past the end of `base`: a prefetch reads
 /// nothing and never faults. Does nothing on other architectures.

@@ -17,17 +17,42 @@
 use crate::autodiff::{Backward, Grads, Tape, Var};
 use crate::tensor::{Float, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements per parallel task in element-wise loops.
 const CHUNK: usize = 1 << 14;
 
-/// `out[i] = f(i)` over all elements, in parallel chunks.
-fn fill_parallel<T: Float>(out: &mut [T], f: impl Fn(usize) -> T + Sync) {
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        for (j, o) in chunk.iter_mut().enumerate() {
-            *o = f(c * CHUNK + j);
+/// A new `len`-element buffer whose chunks of `chunk` elements are written in parallel:
+/// `write(start, part)` must overwrite all of `part` (elements `start..start + part.len()`).
+///
+/// Why not `vec![0; len]` and then write: zeroing megabytes first is a whole extra pass over
+/// memory. Here each chunk is cleared just before `write` fills it, while it sits in cache.
+pub(crate) fn new_parallel<T: Float>(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(c, part)| {
+        for x in part.iter_mut() {
+            x.write(T::ZERO);
         }
+        // SAFETY: every element was initialised just above; MaybeUninit<T> has T's layout.
+        let part = unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) };
+        write(c * chunk, part);
     });
+    // SAFETY: the chunks cover all `len` elements and each was initialised.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `y[i] = f(i)` for `i < len`, in parallel chunks, into a new buffer.
+fn map_parallel<T: Float>(len: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    new_parallel(len, CHUNK, |start, chunk| {
+        for (j, o) in chunk.iter_mut().enumerate() {
+            *o = f(start + j);
+        }
+    })
 }
 
 /// Writes or accumulates `contribution(i)` into a gradient buffer, in parallel chunks.
@@ -51,8 +76,13 @@ fn put_parallel<T: Float>(
 pub fn add<T: Float>(tape: &mut Tape<T>, a: Var, b: Var) -> Var {
     let (av, bv) = (tape.value(a), tape.value(b));
     assert_eq!(av.shape(), bv.shape(), "add: shapes differ");
-    let mut y = vec![T::ZERO; av.len()];
-    fill_parallel(&mut y, |i| av.data()[i] + bv.data()[i]);
+    let (a_data, b_data) = (av.data(), bv.data());
+    let y = new_parallel(av.len(), CHUNK, |start, chunk| {
+        let (a, b) = (&a_data[start..][..chunk.len()], &b_data[start..][..chunk.len()]);
+        for ((o, &a), &b) in chunk.iter_mut().zip(a).zip(b) {
+            *o = a + b;
+        }
+    });
     let value = Tensor::new(av.shape(), y);
     tape.push_op(value, &[a, b], AddBackward { a, b })
 }
@@ -96,8 +126,7 @@ impl<T: Float> Backward<T> for ReshapeBackward {
 /// `y = c·x` for a constant `c`.
 pub fn scale<T: Float>(tape: &mut Tape<T>, x: Var, c: T) -> Var {
     let xv = tape.value(x);
-    let mut y = vec![T::ZERO; xv.len()];
-    fill_parallel(&mut y, |i| c * xv.data()[i]);
+    let y = map_parallel(xv.len(), |i| c * xv.data()[i]);
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x], ScaleBackward { x, c })
 }
@@ -143,10 +172,9 @@ pub fn quick_gelu_grad<T: Float>(x: T) -> T {
 /// definition above.
 pub fn quick_gelu<T: Float>(tape: &mut Tape<T>, x: Var) -> Var {
     let xv = tape.value(x);
-    let mut y = vec![T::ZERO; xv.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(xv.data().par_chunks(CHUNK))
-        .for_each(|(y, x)| T::quick_gelu_chunk(x, y));
+    let xs = xv.data();
+    let y =
+        new_parallel(xs.len(), CHUNK, |start, y| T::quick_gelu_chunk(&xs[start..][..y.len()], y));
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x], QuickGeluBackward { x })
 }
@@ -172,8 +200,7 @@ impl<T: Float> Backward<T> for QuickGeluBackward {
 /// An element-wise function `f` with derivative `df`, applied to every element of `x`.
 fn unary<T: Float>(tape: &mut Tape<T>, x: Var, f: fn(T) -> T, df: fn(T) -> T) -> Var {
     let xv = tape.value(x);
-    let mut y = vec![T::ZERO; xv.len()];
-    fill_parallel(&mut y, |i| f(xv.data()[i]));
+    let y = map_parallel(xv.len(), |i| f(xv.data()[i]));
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x], UnaryBackward { x, df })
 }

@@ -21,8 +21,9 @@
 //! gradient was never computed; transformers 5.x multiplies by the parameter itself, as the TF
 //! original and igpt do, and the conformance fixtures check the gain gradients.)
 
+use super::elementwise::new_parallel;
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{sum_rows_fixed_order, Float, Tensor};
+use crate::tensor::{add_in_order, Float, Tensor, ROW_SUM_BLOCK};
 use rayon::prelude::*;
 
 /// Rows per parallel task.
@@ -60,21 +61,17 @@ pub fn rms_norm<T: Float>(tape: &mut Tape<T>, x: Var, g: Var, eps: f64) -> Var {
     let n = xv.cols();
     assert_eq!(gv.len(), n, "rms_norm: gain {:?} does not fit x {:?}", gv.shape(), xv.shape());
     let eps = T::from_f64(eps);
-    let mut y = vec![T::ZERO; xv.len()];
-    let mut rms_rows = vec![T::ZERO; xv.rows()];
-    y.par_chunks_mut(n * ROWS_PER_TASK)
-        .zip(rms_rows.par_chunks_mut(ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(task, (y_rows, s_rows))| {
-            for (k, (y_row, s)) in y_rows.chunks_mut(n).zip(s_rows.iter_mut()).enumerate() {
-                let row = task * ROWS_PER_TASK + k;
-                let x_row = &xv.data()[row * n..(row + 1) * n];
-                *s = rms(x_row, eps);
-                for ((o, &xj), &gj) in y_row.iter_mut().zip(x_row).zip(gv.data()) {
-                    *o = xj / *s * gj;
-                }
+    let xs = xv.data();
+    let rms_rows: Vec<T> =
+        (0..xv.rows()).into_par_iter().map(|r| rms(&xs[r * n..][..n], eps)).collect();
+    let y = new_parallel(xs.len(), n * ROWS_PER_TASK, |start, y_rows| {
+        let x_rows = xs[start..].chunks(n);
+        for ((y_row, x_row), &s) in y_rows.chunks_mut(n).zip(x_rows).zip(&rms_rows[start / n..]) {
+            for ((o, &xj), &gj) in y_row.iter_mut().zip(x_row).zip(gv.data()) {
+                *o = xj / s * gj;
             }
-        });
+        }
+    });
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x, g], RmsNormBackward { x, g, rms: rms_rows })
 }
@@ -88,33 +85,63 @@ struct RmsNormBackward<T> {
 
 impl<T: Float> Backward<T> for RmsNormBackward<T> {
     fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
-        let (xv, gv) = (tape.value(self.x), tape.value(self.g).data());
+        let xv = tape.value(self.x);
         let n = xv.cols();
-        let row = |r: usize| (&xv.data()[r * n..(r + 1) * n], &dy.data()[r * n..(r + 1) * n]);
-        if let Some(slot) = grads.slot(tape, self.x) {
-            let inv_n = T::ONE / T::from_f64(n as f64);
-            let accumulate = slot.accumulate;
-            slot.buf.par_chunks_mut(n * ROWS_PER_TASK).enumerate().for_each(|(task, dx_rows)| {
-                for (k, dx) in dx_rows.chunks_mut(n).enumerate() {
-                    let r = task * ROWS_PER_TASK + k;
-                    let (x, dy) = row(r);
-                    let rs = T::ONE / self.rms[r];
-                    let c = rs * rs * rs * inv_n * lane_dot(dy, gv, Some(x));
-                    for j in 0..n {
-                        let v = rs * gv[j] * dy[j] - c * x[j];
-                        dx[j] = if accumulate { dx[j] + v } else { v };
-                    }
-                }
-            });
-        }
+        let inputs = BlockInputs { x: xv.data(), dy: dy.data(), g: tape.value(self.g).data(), n };
+        // One pass over x and ∂y: each block of rows writes its rows of ∂x and returns its
+        // share of ∂g (blocks as in `sum_rows_fixed_order`, so ∂g is that function's sum).
+        let partials: Vec<Vec<T>> = match grads.slot(tape, self.x) {
+            Some(slot) => {
+                let accumulate = slot.accumulate;
+                slot.buf
+                    .par_chunks_mut(ROW_SUM_BLOCK * n)
+                    .enumerate()
+                    .map(|(b, dx)| self.block(&inputs, b, Some((dx, accumulate))))
+                    .collect()
+            }
+            None => (0..xv.rows().div_ceil(ROW_SUM_BLOCK))
+                .into_par_iter()
+                .map(|b| self.block(&inputs, b, None))
+                .collect(),
+        };
         if let Some(mut slot) = grads.slot(tape, self.g) {
-            let dg = sum_rows_fixed_order(xv.rows(), n, |r, acc| {
-                let (x, dy) = row(r);
-                for j in 0..n {
-                    acc[j] += dy[j] * x[j] / self.rms[r];
-                }
-            });
-            slot.put_all(&dg);
+            slot.put_all(&add_in_order(&partials, n));
         }
+    }
+}
+
+/// What [`RmsNormBackward::block`] reads: `x`, `∂y` (`[rows, n]`) and the gain `g`.
+struct BlockInputs<'a, T> {
+    x: &'a [T],
+    dy: &'a [T],
+    g: &'a [T],
+    n: usize,
+}
+
+impl<T: Float> RmsNormBackward<T> {
+    /// Rows `32·b ..` of the backward: writes (or adds) their `∂x` into `dx` if given and
+    /// returns `Σ_rows ∂y_j · x_j / s` over them, rows in order.
+    fn block(&self, inp: &BlockInputs<T>, b: usize, mut dx: Option<(&mut [T], bool)>) -> Vec<T> {
+        let n = inp.n;
+        let r0 = b * ROW_SUM_BLOCK;
+        let rows = ROW_SUM_BLOCK.min(inp.x.len() / n - r0);
+        let inv_n = T::ONE / T::from_f64(n as f64);
+        let mut dg = vec![T::ZERO; n];
+        for k in 0..rows {
+            let (x, dy, s) =
+                (&inp.x[(r0 + k) * n..][..n], &inp.dy[(r0 + k) * n..][..n], self.rms[r0 + k]);
+            for j in 0..n {
+                dg[j] += dy[j] * x[j] / s;
+            }
+            let Some((dx, accumulate)) = &mut dx else { continue };
+            let dx = &mut dx[k * n..][..n];
+            let rs = T::ONE / s;
+            let c = rs * rs * rs * inv_n * lane_dot(dy, inp.g, Some(x));
+            for j in 0..n {
+                let v = rs * inp.g[j] * dy[j] - c * x[j];
+                dx[j] = if *accumulate { dx[j] + v } else { v };
+            }
+        }
+        dg
     }
 }
