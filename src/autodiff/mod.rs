@@ -99,6 +99,12 @@ impl<T: Float> Tape<T> {
         Var(self.values.len() - 1)
     }
 
+    /// The handle the next node pushed will get: an op whose backward reads its own output
+    /// records this, instead of keeping a copy of the output beside the tape's.
+    pub fn next_var(&self) -> Var {
+        Var(self.values.len())
+    }
+
     /// The value of `v`.
     pub fn value(&self, v: Var) -> &Tensor<T> {
         &self.values[v.0]

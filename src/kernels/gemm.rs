@@ -36,8 +36,8 @@ use std::mem::MaybeUninit;
 const ROWS: usize = 48;
 /// Inner-dimension block of [`gemm_rows`]: a `KC × 16` panel block is 8 KiB, a quarter of L1.
 const KC: usize = 128;
-/// Rows of `X` and `∂Y` per block in [`gemm_tn`]: a packed panel block is 4 KiB.
-const NB: usize = 64;
+/// Rows of `X` and `∂Y` per block in [`gemm_tn`]: a packed panel block is 8 KiB.
+const NB: usize = 128;
 /// The tile of `C` one [`gemm_tn`] task owns.
 const TILE_ROWS: usize = 128;
 const TILE_COLS: usize = 4 * PANEL;

@@ -219,17 +219,18 @@ pub fn attention<T: Float>(tape: &mut Tape<T>, qkv: Var, n_head: usize, causal: 
 fn fused_attention(tape: &mut Tape<f32>, qkv: Var, n_head: usize, causal: bool) -> Var {
     let dims = AttentionDims::of_qkv(tape.shape(qkv), n_head);
     let FlashForward { out, lse } = flash_attention_forward(tape.value(qkv).data(), dims, causal);
-    // The backward needs `o` (for D_i = Σ dO∘O) and the logsumexp; keep them only if it will run.
-    let saved_out = if tape.needs_grad(qkv) { out.clone() } else { Vec::new() };
+    // The backward needs `o` (for D_i = Σ dO∘O), read from the tape, and the logsumexp.
     let value = Tensor::new(&[dims.batch, dims.seq, dims.d()], out);
-    tape.push_op(value, &[qkv], FusedAttentionBackward { qkv, dims, causal, out: saved_out, lse })
+    let out = tape.next_var();
+    tape.push_op(value, &[qkv], FusedAttentionBackward { qkv, dims, causal, out, lse })
 }
 
 struct FusedAttentionBackward {
     qkv: Var,
     dims: AttentionDims,
     causal: bool,
-    out: Vec<f32>,
+    /// This op's own output node.
+    out: Var,
     lse: Vec<f32>,
 }
 
@@ -238,7 +239,7 @@ impl Backward<f32> for FusedAttentionBackward {
         let qkv = tape.value(self.qkv).data();
         if let Some(slot) = grads.slot(tape, self.qkv) {
             let (dims, causal) = (self.dims, self.causal);
-            let (out, lse) = (&self.out, &self.lse);
+            let (out, lse) = (tape.value(self.out).data(), &self.lse);
             flash_attention_backward(
                 qkv,
                 out,
