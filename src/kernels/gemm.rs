@@ -17,9 +17,9 @@
 //!   register tiles are `simd::tile_gemm_nn`'s 6 × 16.
 //! - [`gemm_tn`] (`∂W`): the sum runs over the `N` rows. Each task owns a fixed tile of `C`
 //!   (at most [`TILE_ROWS`] × [`TILE_COLS`]) and walks `N` in blocks of [`NB`] rows, in order:
-//!   it copies that block's slice of `∂Y` into contiguous panels (a copy of `∂Y` in all, as
-//!   against `∂Y` plus `Xᵀ` for an sgemm) and `simd::tile_gemm` adds `X_blockᵀ · panel` into
-//!   the tile, broadcasting `X`'s rows in place.
+//!   it copies that block's slice of `∂Y` into contiguous panels (`∂Y` is copied once per row
+//!   of tiles, usually once; `X` is never copied) and `simd::tile_gemm` adds `X_blockᵀ · panel`
+//!   into the tile, broadcasting from `X`'s rows in place.
 //!
 //! Every element of `C` is `C₀ + Σ_p A_ip·B_pj` in increasing `p`, one fused multiply-add chain
 //! (between blocks the partial sum is stored and reloaded in f32, which rounds nothing), with
