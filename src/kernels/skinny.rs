@@ -77,20 +77,24 @@ pub fn pack_strided(
         return;
     }
     assert!((d_in - 1) * rs + (d_out - 1) * cs < w.len(), "pack_strided: view outside w");
-    for (p, panel) in dst.chunks_exact_mut(d_in * PANEL).take(d_out.div_ceil(PANEL)).enumerate() {
-        let whole = cs == 1 && (p + 1) * PANEL <= d_out;
-        for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-            if whole {
-                // A row-major view: the panel's row is 16 consecutive floats.
-                row.copy_from_slice(&w[i * rs + p * PANEL..][..PANEL]);
-                continue;
+    let n_panels = d_out.div_ceil(PANEL);
+    // Panels are independent: packed in parallel (a training step packs every weight twice).
+    dst[..n_panels * d_in * PANEL].par_chunks_exact_mut(d_in * PANEL).enumerate().for_each(
+        |(p, panel)| {
+            let whole = cs == 1 && (p + 1) * PANEL <= d_out;
+            for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                if whole {
+                    // A row-major view: the panel's row is 16 consecutive floats.
+                    row.copy_from_slice(&w[i * rs + p * PANEL..][..PANEL]);
+                    continue;
+                }
+                for (c, v) in row.iter_mut().enumerate() {
+                    let j = p * PANEL + c;
+                    *v = if j < d_out { w[i * rs + j * cs] } else { 0.0 };
+                }
             }
-            for (c, v) in row.iter_mut().enumerate() {
-                let j = p * PANEL + c;
-                *v = if j < d_out { w[i * rs + j * cs] } else { 0.0 };
-            }
-        }
-    }
+        },
+    );
 }
 
 /// `y[rows, d_out] = x[rows, d_in] · W + bias[d_out]` (row-major `x`, `y`; `W` in panels).
