@@ -1,4 +1,5 @@
-//! The three products of a linear layer in training (f32), without copying the activations.
+//! The products of a linear layer in training (f32) whose left operand is an activation read
+//! in place.
 //!
 //! A linear layer `Y = X·W + b` over `N` rows (`N` = batch × positions, thousands) needs
 //! ```text
@@ -6,27 +7,26 @@
 //! backward  ∂X = ∂Y·Wᵀ         [N, in]   = [N, out]·[out, in]
 //!           ∂W = Xᵀ·∂Y         [in, out] = [in, N]·[N, out]
 //! ```
-//! A general sgemm copies ("packs") both operands into its own layout on every call. Here one
-//! operand is always a small weight matrix (at most a few hundred KiB) and the other an
-//! activation of `N` rows, several MiB, read from memory once. Packing the activation as well
-//! doubles its memory traffic; on the digits model it was an eighth of a training step. So:
-//! - [`gemm_rows`] (`Y` and `∂X`): `A` is row-major and read in place; `B` (`W` or `Wᵀ`) is
-//!   packed into 16-column panels (`skinny::pack_strided`). Each parallel task owns [`ROWS`]
-//!   rows of `C`; it walks the inner dimension in blocks of [`KC`], so that a panel's block
-//!   (`KC × 16` floats, 8 KiB) stays in L1 while all of the task's rows pass over it. The
-//!   register tiles are `simd::tile_gemm_nn`'s 6 × 16.
-//! - [`gemm_tn`] (`∂W`): the sum runs over the `N` rows. Each task owns a fixed tile of `C`
-//!   (at most [`TILE_ROWS`] × [`TILE_COLS`]) and walks `N` in blocks of [`NB`] rows, in order:
-//!   it copies that block's slice of `∂Y` into contiguous panels (`∂Y` is copied once per row
-//!   of tiles, usually once; `X` is never copied) and `simd::tile_gemm` adds `X_blockᵀ · panel`
-//!   into the tile, broadcasting from `X`'s rows in place.
+//! A general sgemm copies ("packs") both operands into its own layout on every call. In the
+//! first two products one operand is a small weight matrix and the other an activation of `N`
+//! rows, several MiB, read from memory once: packing it as well doubles its memory traffic (on
+//! the digits model, an eighth of a training step). [`gemm_rows`] reads `A` (row-major) in
+//! place and packs only `B` (`W` or `Wᵀ`) into 16-column panels (`skinny::pack_strided`). Each
+//! parallel task owns [`ROWS`] rows of `C`; it walks the inner dimension in blocks of [`KC`],
+//! so that a panel's block (`KC × 16` floats, 8 KiB) stays in L1 while all of the task's rows
+//! pass over it. The register tiles are `simd::tile_gemm_nn`'s 6 × 16.
+//!
+//! That only pays while the packed `B` stays in L2 next to the task's rows: from
+//! [`MAX_B_FLOATS`] (1 MiB of panels, e.g. igpt-s's 512 × 512 and up) an sgemm, which also
+//! blocks `A` for L2, is faster, and [`linear_product`] hands those products to `gemm`, as it
+//! does `∂W` (measured both ways on the digits, small and igpt-s presets).
 //!
 //! Every element of `C` is `C₀ + Σ_p A_ip·B_pj` in increasing `p`, one fused multiply-add chain
 //! (between blocks the partial sum is stored and reloaded in f32, which rounds nothing), with
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::simd::{copy_short, tile_gemm, tile_gemm_nn};
+use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
 use crate::tensor::{gemm_start, MatRef, Start};
 use rayon::prelude::*;
@@ -36,31 +36,30 @@ use std::mem::MaybeUninit;
 const ROWS: usize = 48;
 /// Inner-dimension block of [`gemm_rows`]: a `KC × 16` panel block is 8 KiB, a quarter of L1.
 const KC: usize = 128;
-/// Rows of `X` and `∂Y` per block in [`gemm_tn`]: a packed panel block is 8 KiB.
-const NB: usize = 128;
-/// The tile of `C` one [`gemm_tn`] task owns.
-const TILE_ROWS: usize = 128;
-const TILE_COLS: usize = 4 * PANEL;
+/// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels.
+pub const MAX_B_FLOATS: usize = 1 << 18;
 
-/// `C = start + A·B` (row-major `C`): [`gemm_rows`] when `A` is row-major, [`gemm_tn`] when `A`
-/// is the transpose of a row-major matrix and `B` is row-major, else `tensor::gemm_start`.
+/// `C = start + A·B` (row-major `C`): [`gemm_rows`] when `A` is row-major and `B` holds fewer
+/// than [`MAX_B_FLOATS`], else `tensor::gemm_start`.
 ///
 /// # Panics
 /// If the inner dimensions disagree or `c` is not `[A.rows, B.cols]`.
 pub fn linear_product(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
     assert_eq!(a.cols, b.rows, "linear_product: inner dimensions {} and {} differ", a.cols, b.rows);
     assert_eq!(c.len(), a.rows * b.cols, "linear_product: C must be [{}, {}]", a.rows, b.cols);
-    let b_row_major = b.cs == 1 && b.rs == b.cols;
-    if a.cs == 1 && a.rs == a.cols {
+    if reads_in_place(a, b) {
         gemm_rows(a.data, b, start, c);
-    } else if a.rs == 1 && a.cs == a.rows && b_row_major && !matches!(start, Start::Bias(_)) {
-        gemm_tn(a.data, b.data, (a.rows, b.cols, a.cols), start, c);
     } else {
         gemm_start(a, b, start, c);
     }
 }
 
-/// `bias + A·B` (or `A·B`) into a new buffer: [`gemm_rows_new`] when `A` is row-major.
+/// Whether [`gemm_rows`] takes `A·B`: `A` row-major and `B` small (see the module doc).
+fn reads_in_place(a: MatRef<f32>, b: MatRef<f32>) -> bool {
+    a.cs == 1 && a.rs == a.cols && b.rows * b.cols < MAX_B_FLOATS
+}
+
+/// `bias + A·B` (or `A·B`) into a new buffer: [`gemm_rows_new`] when it takes the product.
 ///
 /// # Panics
 /// If the inner dimensions disagree or a bias is not `B.cols` long.
@@ -69,7 +68,7 @@ pub fn linear_product_new(a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) 
     if let Some(bias) = bias {
         assert_eq!(bias.len(), b.cols, "linear_product: bias must have {} entries", b.cols);
     }
-    if a.cs == 1 && a.rs == a.cols {
+    if reads_in_place(a, b) {
         return gemm_rows_new(a.data, a.rows, b, bias);
     }
     let mut c = vec![0.0; a.rows * b.cols];
@@ -142,91 +141,6 @@ fn rows_task(a: &[f32], k: usize, panels: &[f32], n: usize, c: &mut [f32]) {
         }
     }
     edge.scatter(c, n, full * PANEL);
-}
-
-/// `C = start + XᵀY` for row-major `X: [inner, m]`, `Y: [inner, n]`, `C: [m, n]` (`∂W = Xᵀ·∂Y`).
-///
-/// # Panics
-/// If a slice's length disagrees with the sizes, or `start` is a bias.
-pub fn gemm_tn(
-    x: &[f32],
-    y: &[f32],
-    (m, n, inner): (usize, usize, usize),
-    start: Start<f32>,
-    c: &mut [f32],
-) {
-    assert!(x.len() >= inner * m && y.len() >= inner * n && c.len() == m * n, "gemm_tn: sizes");
-    assert!(!matches!(start, Start::Bias(_)), "gemm_tn: a bias makes no sense for Xᵀ·Y");
-    let (tiles_m, tiles_n) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
-    let tiles: Vec<Vec<f32>> = (0..tiles_m * tiles_n)
-        .into_par_iter()
-        .map(|t| {
-            let (i0, j0) = ((t / tiles_n) * TILE_ROWS, (t % tiles_n) * TILE_COLS);
-            let mut tile = vec![0.0; TILE_ROWS.min(m - i0) * TILE_COLS];
-            if matches!(start, Start::Accumulate) {
-                for (at, row) in tile_rows(&mut tile, n, (i0, j0)) {
-                    row.copy_from_slice(&c[at..][..row.len()]);
-                }
-            }
-            tn_task(x, y, (m, n, inner), (i0, j0), &mut tile);
-            tile
-        })
-        .collect();
-    for (t, mut tile) in tiles.into_iter().enumerate() {
-        let origin = ((t / tiles_n) * TILE_ROWS, (t % tiles_n) * TILE_COLS);
-        for (at, row) in tile_rows(&mut tile, n, origin) {
-            c[at..][..row.len()].copy_from_slice(row);
-        }
-    }
-}
-
-/// `tile += X[:, i0..]ᵀ · Y[:, j0..j0+TILE_COLS]`, block of `NB` rows after block, in order.
-fn tn_task(
-    x: &[f32],
-    y: &[f32],
-    (m, n, inner): (usize, usize, usize),
-    (i0, j0): (usize, usize),
-    tile: &mut [f32],
-) {
-    let rows = tile.len() / TILE_COLS;
-    let width = TILE_COLS.min(n - j0);
-    let mut packed = vec![0.0; NB * TILE_COLS];
-    for nb in (0..inner).step_by(NB) {
-        let block = NB.min(inner - nb);
-        // Y[nb..nb+block, j0..j0+width] as TILE_COLS/16 contiguous [block, 16] panels.
-        for r in 0..block {
-            let src = &y[(nb + r) * n + j0..][..width];
-            for (p, part) in src.chunks(PANEL).enumerate() {
-                copy_short(&mut packed[(p * NB + r) * PANEL..], part);
-            }
-        }
-        for p in 0..width.div_ceil(PANEL) {
-            let panel = &packed[p * NB * PANEL..];
-            let xs = &x[nb * m + i0..];
-            tile_gemm(
-                (rows, PANEL, block),
-                xs,
-                m,
-                panel,
-                PANEL,
-                &mut tile[p * PANEL..],
-                TILE_COLS,
-                true,
-            );
-        }
-    }
-}
-
-/// The columns of a `[rows, TILE_COLS]` tile at `(i0, j0)` that lie inside `C` (row length `n`).
-fn tile_rows(
-    tile: &mut [f32],
-    n: usize,
-    (i0, j0): (usize, usize),
-) -> impl Iterator<Item = (usize, &mut [f32])> {
-    let width = TILE_COLS.min(n - j0);
-    tile.chunks_exact_mut(TILE_COLS)
-        .enumerate()
-        .map(move |(r, row)| ((i0 + r) * n + j0, &mut row[..width]))
 }
 
 /// A 16-column copy of the columns `j0..n` of a `[rows, n]` block (`n − j0 < 16`), zero-padded,
@@ -314,8 +228,8 @@ mod tests {
         }
     }
 
-    /// Shapes that leave partial register tiles, partial panels, several KC and NB blocks, and
-    /// more than one tile of C in each direction.
+    /// Shapes that leave partial register tiles, partial panels, several KC blocks and more
+    /// than one task.
     const SHAPES: [(usize, usize, usize); 5] =
         [(1, 1, 1), (7, 17, 5), (50, 40, 130), (97, 33, 300), (130, 70, 129)];
 
@@ -352,37 +266,32 @@ mod tests {
     }
 
     #[test]
-    fn transposed_products_match_the_reference() {
-        for (m, n, inner) in SHAPES {
-            let x = normal(5, inner * m);
-            let y = normal(6, inner * n);
-            let c0 = normal(7, m * n);
-            let (x_t, y_m) = (MatRef::new(&x, inner, m).t(), MatRef::new(&y, inner, n));
-            let mut want = c0.clone();
-            gemm_reference(1.0, x_t, y_m, 1.0, &mut want);
-            let mut got = c0.clone();
-            gemm_tn(&x, &y, (m, n, inner), Start::Accumulate, &mut got);
-            close(&got, &want, "accumulate");
+    fn linear_product_routes_every_layout_to_the_same_product() {
+        // Row-major A (read in place), a transposed A and a large B (both to `gemm`).
+        let (m, k) = (37, 24);
+        for n in [40, MAX_B_FLOATS / k + 1] {
+            let (a, w) = (normal(5, m * k), normal(6, k * n));
+            let b = MatRef::new(&w, k, n);
             let mut want = vec![0.0; m * n];
-            gemm_reference(1.0, x_t, y_m, 0.0, &mut want);
+            gemm_reference(1.0, MatRef::new(&a, m, k), b, 0.0, &mut want);
             let mut got = vec![f32::NAN; m * n];
-            gemm_tn(&x, &y, (m, n, inner), Start::Zero, &mut got);
-            close(&got, &want, "zero");
+            linear_product(MatRef::new(&a, m, k), b, Start::Zero, &mut got);
+            close(&got, &want, "row-major A");
+            let a_t: Vec<f32> = (0..k * m).map(|e| a[(e % m) * k + e / m]).collect();
+            let mut got = vec![f32::NAN; m * n];
+            linear_product(MatRef::new(&a_t, k, m).t(), b, Start::Zero, &mut got);
+            close(&got, &want, "transposed A");
+            close(&linear_product_new(MatRef::new(&a, m, k), b, None), &want, "new buffer");
         }
     }
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         let (m, n, k) = (200, 70, 300);
-        let (a, w, y) = (normal(8, m * k), normal(9, k * n), normal(10, m * n));
+        let (a, w) = (normal(8, m * k), normal(9, k * n));
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let rows = gemm_rows_new(&a, m, MatRef::new(&w, k, n), None);
-                let mut tn = vec![0.0; k * n];
-                gemm_tn(&a, &y, (k, n, m), Start::Zero, &mut tn);
-                (rows, tn)
-            })
+            pool.install(|| gemm_rows_new(&a, m, MatRef::new(&w, k, n), None))
         };
         assert_eq!(run(1), run(2));
         assert_eq!(run(1), run(3));

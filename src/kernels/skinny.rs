@@ -23,7 +23,7 @@
 //! parallel; every output element is the same sum in the same order whatever the thread count.
 //! Tested against `tensor::gemm_reference`.
 
-use super::simd::{load, prefetch, store, LANES};
+use super::simd::{load, prefetch, store, transpose, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -79,22 +79,40 @@ pub fn pack_strided(
     assert!((d_in - 1) * rs + (d_out - 1) * cs < w.len(), "pack_strided: view outside w");
     let n_panels = d_out.div_ceil(PANEL);
     // Panels are independent: packed in parallel (a training step packs every weight twice).
-    dst[..n_panels * d_in * PANEL].par_chunks_exact_mut(d_in * PANEL).enumerate().for_each(
-        |(p, panel)| {
-            let whole = cs == 1 && (p + 1) * PANEL <= d_out;
-            for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-                if whole {
-                    // A row-major view: the panel's row is 16 consecutive floats.
-                    row.copy_from_slice(&w[i * rs + p * PANEL..][..PANEL]);
-                    continue;
-                }
-                for (c, v) in row.iter_mut().enumerate() {
-                    let j = p * PANEL + c;
-                    *v = if j < d_out { w[i * rs + j * cs] } else { 0.0 };
-                }
-            }
-        },
-    );
+    let panels = dst[..n_panels * d_in * PANEL].par_chunks_exact_mut(d_in * PANEL);
+    panels.enumerate().for_each(|(p, panel)| pack_panel(w, (d_in, d_out), (rs, cs), p, panel));
+}
+
+/// Panel `p` of [`pack_strided`]: columns `16p..16p+16` of the view as `[d_in, 16]`.
+fn pack_panel(
+    w: &[f32],
+    (d_in, d_out): (usize, usize),
+    (rs, cs): (usize, usize),
+    p: usize,
+    panel: &mut [f32],
+) {
+    let j0 = p * PANEL;
+    let whole = j0 + PANEL <= d_out;
+    if whole && cs == 1 {
+        // A row-major view: each row of the panel is 16 consecutive floats.
+        for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            row.copy_from_slice(&w[i * rs + j0..][..PANEL]);
+        }
+        return;
+    }
+    let mut first_gathered = 0;
+    if whole && rs == 1 {
+        // A transposed view: the panel is the transpose of 16 contiguous source rows, done in
+        // 8×8 register blocks instead of gathering one float per cache line.
+        first_gathered = d_in / LANES * LANES;
+        transpose(&w[j0 * cs..], cs, (PANEL, first_gathered), panel, PANEL);
+    }
+    for (i, row) in panel.chunks_exact_mut(PANEL).enumerate().skip(first_gathered) {
+        for (c, v) in row.iter_mut().enumerate() {
+            let j = j0 + c;
+            *v = if j < d_out { w[i * rs + j * cs] } else { 0.0 };
+        }
+    }
 }
 
 /// `y[rows, d_out] = x[rows, d_in] · W + bias[d_out]` (row-major `x`, `y`; `W` in panels).
