@@ -103,6 +103,8 @@ pub fn gemm_rows(a: &[f32], b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
 pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
     let (k, n) = (b.rows, b.cols);
     assert!(a.len() >= m * k, "gemm_rows_new: A too short");
+    // `Start::init` copies `n` floats of the bias into every row.
+    assert!(bias.is_none_or(|b| b.len() == n), "gemm_rows_new: bias must have {n} entries");
     let mut c = Vec::with_capacity(m * n);
     if n == 0 {
         return c;
@@ -186,7 +188,7 @@ impl Start<'_, f32> {
         match self {
             Start::Zero => rows.fill(0.0),
             Start::Accumulate => {}
-            Start::Bias(b) => rows.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(&b[..n])),
+            Start::Bias(b) => rows.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b)),
         }
     }
 
