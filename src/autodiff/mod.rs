@@ -267,3 +267,21 @@ impl<T: Float> Grads<T> {
         self.slots.get_mut(v.0).and_then(|s| s.take())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::scale;
+
+    #[test]
+    fn a_recycled_buffer_is_overwritten_not_added_to() {
+        // y = 3·(2·x): ∂y's buffer, once propagated, is recycled for ∂(2x), whose buffer is
+        // recycled for ∂x — each holding stale values that a first contribution must replace.
+        let mut tape = Tape::<f64>::new();
+        let x = tape.param(Tensor::new(&[4], vec![1.0, -2.0, 0.5, 7.0]));
+        let a = scale(&mut tape, x, 2.0);
+        let y = scale(&mut tape, a, 3.0);
+        let grads = tape.backward_with(y, Tensor::new(&[4], vec![1.0, 10.0, 100.0, 1000.0]));
+        assert_eq!(grads.get(x).unwrap().data(), &[6.0, 60.0, 600.0, 6000.0]);
+    }
+}

@@ -145,3 +145,25 @@ impl<T: Float> RmsNormBackward<T> {
         dg
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_dot_adds_in_its_documented_order() {
+        let a: Vec<f32> = (0..19).map(|i| 1.0 + (i as f32) * 0.37).collect();
+        let b: Vec<f32> = (0..19).map(|i| 0.5 - (i as f32) * 0.11).collect();
+        let mut lane = [0.0f32; 8];
+        for j in 0..19 {
+            lane[j % 8] += a[j] * b[j];
+        }
+        let want = ((lane[0] + lane[1]) + (lane[2] + lane[3]))
+            + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        assert_eq!(lane_dot(&a, &b, None).to_bits(), want.to_bits());
+        let ones = vec![1.0f32; 19];
+        assert_eq!(lane_dot(&a, &ones, Some(&b)).to_bits(), want.to_bits());
+        let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        assert!((f64::from(want) - exact).abs() < 1e-5);
+    }
+}
