@@ -24,7 +24,7 @@
 //! static ALLOC: igpt::memory::CachingAllocator = igpt::memory::CachingAllocator::new();
 //! ```
 
-use crate::kernels::pages::advise_huge_pages;
+use crate::kernels::pages::{advise_huge_pages, HUGE_PAGE};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 
@@ -32,8 +32,9 @@ use std::sync::Mutex;
 /// them well).
 pub const MIN_BLOCK: usize = 64 << 10;
 
-/// Blocks of at least this size get 2 MiB alignment and huge pages (see the module doc).
-pub const HUGE_BLOCK: usize = 2 << 20;
+/// Blocks of at least this size (one huge page) get its alignment and huge pages (see the
+/// module doc).
+pub const HUGE_BLOCK: usize = HUGE_PAGE;
 
 /// The most bytes kept in freed blocks.
 pub const CACHE_BYTES: usize = 512 << 20;

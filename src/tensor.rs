@@ -83,14 +83,7 @@ pub trait Float:
     /// `bias + A·B` (or `A·B`) into a new row-major `[A.rows, B.cols]` buffer (see
     /// [`Float::linear_product`]).
     fn linear_product_new(a: MatRef<Self>, b: MatRef<Self>, bias: Option<&[Self]>) -> Vec<Self> {
-        match bias {
-            Some(bias) => gemm_bias_rows(a, b, bias),
-            None => {
-                let mut c = vec![Self::ZERO; a.rows * b.cols];
-                gemm(Self::ONE, a, b, Self::ZERO, &mut c);
-                c
-            }
-        }
+        gemm_new(a, b, bias)
     }
 
     /// Raw BLAS-style GEMM on strided matrices (`matrixmultiply`'s `sgemm` or `dgemm`).
@@ -477,6 +470,22 @@ pub fn gemm_ld<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut 
     // SAFETY: `c` holds the `m × n` block at row stride `ldc` (checked above), is initialised,
     // and is a `&mut`, so it cannot alias A or B.
     unsafe { gemm_blocks(alpha, a, b, beta, SendPtr(c.as_mut_ptr()), ldc, |_, _, _, _| {}) }
+}
+
+/// `bias + A·B` (or `A·B`) into a new row-major `[A.rows, B.cols]` buffer on [`gemm`]: with a
+/// bias, [`gemm_bias_rows`].
+///
+/// # Panics
+/// If the inner dimensions disagree or a bias is not `B.cols` long.
+pub fn gemm_new<T: Float>(a: MatRef<T>, b: MatRef<T>, bias: Option<&[T]>) -> Vec<T> {
+    match bias {
+        Some(bias) => gemm_bias_rows(a, b, bias),
+        None => {
+            let mut c = vec![T::ZERO; a.rows * b.cols];
+            gemm(T::ONE, a, b, T::ZERO, &mut c);
+            c
+        }
+    }
 }
 
 /// `C = bias + A·B` into a new `[A.rows, B.cols]` buffer, `bias` added to every row — HF

@@ -28,7 +28,7 @@
 
 use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
-use crate::tensor::{gemm_start, MatRef, Start};
+use crate::tensor::{gemm_new, gemm_start, MatRef, Start};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -59,7 +59,8 @@ fn reads_in_place(a: MatRef<f32>, b: MatRef<f32>) -> bool {
     a.cs == 1 && a.rs == a.cols && b.rows * b.cols < MAX_B_FLOATS
 }
 
-/// `bias + A·B` (or `A·B`) into a new buffer: [`gemm_rows_new`] when it takes the product.
+/// `bias + A·B` (or `A·B`) into a new buffer: [`gemm_rows_new`] when it takes the product,
+/// else `tensor::gemm_new`.
 ///
 /// # Panics
 /// If the inner dimensions disagree or a bias is not `B.cols` long.
@@ -71,9 +72,7 @@ pub fn linear_product_new(a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) 
     if reads_in_place(a, b) {
         return gemm_rows_new(a.data, a.rows, b, bias);
     }
-    let mut c = vec![0.0; a.rows * b.cols];
-    gemm_start(a, b, bias.map_or(Start::Zero, Start::Bias), &mut c);
-    c
+    gemm_new(a, b, bias)
 }
 
 /// `C = start + A·B` for row-major `A: [m, k]`, any view `B: [k, n]`, row-major `C: [m, n]`.

@@ -15,7 +15,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 /// The size of a huge page, and the buffers' alignment.
-const HUGE_PAGE: usize = 2 << 20;
+pub const HUGE_PAGE: usize = 2 << 20;
 
 /// A zero-initialised `[f32]` on 2 MiB-aligned memory, advised to huge pages.
 pub struct StreamBuffer {
