@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 use std::fmt::{Debug, Display};
+use std::mem::MaybeUninit;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
 /// The element types igpt computes in: `f32` (real work) and `f64` (gradient checks).
@@ -593,6 +594,30 @@ pub fn gemm_reference<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c
             c[i * n + j] = T::from_f64(alpha.to_f64() * s + old);
         }
     }
+}
+
+/// A new `len`-element buffer whose chunks of `chunk` elements are written in parallel:
+/// `write(start, part)` must overwrite all of `part` (elements `start..start + part.len()`).
+///
+/// Why not `vec![0; len]` and then write: zeroing megabytes first is a whole extra pass over
+/// memory. Here each chunk is cleared just before `write` fills it, while it sits in cache.
+pub(crate) fn new_parallel<T: Float>(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(c, part)| {
+        for x in part.iter_mut() {
+            x.write(T::ZERO);
+        }
+        // SAFETY: every element was initialised just above; MaybeUninit<T> has T's layout.
+        let part = unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) };
+        write(c * chunk, part);
+    });
+    // SAFETY: the chunks cover all `len` elements and each was initialised.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Sums per-row vectors over `rows` rows in a fixed order, returning `cols` sums.

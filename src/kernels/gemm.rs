@@ -28,9 +28,8 @@
 
 use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
-use crate::tensor::{gemm_new, gemm_start, MatRef, Start};
+use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
 /// Rows of `C` per task in [`gemm_rows`] (a multiple of the 6-row register tile).
 const ROWS: usize = 48;
@@ -102,21 +101,17 @@ pub fn gemm_rows(a: &[f32], b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
 pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
     let (k, n) = (b.rows, b.cols);
     assert!(a.len() >= m * k, "gemm_rows_new: A too short");
-    // `Start::init` copies `n` floats of the bias into every row.
+    // Checked here for a clear message; the tasks copy the bias into every row.
     assert!(bias.is_none_or(|b| b.len() == n), "gemm_rows_new: bias must have {n} entries");
-    let mut c = Vec::with_capacity(m * n);
     if n == 0 {
-        return c;
+        return Vec::new();
     }
     let start = bias.map_or(Start::Zero, Start::Bias);
     let panels = pack(b);
-    c.spare_capacity_mut()[..m * n].par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
-        let chunk = start.init(chunk, n);
-        rows_task(&a[t * ROWS * k..], k, &panels, n, chunk);
-    });
-    // SAFETY: the chunks cover all m·n elements and `Start::init` wrote every one of them.
-    unsafe { c.set_len(m * n) };
-    c
+    new_parallel(m * n, ROWS * n, |first, chunk| {
+        start.fill(chunk, n);
+        rows_task(&a[first / n * k..], k, &panels, n, chunk);
+    })
 }
 
 /// `B` packed into zero-padded 16-column panels.
@@ -188,25 +183,6 @@ impl Start<'_, f32> {
             Start::Zero => rows.fill(0.0),
             Start::Accumulate => {}
             Start::Bias(b) => rows.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b)),
-        }
-    }
-
-    /// Writes the starting values into uninitialised rows and returns them initialised.
-    fn init<'a>(&self, rows: &'a mut [MaybeUninit<f32>], n: usize) -> &'a mut [f32] {
-        let (len, ptr) = (rows.len(), rows.as_mut_ptr().cast::<f32>());
-        // SAFETY: `ptr` addresses `len` floats of `rows` (MaybeUninit<f32> has f32's layout);
-        // each row of `n` is written whole (bias copy or zero bytes = 0.0) before the slice
-        // over all of them is made.
-        unsafe {
-            match self {
-                Start::Bias(b) => {
-                    for r in 0..len / n {
-                        std::ptr::copy_nonoverlapping(b.as_ptr(), ptr.add(r * n), n);
-                    }
-                }
-                _ => ptr.write_bytes(0, len),
-            }
-            std::slice::from_raw_parts_mut(ptr, len)
         }
     }
 }

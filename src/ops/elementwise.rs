@@ -15,36 +15,11 @@
 //! independently, so the result never depends on the number of threads.
 
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{new_parallel, Float, Tensor};
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
 /// Elements per parallel task in element-wise loops.
 const CHUNK: usize = 1 << 14;
-
-/// A new `len`-element buffer whose chunks of `chunk` elements are written in parallel:
-/// `write(start, part)` must overwrite all of `part` (elements `start..start + part.len()`).
-///
-/// Why not `vec![0; len]` and then write: zeroing megabytes first is a whole extra pass over
-/// memory. Here each chunk is cleared just before `write` fills it, while it sits in cache.
-pub(crate) fn new_parallel<T: Float>(
-    len: usize,
-    chunk: usize,
-    write: impl Fn(usize, &mut [T]) + Sync,
-) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(c, part)| {
-        for x in part.iter_mut() {
-            x.write(T::ZERO);
-        }
-        // SAFETY: every element was initialised just above; MaybeUninit<T> has T's layout.
-        let part = unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) };
-        write(c * chunk, part);
-    });
-    // SAFETY: the chunks cover all `len` elements and each was initialised.
-    unsafe { v.set_len(len) };
-    v
-}
 
 /// `y[i] = f(i)` for `i < len`, in parallel chunks, into a new buffer.
 fn map_parallel<T: Float>(len: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {

@@ -21,9 +21,8 @@
 //! gradient was never computed; transformers 5.x multiplies by the parameter itself, as the TF
 //! original and igpt do, and the conformance fixtures check the gain gradients.)
 
-use super::elementwise::new_parallel;
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{add_in_order, Float, Tensor, ROW_SUM_BLOCK};
+use crate::tensor::{add_in_order, new_parallel, Float, Tensor, ROW_SUM_BLOCK};
 use rayon::prelude::*;
 
 /// Rows per parallel task.
