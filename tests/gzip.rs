@@ -1,7 +1,7 @@
 //! Gzip/DEFLATE decoder: the embedded digits file, round trips through the system `gzip`,
 //! committed fixtures covering every block type, hand-made malformed streams, and fuzzing.
 
-use igpt::data::gzip::{crc32, gunzip, gunzip_limited};
+use igpt::io::gzip::{crc32, gunzip, gunzip_limited};
 use proptest::prelude::*;
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -11,8 +11,8 @@
 //! split is deterministic: the first 1437 rows train, the last 360 test.
 
 use super::dataset::{ImageSet, Splits};
-use super::gzip::gunzip;
 use crate::error::{Error, Result};
+use crate::io::gzip::gunzip;
 use crate::palette::Palette;
 
 /// The gzipped CSV, embedded in the binary.

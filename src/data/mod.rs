@@ -3,7 +3,6 @@
 
 pub mod dataset;
 pub mod digits;
-pub mod gzip;
 pub mod sources;
 
 pub use dataset::{ImageSet, Splits};

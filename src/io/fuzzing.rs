@@ -11,10 +11,10 @@
 //! then runs it over `fuzz/corpus/<name>/` automatically (add a `fuzz/fuzz_targets/<name>.rs`
 //! for cargo-fuzz as well).
 
+use super::gzip::{gunzip, MAX_OUTPUT};
 use super::json::parse_json;
 use super::npy::{parse_npy, to_npy_bytes};
 use super::safetensors::SafeTensors;
-use crate::data::gzip::{gunzip, MAX_OUTPUT};
 use crate::model::Config;
 
 /// A fuzz entry point: takes arbitrary bytes, returns whether the parser accepted them, and

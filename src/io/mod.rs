@@ -1,7 +1,8 @@
 //! File formats, written by hand and read strictly.
 //!
-//! igpt exchanges numbers with the outside world through three formats, each implemented here
-//! without external crates so that every byte read and written is visible and testable:
+//! igpt exchanges numbers with the outside world through three formats, and unpacks one
+//! compressed format, each implemented here without external crates so that every byte read and
+//! written is visible and testable:
 //!
 //! * [`json`] — the subset of JSON that `config.json`, `preprocessor_config.json` and the
 //!   safetensors header need: a [`Json`] value type, a depth-limited parser, and a deterministic
@@ -10,6 +11,7 @@
 //!   palettes and pixel dumps; the writer reproduces `np.save` byte for byte.
 //! * [`safetensors`] — HuggingFace's tensor container (`model.safetensors`, golden files); the
 //!   writer reproduces the reference `safetensors` library byte for byte.
+//! * [`gzip`] — gzip/DEFLATE decompression (read only) for the embedded digits file.
 //!
 //! Readers take the whole file as bytes plus an `origin` (the path or any name) used in error
 //! messages. They validate every length and offset against the bytes actually present *before*
@@ -20,6 +22,7 @@
 //! Writers go through [`write_atomic`]: the file appears complete under its name or not at all.
 
 pub mod fuzzing;
+pub mod gzip;
 pub mod json;
 pub mod npy;
 pub mod safetensors;

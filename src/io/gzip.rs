@@ -2,8 +2,9 @@
 //!
 //! igpt ships the UCI handwritten-digits data set gzipped inside the binary (`include_bytes!` of
 //! `src/data/digits.csv.gz`, 57 KB → 265 KB of CSV); this module turns those bytes back into text
-//! before the data loaders parse them. The dependency set has no compression crate, so the
-//! decoder lives here, in the style of Mark Adler's `puff.c`: clarity over speed.
+//! before the data loaders (`data::digits`) parse them. It sits in `io` with the other file
+//! formats because it only turns bytes into bytes. The dependency set has no compression crate,
+//! so the decoder lives here, in the style of Mark Adler's `puff.c`: clarity over speed.
 //!
 //! **Gzip member**: `1f 8b`, CM = 8 (deflate), FLG, MTIME (4 bytes), XFL, OS; then the optional
 //! fields FLG announces, in this order: FEXTRA (2-byte length, data), FNAME and FCOMMENT
