@@ -23,7 +23,7 @@
 //! | [`sample`] | reproducible sampling and image completion |
 //! | [`probe`] | linear-probe features and logistic regression |
 //! | [`golden`] | golden files and verification of a candidate |
-//! | [`io`] | JSON, `.npy`, safetensors, gzip — strict, fuzzed |
+//! | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
 //! | [`rng`] | Philox4x32-10, the counter-based generator behind every random draw |
 //! | [`memory`] | an opt-in global allocator that reuses large blocks across training steps |
 //! | [`plot`], [`bench`](mod@bench), [`args`] | pictures, benchmarks, command-line parsing |

@@ -2,7 +2,8 @@
 //!
 //! igpt ships the UCI handwritten-digits data set gzipped inside the binary (`include_bytes!` of
 //! `src/data/digits.csv.gz`, 57 KB → 265 KB of CSV); this module turns those bytes back into text
-//! before the data loaders (`data::digits`) parse them. It sits in `io` with the other file
+//! before the data loaders (`data::digits`) parse them, and it unpacks gzipped tar archives
+//! (`.tgz`, npm tarballs) before [`super::tar`] reads them. It sits in `io` with the other file
 //! formats because it only turns bytes into bytes. The dependency set has no compression crate,
 //! so the decoder lives here, in the style of Mark Adler's `puff.c`: clarity over speed.
 //!

@@ -1,7 +1,7 @@
 //! File formats, written by hand and read strictly.
 //!
-//! igpt exchanges numbers with the outside world through three formats, and unpacks one
-//! compressed format, each implemented here without external crates so that every byte read and
+//! igpt exchanges numbers with the outside world through three formats, and unpacks two
+//! container formats, each implemented here without external crates so that every byte read and
 //! written is visible and testable:
 //!
 //! * [`json`] — the subset of JSON that `config.json`, `preprocessor_config.json` and the
@@ -11,7 +11,10 @@
 //!   palettes and pixel dumps; the writer reproduces `np.save` byte for byte.
 //! * [`safetensors`] — HuggingFace's tensor container (`model.safetensors`, golden files); the
 //!   writer reproduces the reference `safetensors` library byte for byte.
-//! * [`gzip`] — gzip/DEFLATE decompression (read only) for the embedded digits file.
+//! * [`gzip`] — gzip/DEFLATE decompression (read only) for the embedded digits file and
+//!   `.tgz` archives.
+//! * [`tar`] — tar archives (ustar and pax, read only, zero-copy), e.g. npm tarballs once
+//!   gunzipped.
 //!
 //! Readers take the whole file as bytes plus an `origin` (the path or any name) used in error
 //! messages. They validate every length and offset against the bytes actually present *before*
@@ -26,6 +29,7 @@ pub mod gzip;
 pub mod json;
 pub mod npy;
 pub mod safetensors;
+pub mod tar;
 
 pub use json::{parse_json, read_json, write_json, Json};
 pub use npy::{parse_npy, read_npy, to_npy_bytes, write_npy, NpyArray, NpyData};
