@@ -1,7 +1,8 @@
 //! Runs every fuzz target of `igpt::io::fuzzing::TARGETS` on stable Rust, so CI exercises the
 //! readers without cargo-fuzz: each seed file in `fuzz/corpus/<target>/`, then thousands of
 //! deterministic mutations of the seeds (bit flips, byte insertions and deletions,
-//! truncations, length-field tweaks, token insertions, splices of two seeds).
+//! truncations, length-field tweaks, token insertions, splices of two seeds), half of them with
+//! their tar header checksums repaired afterwards.
 //!
 //! A target panics on a bug (a parser panic, or a round trip that changes the value); the test
 //! then reports the target, the seed, the mutation number and the input in hex. Adding a target
@@ -32,8 +33,9 @@ impl XorShift {
     }
 }
 
-/// Bytes that matter to the three formats' syntax.
-const INTERESTING_BYTES: &[u8] = b"\0\x7f\x80\xff\"\\{}[](),:'-.0159eEL \n";
+/// Bytes that matter to the formats' syntax (`x`, `g`, `5`, `0`, `L`: tar type flags; `7`, `8`:
+/// the edge of octal).
+const INTERESTING_BYTES: &[u8] = b"\0\x7f\x80\xff\"\\{}[](),:'-./015789eELxg \n";
 
 /// Fragments that hit parser corner cases: huge and odd numbers, escapes, dtypes, literals.
 const TOKENS: &[&[u8]] = &[
@@ -61,6 +63,12 @@ const TOKENS: &[&[u8]] = &[
     b"\"data_offsets\":[0,0]",
     b"\xc3\xa9",
     b"\xed\xa0\x80",
+    b"ustar\x0000",
+    b"ustar  \0",
+    b"0000644 \0",
+    b"30 path=package/../x\n",
+    b"9 size=9\n",
+    b"/",
 ];
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -88,7 +96,7 @@ fn mutate(seed: &[u8], other: &[u8], rng: &mut XorShift) -> Vec<u8> {
     let mut data = seed.to_vec();
     let edits = if rng.below(2) == 0 { 1 } else { 2 + rng.below(3) };
     for _ in 0..edits {
-        match rng.below(8) {
+        match rng.below(9) {
             0 => flip_bit(&mut data, rng),
             1 => set_byte(&mut data, rng),
             2 => {
@@ -103,6 +111,7 @@ fn mutate(seed: &[u8], other: &[u8], rng: &mut XorShift) -> Vec<u8> {
                 let token = TOKENS[rng.below(TOKENS.len())];
                 data.splice(at..at, token.iter().copied());
             }
+            7 => tweak_tar_size(&mut data, rng),
             _ => {
                 // Head of this input, tail of another seed.
                 let cut = rng.below(data.len() + 1);
@@ -111,6 +120,9 @@ fn mutate(seed: &[u8], other: &[u8], rng: &mut XorShift) -> Vec<u8> {
                 data.extend_from_slice(&other[from..]);
             }
         }
+    }
+    if rng.below(2) == 0 {
+        repair_tar_checksums(&mut data);
     }
     data
 }
@@ -157,6 +169,38 @@ fn tweak_length_field(data: &mut [u8], rng: &mut XorShift) {
         _ => u64::MAX,
     };
     field.copy_from_slice(&new.to_le_bytes()[..width]);
+}
+
+/// Rewrites the octal size field (bytes 124..136) of a random 512-byte block, as tar headers
+/// have it: off by a little, zero, a power of two, or the largest 11-digit value.
+fn tweak_tar_size(data: &mut [u8], rng: &mut XorShift) {
+    let blocks = data.len() / 512;
+    if blocks == 0 {
+        return;
+    }
+    let field = &mut data[rng.below(blocks) * 512 + 124..][..12];
+    let text = std::str::from_utf8(&field[..11]).unwrap_or("0");
+    let value = u64::from_str_radix(text, 8).unwrap_or(0);
+    let new = match rng.below(4) {
+        0 => value.wrapping_add(rng.below(1025) as u64).saturating_sub(512),
+        1 => 0,
+        2 => 1u64 << rng.below(33),
+        _ => 0o777_7777_7777,
+    };
+    field.copy_from_slice(format!("{:011o}\0", new.min(0o777_7777_7777)).as_bytes());
+}
+
+/// Rewrites the checksum of every 512-byte block that carries the ustar magic, so that
+/// mutations of tar header fields reach the checks behind the checksum (without this, almost
+/// every such mutant stops there). Inputs of the other formats have no such blocks.
+fn repair_tar_checksums(data: &mut [u8]) {
+    for block in data.chunks_exact_mut(512) {
+        if &block[257..262] == b"ustar" {
+            block[148..156].fill(b' ');
+            let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+            block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        }
+    }
 }
 
 /// Runs `target` on `input`, turning a panic into a report naming the input.

@@ -1,9 +1,10 @@
 //! Tar reader: archives written by `npm pack` (node-tar), Python's `tarfile` and GNU tar, then
 //! hand-built headers for every rule of SPEC §19 — the fields, the checksum, pax records, the
-//! end-of-archive marker and the paths refused.
+//! end-of-archive marker and the paths refused — and fuzzing.
 
 use igpt::io::gzip::gunzip;
 use igpt::io::tar::{find, read_tar, TarEntry};
+use proptest::prelude::*;
 use std::process::Command;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tar/");
@@ -451,4 +452,25 @@ fn find_names_the_missing_path() {
     assert_eq!(find(&entries, "package/emoji.json", "emoji.tgz").unwrap(), b"[]");
     let msg = find(&entries, "package/missing.png", "emoji.tgz").unwrap_err().to_string();
     assert_eq!(msg, "emoji.tgz: no file \"package/missing.png\" in the archive (2 files)");
+}
+
+proptest! {
+    #[test]
+    fn mutated_or_truncated_archives_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        keep in any::<prop::sample::Index>(),
+    ) {
+        let bytes = archive(&[
+            pax(b'x', &(record("path", "package/long") + &record("size", "3"))),
+            file("package/a", b"abc"),
+            Header::new("package/", 0, b'5').seal(),
+        ]);
+        let mut bytes = bytes;
+        for (at, byte) in &edits {
+            let i = at.index(bytes.len());
+            bytes[i] = *byte;
+        }
+        bytes.truncate(keep.index(bytes.len() + 1));
+        igpt::io::fuzzing::fuzz_tar(&bytes);
+    }
 }

@@ -15,6 +15,7 @@ use super::gzip::{gunzip, MAX_OUTPUT};
 use super::json::parse_json;
 use super::npy::{parse_npy, to_npy_bytes};
 use super::safetensors::SafeTensors;
+use super::tar::{find, read_tar};
 use crate::model::Config;
 
 /// A fuzz entry point: takes arbitrary bytes, returns whether the parser accepted them, and
@@ -28,6 +29,7 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("safetensors", fuzz_safetensors),
     ("config", fuzz_config),
     ("gzip", fuzz_gzip),
+    ("tar", fuzz_tar),
 ];
 
 /// JSON: compact and pretty output both parse back to the same value.
@@ -88,6 +90,24 @@ pub fn fuzz_gzip(data: &[u8]) -> bool {
     true
 }
 
+/// tar: every accepted file's data is a slice of the input (nothing copied or invented), its
+/// path is relative without `..` and finds that same slice, and reading again gives the same
+/// entries.
+pub fn fuzz_tar(data: &[u8]) -> bool {
+    let Ok(entries) = read_tar(data, "fuzz") else { return false };
+    let input = data.as_ptr_range();
+    for entry in &entries {
+        let slice = entry.data.as_ptr_range();
+        assert!(input.start <= slice.start && slice.end <= input.end, "data outside the input");
+        let path = &entry.path;
+        assert!(!path.starts_with('/') && !path.split('/').any(|c| c == ".."), "unsafe {path:?}");
+        let found = find(&entries, path, "fuzz").expect("an entry's path not found");
+        assert_eq!(found.as_ptr_range(), slice, "{path:?} finds other data");
+    }
+    assert_eq!(read_tar(data, "fuzz").expect("second read failed"), entries);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +128,6 @@ mod tests {
         assert!(fuzz_npy(&npy));
         npy.push(43);
         assert!(!fuzz_npy(&npy), "trailing byte accepted");
+        assert!(fuzz_tar(&[0; 1024]));
     }
 }
