@@ -254,9 +254,9 @@ fn checksum_unsigned_and_signed_sums() {
     let signed = unsigned - 2 * 256; // two bytes ≥ 0x80, each 256 less when read as i8
     let mut signed_block = block.clone();
     signed_block[148..156].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
-    assert_eq!(files(&archive(&[block.clone()])), owned(&[("package/caf\u{e9}", b"")]));
+    let mut bad = block.clone();
+    assert_eq!(files(&archive(&[block])), owned(&[("package/caf\u{e9}", b"")]));
     assert_eq!(files(&archive(&[signed_block])), owned(&[("package/caf\u{e9}", b"")]));
-    let mut bad = block;
     bad[0] ^= 1; // 'p' becomes 'q': both sums grow by one
     let expected = format!(
         "test.tar: entry 0: header checksum {unsigned} matches neither the unsigned ({}) nor the \
@@ -334,17 +334,18 @@ fn every_truncation_is_an_error() {
 #[test]
 fn end_of_archive_marker() {
     let one = file("package/a", b"a");
+    let ended = [one.clone(), vec![0; 1024]].concat();
     let files_of = |bytes: &[u8]| files(bytes).len();
-    assert_eq!(files_of(&archive(&[one.clone()])), 1);
+    assert_eq!(files_of(&ended), 1);
     // Record padding: zeros after the marker, even not to a whole block.
-    assert_eq!(files_of(&[archive(&[one.clone()]), vec![0; 9216 + 100]].concat()), 1);
+    assert_eq!(files_of(&[ended.clone(), vec![0; 9216 + 100]].concat()), 1);
     let cases = [
         (one.clone(), "test.tar: ends at byte 1024 without the end-of-archive marker"),
         ([one.clone(), vec![0; 512]].concat(), "only one zero block at byte 1024"),
         ([one.clone(), vec![0; 1000]].concat(), "only one zero block at byte 1024"),
         ([vec![0; 512], one.clone(), vec![0; 1024]].concat(), "lone zero block at byte 0"),
-        ([archive(&[one.clone()]), vec![0, 0, 1]].concat(), "non-zero byte at byte 2050"),
-        ([archive(&[one.clone()]), one.clone()].concat(), "non-zero byte at byte 2048"),
+        ([ended.clone(), vec![0, 0, 1]].concat(), "non-zero byte at byte 2050"),
+        ([ended, one].concat(), "non-zero byte at byte 2048"),
     ];
     for (bytes, expected) in cases {
         let msg = error(&bytes);
