@@ -36,9 +36,16 @@ fn main() -> igpt::Result<()> {
 
     // 4. Train into runs/example-digits: an HF model directory plus checkpoints, log and pictures.
     let out = PathBuf::from("runs/example-digits");
-    let pictures =
-        |m: &Model, dir: &std::path::Path, log: &[_]| draw_run_pictures(m, &data, dir, log, 0);
-    let trainer = Trainer { data: &data, cfg, out: out.clone(), on_checkpoint: Some(&pictures) };
+    let pictures = |m: &Model, dir: &std::path::Path, log: &[_]| {
+        draw_run_pictures(m, &data, dir, log, 0, &|_| {})
+    };
+    let trainer = Trainer {
+        data: &data,
+        cfg,
+        out: out.clone(),
+        on_checkpoint: Some(&pictures),
+        on_phase: None,
+    };
     let report = trainer.run(model, false, &mut |p: &Progress| {
         if let Some(test) = p.row.test_loss {
             println!(

@@ -331,3 +331,49 @@ fn train_sample_and_complete_on_the_digits() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_probe_and_complete_on_the_mini_emoji_package() {
+    let dir = scratch("emoji");
+    let run = dir.join("run");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/emoji/mini/emoji-datasource-mini.tgz");
+    let spec = format!("emoji:{}", data.display());
+    let args = ["train", "--data", &spec, "--steps", "2", "--batch", "4", "--export-tokens"];
+    let o = igpt(&[&args[..], &["--config", "tiny", "--out", s(&run)]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    for field in ["\"train_images\":12,", "\"test_images\":5,", "\"classes\":3,"] {
+        assert!(report.contains(field), "{field} in {report}");
+    }
+    for phase in ["reading the emoji package", "fitting a", "evaluating on 5 test", "drawing 32"] {
+        assert!(stderr(&o).contains(phase), "{phase}: {}", stderr(&o));
+    }
+    let tokens = igpt::io::npy::read_npy(&run.join("tokens/train.npy")).unwrap();
+    assert_eq!(tokens.shape, [12, 256]);
+    let labels = igpt::io::npy::read_npy(&run.join("tokens/test_labels.npy")).unwrap();
+    assert_eq!(labels.shape, [5]);
+    let state = std::fs::read(run.join("trainer_state.safetensors")).unwrap();
+    assert!(String::from_utf8_lossy(&state[..4096.min(state.len())]).contains("emoji:"));
+
+    let grid = dir.join("completions.png");
+    let o = igpt(&["complete", "--model", s(&run), "--data", &spec, "--count", "2", "--n", "2"]);
+    assert_eq!(o.status.code(), Some(2), "--out is required: {}", stderr(&o));
+    let o = igpt(&[
+        "complete", "--model", s(&run), "--data", &spec, "--count", "2", "--n", "2", "--out",
+        s(&grid),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = igpt::palette::load_image_rgb(&grid).unwrap();
+    // 2 rows of 4 cells (original, kept half, 2 completions) of 64 px, with 2 px gaps.
+    assert_eq!((png.width, png.height), (4 * 66 + 2, 2 * 66 + 2));
+    let o = igpt(&["probe", "--model", s(&run), "--layers", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("{\"layer\":\"pixels\""));
+    let o = igpt(&["train", "--data", &spec, "--vendors", "twitter,samsung", "--out", s(&run)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("samsung"), "{}", stderr(&o));
+    let o = igpt(&["train", "--data", &spec, "--image-size", "0", "--out", s(&run)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

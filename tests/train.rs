@@ -1,7 +1,7 @@
 //! Training: the loss falls, a resumed run equals a straight one bit for bit, the thread count
 //! changes nothing, a crash mid-write leaves the last checkpoint intact, bad input is an error.
 
-use igpt::data::{digits::digits, load_data, Splits};
+use igpt::data::{digits::digits, load_data, DataOptions, Splits};
 use igpt::model::{Config, Model};
 use igpt::train::checkpoint::STATE_FILE;
 use igpt::train::trainer::{LogRow, Progress};
@@ -36,7 +36,8 @@ fn recipe(steps: usize) -> TrainConfig {
 }
 
 fn train(data: &Splits, cfg: TrainConfig, out: &Path, model: Model, resume: bool) -> TrainReport {
-    let trainer = Trainer { data, cfg, out: out.to_path_buf(), on_checkpoint: None };
+    let trainer =
+        Trainer { data, cfg, out: out.to_path_buf(), on_checkpoint: None, on_phase: None };
     trainer.run(model, resume, &mut |_: &Progress| {}).unwrap()
 }
 
@@ -80,8 +81,13 @@ fn run_until(data: &Splits, out: &Path, stop: usize) {
         }
         Ok(())
     };
-    let trainer =
-        Trainer { data, cfg: recipe(20), out: out.to_path_buf(), on_checkpoint: Some(&hook) };
+    let trainer = Trainer {
+        data,
+        cfg: recipe(20),
+        out: out.to_path_buf(),
+        on_checkpoint: Some(&hook),
+        on_phase: None,
+    };
     let err = trainer.run(small_model(1), false, &mut |_: &Progress| {}).unwrap_err();
     assert!(err.to_string().contains("simulated kill"));
 }
@@ -123,7 +129,8 @@ fn resume_refuses_a_different_recipe() {
     run_until(&data, &out, 10);
     let mut other = recipe(20);
     other.lr = 1e-3;
-    let trainer = Trainer { data: &data, cfg: other, out: out.clone(), on_checkpoint: None };
+    let trainer =
+        Trainer { data: &data, cfg: other, out: out.clone(), on_checkpoint: None, on_phase: None };
     let err = trainer.run(small_model(1), true, &mut |_: &Progress| {}).unwrap_err().to_string();
     assert!(err.contains("different settings"), "{err}");
     std::fs::remove_dir_all(&out).unwrap();
@@ -133,7 +140,7 @@ fn resume_refuses_a_different_recipe() {
 fn bad_data_and_settings_are_clear_errors() {
     let dir = scratch("baddata");
     std::fs::create_dir_all(dir.join("empty")).unwrap();
-    let err = |spec: &str| load_data(spec, None, 0).unwrap_err().to_string();
+    let err = |spec: &str| load_data(spec, &DataOptions::default()).unwrap_err().to_string();
     assert!(err("/no/such/dir").contains("not 'digits'"));
     assert!(err(dir.join("empty").to_str().unwrap()).contains("no class sub-folders"));
     let cifar = dir.join("cifar");
@@ -167,7 +174,7 @@ fn cifar_binary_batches_load_and_quantise() {
     )
     .unwrap();
     std::fs::write(dir.join("test_batch.bin"), record(3, 250, 5, 5)).unwrap();
-    let data = load_data(&format!("cifar10:{}", dir.display()), None, 0).unwrap();
+    let data = load_data(&format!("cifar10:{}", dir.display()), &DataOptions::default()).unwrap();
     assert_eq!((data.train.len(), data.test.len()), (2, 1));
     assert_eq!(data.train.labels, [3, 7]);
     // The nearly-red test image is quantised to the red training colour.
@@ -181,7 +188,8 @@ fn a_diverging_run_stops_and_keeps_its_last_checkpoint() {
     let out = scratch("nan");
     // An absurd learning rate makes the loss non-finite within a few steps.
     let cfg = TrainConfig { lr: 1e4, warmup: 1, checkpoint_every: 1, ..recipe(20) };
-    let trainer = Trainer { data: &data, cfg, out: out.clone(), on_checkpoint: None };
+    let trainer =
+        Trainer { data: &data, cfg, out: out.clone(), on_checkpoint: None, on_phase: None };
     let err = trainer.run(small_model(3), false, &mut |_: &Progress| {}).unwrap_err().to_string();
     assert!(
         err.contains("training stopped") && err.contains("last good checkpoint (step"),

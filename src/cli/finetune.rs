@@ -100,7 +100,8 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         test: val,
         name: format!("{} (fine-tuning, last tenth validates)", data.name),
     };
-    let trainer = Trainer { data: &splits, cfg, out: out.clone(), on_checkpoint: None };
+    let trainer =
+        Trainer { data: &splits, cfg, out: out.clone(), on_checkpoint: None, on_phase: None };
     let report = trainer.run(model, false, &mut |pr: &Progress| {
         if let Some(v) = pr.row.test_loss {
             eprintln!(

@@ -3,11 +3,11 @@
 
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
-use igpt::data::{load_data, ImageSet, Splits};
+use igpt::data::{load_data, DataOptions, ImageSet, Splits};
 use igpt::io::json::{parse_json, Json};
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::{Model, TokenBatch};
-use igpt::palette::dequantize;
+use igpt::palette::{dequantize, read_preprocessor_config};
 use igpt::plot::{line_plot, PlotOptions, Series};
 use igpt::probe::{
     all_layers, extract_features, pixel_features, probe, FeatureInput, FeatureOptions,
@@ -25,7 +25,7 @@ const PROBE: Command = Command {
     positionals: &[],
     flags: &[
         Flag::one("model", "DIR", "model directory (a run directory of igpt train)"),
-        Flag::one("data", "digits|DIR|cifar10:PATH", "labelled data (default: what the run was trained on, else digits)"),
+        Flag::one("data", "digits|DIR|cifar10:PATH|emoji:PATH", "labelled data (default: what the run was trained on, else digits)"),
         Flag::one("layers", "all|L1,L2,…", "layers to probe, 0..=n_layer (default all)"),
         Flag::switch("bert", "features of an unmasked, bidirectional input (BERT models)"),
         Flag::one("max-images", "N", "use at most N images of each split (default all)"),
@@ -33,28 +33,44 @@ const PROBE: Command = Command {
     ],
 };
 
-/// The `data` recorded in a run's checkpoint, if any.
-fn trained_on(dir: &Path) -> Result<Option<String>, Failure> {
+/// The recipe (`train_config`) recorded in a run's checkpoint, if any.
+fn recorded_recipe(dir: &Path) -> Result<Option<Json>, Failure> {
     let path = dir.join(STATE_FILE);
     if !path.exists() {
         return Ok(None);
     }
     let st = SafeTensors::read(&path)?;
     let Some(text) = st.get_metadata("train_config") else { return Ok(None) };
-    let json = parse_json(text.as_bytes(), &path.display().to_string())?;
-    Ok(json.get("data").and_then(Json::as_str).map(String::from))
+    Ok(Some(parse_json(text.as_bytes(), &path.display().to_string())?))
 }
 
 /// The labelled data of a run: `--data` if given, else what the run recorded, else the digits;
-/// photos are quantised with the run's own palette. Returns the specification and the splits.
+/// photos and emoji are quantised with the run's own palette at its image size, emoji drawn by
+/// the vendors the run used. Returns the specification and the splits.
 pub(super) fn run_data(dir: &Path, data: Option<&str>) -> Result<(String, Splits), Failure> {
+    let recipe = recorded_recipe(dir)?;
+    let recorded = |key: &str| recipe.as_ref().and_then(|r| r.get(key));
     let spec = match data {
         Some(d) => d.to_string(),
-        None => trained_on(dir)?.unwrap_or_else(|| "digits".into()),
+        None => recorded("data").and_then(Json::as_str).unwrap_or("digits").to_string(),
     };
+    let vendors: Option<Vec<String>> = recorded("vendors")
+        .and_then(Json::as_array)
+        .map(|v| v.iter().filter_map(Json::as_str).map(String::from).collect());
     let palette_file = dir.join("preprocessor_config.json");
-    let palette = (spec != "digits" && palette_file.exists()).then_some(palette_file.as_path());
-    let splits = load_data(&spec, palette, 0)?;
+    let has_palette = spec != "digits" && palette_file.exists();
+    let image_size = match has_palette {
+        true => read_preprocessor_config(&palette_file)?.size.map(|(w, _)| w),
+        false => None,
+    };
+    let opts = DataOptions {
+        palette: has_palette.then_some(palette_file.as_path()),
+        image_size,
+        vendors: vendors.as_deref(),
+        progress: &|line| eprintln!("igpt: {line}"),
+        ..DataOptions::default()
+    };
+    let splits = load_data(&spec, &opts)?;
     Ok((spec, splits))
 }
 

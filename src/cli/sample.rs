@@ -1,5 +1,6 @@
 //! `igpt sample` and `igpt complete`: pictures from a trained model.
 
+use super::probe::run_data;
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Parsed, Stop};
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
@@ -98,6 +99,8 @@ const COMPLETE: Command = Command {
     flags: &[
         Flag::one("model", "DIR", "model directory (with preprocessor_config.json)"),
         Flag::many("images", "FILE", "PNG/JPEG images to complete"),
+        Flag::one("data", "digits|DIR|cifar10:PATH|emoji:PATH", "complete held-out test images of a data set instead (with the run's palette, size and vendors)"),
+        Flag::one("count", "N", "with --data: how many test images, from the first (default 8)"),
         Flag::one("keep-rows", "R", "pixel rows kept from the top (default: half the image)"),
         Flag::one("n", "N", "completions per image (default 4)"),
         SAMPLING_FLAGS[0],
@@ -113,13 +116,15 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
     let s = settings(&p, COMPLETE.name)?;
     let n = p.parse_or("n", 4usize)?;
     let files = p.many("images");
-    if files.is_empty() || n == 0 {
-        return Err(
-            Stop::Usage("igpt complete: give --images FILE... and a positive --n".into()).into()
-        );
+    if files.is_empty() == p.str("data").is_none() || n == 0 {
+        return Err(Stop::Usage(
+            "igpt complete: give either --images FILE... or --data SPEC, and a positive --n".into(),
+        )
+        .into());
     }
     let out = Path::new(p.required("out")?);
-    let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
+    let dir = Path::new(p.required("model")?);
+    let (model, palette, w, h) = load(dir)?;
     let keep_rows = p.parse_or("keep-rows", h / 2)?;
     if keep_rows > h {
         return Err(Stop::Usage(format!(
@@ -127,14 +132,45 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
         ))
         .into());
     }
-    let originals = files
-        .iter()
-        .map(|f| {
-            Ok(image_to_tokens(Path::new(f), &palette, w, h)?.iter().map(|&t| t as usize).collect())
-        })
-        .collect::<igpt::Result<Vec<Vec<usize>>>>()?;
+    let originals = match p.str("data") {
+        Some(spec) => test_images(dir, spec, p.parse_or("count", 8usize)?, (w, h))?,
+        None => files
+            .iter()
+            .map(|f| {
+                let tokens = image_to_tokens(Path::new(f), &palette, w, h)?;
+                Ok(tokens.iter().map(|&t| t as usize).collect())
+            })
+            .collect::<igpt::Result<Vec<Vec<usize>>>>()?,
+    };
     let seed = p.parse_or("seed", 0u64)?;
     let cells = completion_cells(&model, &originals, keep_rows * w, n, &s, seed, &palette)?;
     image_grid(&cells, w, h, n + 2, scale(w, h), 2)?.save_png(out)?;
     Ok(())
+}
+
+/// The first `count` test images of `--data spec`, quantised as the run in `dir` quantises.
+fn test_images(
+    dir: &Path,
+    spec: &str,
+    count: usize,
+    size: (usize, usize),
+) -> Result<Vec<Vec<usize>>, Failure> {
+    if count == 0 {
+        return Err(Stop::Usage("igpt complete: --count must be positive".into()).into());
+    }
+    let (_, data) = run_data(dir, Some(spec))?;
+    let test = &data.test;
+    if (test.width, test.height) != size {
+        let msg = format!(
+            "--data {spec} gives {}×{} images, the model in {} draws {}×{}",
+            test.width,
+            test.height,
+            dir.display(),
+            size.0,
+            size.1
+        );
+        return Err(Error::invalid(msg).into());
+    }
+    let n = count.min(test.len());
+    Ok((0..n).map(|i| test.image(i).iter().map(|&t| usize::from(t)).collect()).collect())
 }

@@ -1,10 +1,13 @@
 //! `igpt train`: the main job. With no flags it trains the `digits` preset on the embedded UCI
-//! digits and writes `runs/digits/`.
+//! digits and writes `runs/digits/`; `--data emoji:PATH` trains the `emoji` preset on the colour
+//! emoji package and writes `runs/emoji/`.
 
 use super::model::config_arg;
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
-use igpt::data::load_data;
+use igpt::data::emoji::EmojiOptions;
+use igpt::data::{load_data, DataOptions, Splits};
+use igpt::io::npy::{write_npy, NpyArray, NpyData};
 use igpt::model::{Config, Model};
 use igpt::train::pictures::draw_run_pictures;
 use igpt::train::trainer::{LogRow, Progress};
@@ -16,13 +19,15 @@ const TRAIN: Command = Command {
     about: "Train an iGPT model (default: the digits preset on the embedded UCI digits, ~2 minutes on 2 cores).",
     positionals: &[],
     flags: &[
-        Flag::one("data", "digits|DIR|cifar10:PATH", "training data (default: the embedded digits)"),
-        Flag::one("config", "NAME|FILE", "model preset or config.json (default: digits for the digits data, small otherwise)"),
+        Flag::one("data", "digits|DIR|cifar10:PATH|emoji:PATH", "training data (default: the embedded digits; emoji:PATH is the npm emoji-datasource .tgz or its folder)"),
+        Flag::one("config", "NAME|FILE", "model preset or config.json (default: digits for the digits, emoji for the emoji, small otherwise)"),
+        Flag::one("vendors", "LIST", "emoji vendors, comma-separated (default twitter,google; apple and facebook are not licensed for reuse)"),
+        Flag::one("image-size", "S", "side of the square images of emoji and image folders (default 16 for emoji, 32 for folders)"),
         Flag::one("palette", "FILE", "palette .npy or preprocessor_config.json (CIFAR/folders; default: fitted by k-means)"),
-        Flag::one("steps", "N", "optimizer steps (default 1000)"),
-        Flag::one("batch", "B", "images per step (default 64)"),
+        Flag::one("steps", "N", "optimizer steps (default 1000; emoji 1200)"),
+        Flag::one("batch", "B", "images per step (default 64; emoji 32)"),
         Flag::one("accumulation", "K", "micro-batches per step (gradient accumulation, default 1)"),
-        Flag::one("lr", "X", "peak learning rate (default 3e-3)"),
+        Flag::one("lr", "X", "peak learning rate (default 3e-3; emoji 2e-3)"),
         Flag::one("min-lr", "X", "final learning rate of the cosine decay (default 0)"),
         Flag::one("warmup", "N", "linear warm-up steps (default 100)"),
         Flag::one("clip", "X", "global gradient-norm clip, 0 for none (default 1)"),
@@ -32,10 +37,11 @@ const TRAIN: Command = Command {
         Flag::switch("flip", "random horizontal flips"),
         Flag::one("seed", "S", "seed of initialisation, data order, dropout (default 0)"),
         Flag::one("threads", "N", "worker threads (default: all cores)"),
-        Flag::one("eval-every", "N", "test-loss evaluation interval in steps (default 100)"),
-        Flag::one("checkpoint-every", "N", "checkpoint interval in steps (default 250)"),
+        Flag::one("eval-every", "N", "test-loss evaluation interval in steps (default 100; emoji 200)"),
+        Flag::one("checkpoint-every", "N", "checkpoint interval in steps (default 250; emoji 400)"),
         Flag::one("save-every", "N", "also keep the model every N steps in checkpoints/ (for igpt probe --checkpoints)"),
         Flag::one("out", "DIR", "run directory (default runs/<data name>)"),
+        Flag::switch("export-tokens", "write the quantised splits to DIR/tokens/ (.npy int64) for reference implementations"),
         Flag::switch("resume", "continue the run in --out from its last checkpoint"),
     ],
 };
@@ -44,8 +50,15 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&TRAIN, argv)?;
     let data_spec = p.str("data").unwrap_or("digits");
     let pool = super::thread_pool(p.parse_or("threads", 0usize)?)?;
-    let mut cfg = TrainConfig::digits_default();
+    let mut cfg = TrainConfig::for_data(data_spec);
     cfg.data = data_spec.to_string();
+    let vendors = p.str("vendors").map(EmojiOptions::parse_vendors).transpose();
+    cfg.vendors = vendors.map_err(|e| Stop::Usage(format!("igpt train: {e}")))?;
+    cfg.image_size = p.parse_opt("image-size")?;
+    // 256×256 = 2¹⁶ tokens, the most positions a model may have.
+    if cfg.image_size.is_some_and(|s| !(1..=256).contains(&s)) {
+        return Err(Stop::Usage("igpt train: --image-size must lie in 1..=256".into()).into());
+    }
     cfg.steps = p.parse_or("steps", cfg.steps)?;
     cfg.batch = p.parse_or("batch", cfg.batch)?;
     cfg.accumulation = p.parse_or("accumulation", cfg.accumulation)?;
@@ -80,14 +93,22 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     }
     let out = p.str("out").map(PathBuf::from).unwrap_or_else(|| default_out(data_spec));
     pool.install(|| {
-        let data = load_data(data_spec, p.str("palette").map(Path::new), cfg.seed)?;
-        let default_config = if data_spec == "digits" { "digits" } else { "small" };
-        let config_name = p.str("config").unwrap_or(default_config);
+        let opts = DataOptions {
+            palette: p.str("palette").map(Path::new),
+            image_size: cfg.image_size,
+            vendors: cfg.vendors.as_deref(),
+            seed: cfg.seed,
+            progress: &|line| eprintln!("igpt train: {line}"),
+        };
+        let data = load_data(data_spec, &opts)?;
+        let config_name = p.str("config").unwrap_or_else(|| default_config(data_spec));
         let mut config = config_arg(config_name)?;
         let vocab = data.train.palette.len() + 1;
         if Config::preset(config_name).is_ok() {
-            // A preset takes its vocabulary from the palette and the recipe's dropout.
-            (config.vocab_size, config.resid_pdrop, config.embd_pdrop) = (vocab, dropout, dropout);
+            // A preset takes its vocabulary from the palette, its positions from the image size
+            // and the recipe's dropout.
+            (config.vocab_size, config.n_positions) = (vocab, data.train.seq_len());
+            (config.resid_pdrop, config.embd_pdrop) = (dropout, dropout);
         } else if config.vocab_size != vocab {
             let msg = format!("{config_name}: vocab_size {} does not fit the palette of {} colours (+ SOS = {vocab})", config.vocab_size, vocab - 1);
             return Err(igpt::Error::invalid(msg).into());
@@ -96,22 +117,26 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         if config.attn_pdrop > 0.0 {
             eprintln!("igpt train: warning: attn_pdrop = {} is not applied (igpt drops out embeddings and residuals only)", config.attn_pdrop);
         }
+        if p.switch("export-tokens") {
+            export_tokens(&data, &out.join("tokens"))?;
+        }
         let model = Model::init(config, cfg.seed)?;
         eprintln!(
             "igpt train: {} on {}: {} parameters, {} steps of {} images, writing {}",
-            p.str("config").unwrap_or(default_config),
+            config_name,
             data.name,
             model.n_params(),
             cfg.steps,
             cfg.batch,
             out.display()
         );
-        let hook = |m: &Model, dir: &Path, log: &[LogRow]| draw_run_pictures(m, &data, dir, log, cfg.seed);
-        let trainer = Trainer { data: &data, cfg: cfg.clone(), out: out.clone(), on_checkpoint: Some(&hook) };
+        let say = |line: &str| eprintln!("igpt train: {line}");
+        let hook = |m: &Model, dir: &Path, log: &[LogRow]| draw_run_pictures(m, &data, dir, log, cfg.seed, &say);
+        let trainer = Trainer { data: &data, cfg: cfg.clone(), out: out.clone(), on_checkpoint: Some(&hook), on_phase: Some(&say) };
         let report = trainer.run(model, p.switch("resume"), &mut print_progress)?;
         let ln2 = std::f64::consts::LN_2;
         println!(
-            "{{\"test_nats_per_token\":{:.5},\"test_bits_per_token\":{:.5},\"train_nats_per_token\":{:.5},\"train_bits_per_token\":{:.5},\"steps\":{},\"seconds\":{:.1},\"tokens_per_s\":{:.0},\"out\":\"{}\"}}",
+            "{{\"test_nats_per_token\":{:.5},\"test_bits_per_token\":{:.5},\"train_nats_per_token\":{:.5},\"train_bits_per_token\":{:.5},\"steps\":{},\"seconds\":{:.1},\"tokens_per_s\":{:.0},\"train_images\":{},\"test_images\":{},\"classes\":{},\"out\":\"{}\"}}",
             report.test_nats_per_token,
             report.test_nats_per_token / ln2,
             report.train_nats_per_token,
@@ -119,18 +144,49 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             report.steps,
             report.seconds,
             report.tokens_per_s,
+            data.train.len(),
+            data.test.len(),
+            data.train.classes.len(),
             out.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
         );
         Ok(())
     })
 }
 
-/// `runs/digits`, `runs/cifar10`, or `runs/<folder name>`.
+/// The preset a data set trains by default.
+fn default_config(data: &str) -> &'static str {
+    if data == "digits" {
+        "digits"
+    } else if data.starts_with("emoji:") {
+        "emoji"
+    } else {
+        "small"
+    }
+}
+
+/// Writes `train.npy`, `test.npy` (int64 `[N, H·W]` palette ids, no start token) and
+/// `train_labels.npy`, `test_labels.npy` (int64 `[N]`) into `dir`.
+fn export_tokens(data: &Splits, dir: &Path) -> igpt::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| igpt::Error::io(dir, e))?;
+    for (name, set) in [("train", &data.train), ("test", &data.test)] {
+        let tokens = set.tokens.iter().map(|&t| i64::from(t)).collect();
+        let labels = set.labels.iter().map(|&l| i64::from(l)).collect();
+        let shape = vec![set.len(), set.seq_len()];
+        write_npy(&dir.join(format!("{name}.npy")), &NpyArray::new(shape, NpyData::I64(tokens))?)?;
+        let labels = NpyArray::new(vec![set.len()], NpyData::I64(labels))?;
+        write_npy(&dir.join(format!("{name}_labels.npy")), &labels)?;
+    }
+    Ok(())
+}
+
+/// `runs/digits`, `runs/cifar10`, `runs/emoji`, or `runs/<folder name>`.
 fn default_out(data: &str) -> PathBuf {
     let name = if data == "digits" {
         "digits".to_string()
     } else if data.starts_with("cifar10:") {
         "cifar10".to_string()
+    } else if data.starts_with("emoji:") {
+        "emoji".to_string()
     } else {
         Path::new(data).file_name().map_or("images".into(), |n| n.to_string_lossy().into_owned())
     };

@@ -1,6 +1,7 @@
-//! Data sources beyond the embedded digits: CIFAR-10 binary batches and folders of images.
+//! Data sources beyond the embedded digits: CIFAR-10 binary batches, folders of images and the
+//! emoji package.
 //!
-//! Both produce RGB images of a fixed size, which are quantised with a palette — the one given
+//! Each produces RGB images of a fixed size, which are quantised with a palette — the one given
 //! (`--palette`), or one fitted by k-means (K = 512 as in the paper, or the number of distinct
 //! colours if smaller) on up to 2¹⁹ training pixels (pixel `i` of the sample is word `i` of
 //! Philox stream 6·2⁶⁰ modulo the pixel count; every pixel when there are fewer). `--data` accepts:
@@ -10,12 +11,16 @@
 //!   the test split). A record is 1 label byte then 3072 bytes: the 1024 red values, then green,
 //!   then blue, each 32×32 row-major;
 //! - `DIR` — an image folder: every sub-folder is a class (sorted by name), every PNG/JPEG in it
-//!   (recursively) an image, resized to 32×32 with Pillow's bilinear filter. If `DIR/train` and
+//!   (recursively) an image, resized to 32×32 (or [`DataOptions::image_size`]) with Pillow's
+//!   bilinear filter. If `DIR/train` and
 //!   `DIR/test` exist they are the splits; otherwise the last tenth of each class (by sorted
-//!   path, at least one image when a class has two or more) is the test split.
+//!   path, at least one image when a class has two or more) is the test split;
+//! - `emoji:PATH` — the npm package `emoji-datasource` (its `.tgz` or unpacked folder), see
+//!   [`super::emoji`]; 16×16 unless [`DataOptions::image_size`] says otherwise.
 
 use super::dataset::{ImageSet, Splits};
 use super::digits::digits;
+use super::emoji::{emoji_splits, EmojiOptions, DEFAULT_VENDORS};
 use crate::error::{Error, Result};
 use crate::palette::{
     fit_kmeans, load_image_rgb, load_palette, quantize_rgb8, KMeansOptions, Palette,
@@ -33,8 +38,11 @@ pub const PALETTE_SIZE: usize = 512;
 /// At most this many pixels are used to fit the palette.
 const PALETTE_FIT_PIXELS: usize = 1 << 19;
 
+/// Side of the emoji images unless [`DataOptions::image_size`] is set.
+pub const EMOJI_DEFAULT_SIZE: usize = 16;
+
 /// RGB images before quantisation: `n · h · w · 3` bytes and the labels.
-struct RgbSet {
+pub(super) struct RgbSet {
     width: usize,
     height: usize,
     pixels: Vec<u8>,
@@ -42,24 +50,66 @@ struct RgbSet {
     classes: Vec<String>,
 }
 
-/// Loads `--data SPEC` (see the module doc), quantised with `palette` or a fitted one.
-pub fn load_data(spec: &str, palette: Option<&Path>, seed: u64) -> Result<Splits> {
+impl RgbSet {
+    /// An empty set of `size × size` images.
+    pub(super) fn new(size: usize, classes: Vec<String>) -> RgbSet {
+        RgbSet { width: size, height: size, pixels: Vec::new(), labels: Vec::new(), classes }
+    }
+
+    /// Appends one image (`width · height · 3` bytes) with its label.
+    pub(super) fn push(&mut self, pixels: &[u8], label: u16) {
+        debug_assert_eq!(pixels.len(), self.width * self.height * 3);
+        self.pixels.extend_from_slice(pixels);
+        self.labels.push(label);
+    }
+}
+
+/// How to load a data set besides its `--data` specification.
+#[derive(Clone, Copy)]
+pub struct DataOptions<'a> {
+    /// Quantise with this palette file instead of fitting one by k-means.
+    pub palette: Option<&'a Path>,
+    /// Side of the square images of the emoji set (default [`EMOJI_DEFAULT_SIZE`]).
+    pub image_size: Option<usize>,
+    /// The emoji vendors (default [`DEFAULT_VENDORS`]).
+    pub vendors: Option<&'a [String]>,
+    /// Seed of the palette fit.
+    pub seed: u64,
+    /// Receives one line per phase of loading (reading, fitting the palette, quantising).
+    pub progress: &'a dyn Fn(&str),
+}
+
+impl Default for DataOptions<'_> {
+    fn default() -> Self {
+        DataOptions { palette: None, image_size: None, vendors: None, seed: 0, progress: &|_| {} }
+    }
+}
+
+/// Loads `--data SPEC` (see the module doc), quantised with the given palette or a fitted one.
+pub fn load_data(spec: &str, opts: &DataOptions) -> Result<Splits> {
     if spec == "digits" {
         return digits();
     }
-    let (train, test, name) = match spec.strip_prefix("cifar10:") {
-        Some(path) => {
-            let (train, test) = read_cifar(path)?;
-            (train, test, format!("CIFAR-10 ({path})"))
-        }
-        None => {
-            let (train, test) = read_folder(Path::new(spec))?;
-            (train, test, format!("images in {spec}"))
-        }
+    let (train, test, name) = if let Some(path) = spec.strip_prefix("cifar10:") {
+        let (train, test) = read_cifar(path)?;
+        (train, test, format!("CIFAR-10 ({path})"))
+    } else if let Some(path) = spec.strip_prefix("emoji:") {
+        let emoji = EmojiOptions {
+            vendors: match opts.vendors {
+                Some(v) => v.to_vec(),
+                None => DEFAULT_VENDORS.map(String::from).to_vec(),
+            },
+            size: opts.image_size.unwrap_or(EMOJI_DEFAULT_SIZE),
+        };
+        let (train, test) = emoji_splits(Path::new(path), &emoji, opts.progress)?;
+        (train, test, format!("emoji ({}; {path})", emoji.vendors.join(", ")))
+    } else {
+        let (train, test) = read_folder(Path::new(spec), opts.image_size.unwrap_or(32))?;
+        (train, test, format!("images in {spec}"))
     };
-    let palette = match palette {
+    let palette = match opts.palette {
         Some(p) => load_palette(p)?,
-        None => fit_palette(&train, seed)?,
+        None => fit_palette(&train, opts)?,
     };
     Ok(Splits { train: quantise(train, &palette)?, test: quantise(test, &palette)?, name })
 }
@@ -171,24 +221,16 @@ fn class_folders(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     Ok(classes)
 }
 
-/// Loads and resizes `files` (class label each) into an RGB set of 32×32 images.
-fn load_images(files: &[(PathBuf, u16)], classes: &[String]) -> Result<RgbSet> {
-    let mut set = RgbSet {
-        width: 32,
-        height: 32,
-        pixels: Vec::new(),
-        labels: Vec::new(),
-        classes: classes.to_vec(),
-    };
+/// Loads and resizes `files` (class label each) into an RGB set of `size × size` images.
+fn load_images(files: &[(PathBuf, u16)], classes: &[String], size: usize) -> Result<RgbSet> {
+    let mut set = RgbSet::new(size, classes.to_vec());
     for (path, label) in files {
-        let img = load_image_rgb(path)?.resize_pillow(32, 32)?;
-        set.pixels.extend_from_slice(&img.pixels);
-        set.labels.push(*label);
+        set.push(&load_image_rgb(path)?.resize_pillow(size, size)?.pixels, *label);
     }
     Ok(set)
 }
 
-fn read_folder(dir: &Path) -> Result<(RgbSet, RgbSet)> {
+fn read_folder(dir: &Path, size: usize) -> Result<(RgbSet, RgbSet)> {
     if !dir.is_dir() {
         return Err(Error::invalid(format!(
             "--data {}: not 'digits', 'cifar10:PATH' or a directory",
@@ -232,11 +274,12 @@ fn read_folder(dir: &Path) -> Result<(RgbSet, RgbSet)> {
             dir.display()
         )));
     }
-    Ok((load_images(&train, &names)?, load_images(&test, &names)?))
+    Ok((load_images(&train, &names, size)?, load_images(&test, &names, size)?))
 }
 
 /// k-means (K = 512, or fewer for tiny sets) on up to 2¹⁹ training pixels chosen by Philox.
-fn fit_palette(train: &RgbSet, seed: u64) -> Result<Palette> {
+fn fit_palette(train: &RgbSet, opts: &DataOptions) -> Result<Palette> {
+    let seed = opts.seed;
     let n = train.pixels.len() / 3;
     let philox = Philox::new(seed);
     let take = n.min(PALETTE_FIT_PIXELS);
@@ -255,8 +298,15 @@ fn fit_palette(train: &RgbSet, seed: u64) -> Result<Palette> {
     }
     // A data set with fewer colours than 512 gets one palette entry per colour.
     let k = PALETTE_SIZE.min(distinct.len());
-    let opts = KMeansOptions { seed, ..KMeansOptions::default() };
-    let fit = fit_kmeans(&points, take, 3, k, &opts)?;
+    (opts.progress)(&format!("fitting a {k}-colour palette by k-means on {take} training pixels"));
+    let start = std::time::Instant::now();
+    let kmeans = KMeansOptions { seed, ..KMeansOptions::default() };
+    let fit = fit_kmeans(&points, take, 3, k, &kmeans)?;
+    (opts.progress)(&format!(
+        "palette fitted in {:.1} s ({} iterations)",
+        start.elapsed().as_secs_f64(),
+        fit.iterations
+    ));
     Palette::from_centers(&fit.centers, 3)
 }
 

@@ -95,6 +95,8 @@ impl Config {
         let c = match name {
             // 8×8 digits, 17 grey levels + SOS.
             "digits" => base(18, 64, 128, 4, 4),
+            // 16×16 colour emoji, 512 colours + SOS (the emoji recipe of `igpt train`).
+            "emoji" => base(513, 256, 128, 4, 4),
             "tiny" => base(513, 1024, 64, 2, 2),
             "small" => base(513, 1024, 256, 8, 8),
             "igpt-s" => base(513, 1024, 512, 24, 8),
@@ -104,7 +106,7 @@ impl Config {
             "igpt-xl" => base(513, 4096, 3072, 60, 16),
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown config preset '{other}' (known: digits, tiny, small, igpt-s, igpt-m, igpt-l, igpt-xl)"
+                    "unknown config preset '{other}' (known: digits, emoji, tiny, small, igpt-s, igpt-m, igpt-l, igpt-xl)"
                 )))
             }
         };

@@ -20,6 +20,10 @@
 //! (zune-jpeg); libjpeg-turbo inside Pillow may differ by a level on some pixels, so token identity
 //! with HF is guaranteed for PNG inputs.
 //!
+//! Images with transparency that are to match transformers' `ImageGPTImageProcessor` with
+//! `do_convert_rgb=True` (the emoji data set) are decoded as RGBA instead ([`decode_image_rgba`])
+//! and blended onto white with [`composite_over_white`], Pillow's `alpha_composite` to the bit.
+//!
 //! The last step goes back: an [`RgbImage`] is written as a PNG, optionally enlarged by an integer
 //! factor with nearest-neighbour pixels so a 32×32 image is visible.
 
@@ -107,6 +111,96 @@ pub fn decode_image_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     let decoded = image::load_from_memory(bytes)
         .map_err(|e| Error::format(name, format!("not a readable PNG/JPEG image: {e}")))?;
     to_rgb_like_pillow(decoded).map_err(|msg| Error::format(name, msg))
+}
+
+/// Largest image [`decode_image_rgba`] decodes: 2¹⁴ pixels a side and 2²⁶ pixels in all
+/// (256 MiB of RGBA), so a hostile header cannot make the decoder allocate without bound.
+const MAX_DECODE_SIDE: u32 = 1 << 14;
+const MAX_DECODE_PIXELS: u64 = 1 << 26;
+
+/// An 8-bit RGBA image, `width × height` pixels of `[r, g, b, a]`, row-major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RgbaImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl RgbaImage {
+    /// The `w × h` block whose top-left pixel is `(x, y)`, or `None` if it leaves the image.
+    pub fn crop(&self, x: usize, y: usize, w: usize, h: usize) -> Option<RgbaImage> {
+        if x.checked_add(w)? > self.width || y.checked_add(h)? > self.height {
+            return None;
+        }
+        let mut pixels = Vec::with_capacity(w * h * 4);
+        for row in y..y + h {
+            let start = (row * self.width + x) * 4;
+            pixels.extend_from_slice(&self.pixels[start..start + w * 4]);
+        }
+        Some(RgbaImage { width: w, height: h, pixels })
+    }
+
+    /// This image over an opaque white background, as RGB (see [`composite_over_white`]).
+    pub fn over_white(&self) -> RgbImage {
+        let pixels = self.pixels.chunks_exact(4).flat_map(composite_over_white).collect();
+        RgbImage { width: self.width, height: self.height, pixels }
+    }
+}
+
+/// Decodes PNG or JPEG bytes to 8-bit RGBA (16-bit samples keep their high byte, images without
+/// alpha become opaque), refusing images over 2¹⁴ pixels a side or 2²⁶ pixels; `name` is used
+/// in error messages.
+pub fn decode_image_rgba(bytes: &[u8], name: &str) -> Result<RgbaImage> {
+    let bad =
+        |e: image::ImageError| Error::format(name, format!("not a readable PNG/JPEG image: {e}"));
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::format(name, e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_PIXELS * 8);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(bad)?;
+    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
+    if (width * height) as u64 > MAX_DECODE_PIXELS {
+        return Err(Error::format(
+            name,
+            format!("{width}×{height} pixels is more than igpt decodes ({MAX_DECODE_PIXELS})"),
+        ));
+    }
+    let pixels = match decoded {
+        DynamicImage::ImageRgba8(b) => b.into_raw(),
+        DynamicImage::ImageRgba16(b) => b.iter().map(|&v| high_byte(v)).collect(),
+        other => other.to_rgba8().into_raw(),
+    };
+    Ok(RgbaImage { width, height, pixels })
+}
+
+/// One RGBA pixel alpha-composited over opaque white, as Pillow's `Image.alpha_composite(white,
+/// src)` computes it (`AlphaComposite.c`) and then drops alpha — transformers' `convert_to_rgb`.
+///
+/// Over an opaque white destination Pillow's 7-bit fixed point (see [`pillow_over_white`])
+/// reduces to the rounded blend `out = (s·a + 255·(255 − a) + 127) / 255` (integer division)
+/// per channel `s` with alpha `a`: `a = 0` gives white, `a = 255` gives `s`.
+pub fn composite_over_white(rgba: &[u8]) -> [u8; 3] {
+    let a = u32::from(rgba[3]);
+    let blend = |s: u8| ((u32::from(s) * a + 255 * (255 - a) + 127) / 255) as u8;
+    [blend(rgba[0]), blend(rgba[1]), blend(rgba[2])]
+}
+
+/// Pillow's scalar `ImagingAlphaComposite` for one channel over an opaque white destination,
+/// transcribed: the reference [`composite_over_white`] is tested against.
+#[cfg(test)]
+fn pillow_over_white(s: u32, a: u32) -> u32 {
+    if a == 0 {
+        return 255;
+    }
+    let out_a255 = a * 255 + 255 * (255 - a);
+    let coef1 = a * 255 * 255 * 128 / out_a255;
+    let coef2 = 255 * 128 - coef1;
+    let t = s * coef1 + 255 * coef2 + (0x80 << 7);
+    (((t >> 8) + t) >> 8) >> 7
 }
 
 /// Pillow's `convert("RGB")` on a decoded image (see the table in the module doc).
@@ -212,6 +306,37 @@ mod tests {
         assert_eq!(&g.pixels[18..], &[4, 5, 6, 0, 0, 0]);
         let back = decode_image_rgb(&encode_png(&g).unwrap(), "grid").unwrap();
         assert_eq!(back, g);
+    }
+
+    #[test]
+    fn compositing_over_white_is_pillows_fixed_point() {
+        for s in 0..=255u8 {
+            for a in 0..=255u8 {
+                let want = pillow_over_white(u32::from(s), u32::from(a)) as u8;
+                assert_eq!(composite_over_white(&[s, 0, 255, a])[0], want, "s {s}, a {a}");
+            }
+            assert_eq!(composite_over_white(&[s, s, s, 255]), [s; 3]);
+            assert_eq!(composite_over_white(&[s, 0, 255, 0]), [255; 3]);
+            // White stays white at any alpha; half-transparent black is mid grey (below).
+            assert_eq!(composite_over_white(&[255, 255, 255, s]), [255; 3]);
+        }
+        assert_eq!(composite_over_white(&[0, 0, 0, 128]), [127; 3]);
+    }
+
+    #[test]
+    fn rgba_decoding_and_cropping() {
+        let mut bytes = Vec::new();
+        let px: Vec<u8> = (0..4 * 3 * 2).map(|i| i as u8).collect();
+        image::codecs::png::PngEncoder::new(&mut bytes)
+            .write_image(&px, 3, 2, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        let img = decode_image_rgba(&bytes, "t.png").unwrap();
+        assert_eq!((img.width, img.height, &img.pixels), (3, 2, &px));
+        let c = img.crop(1, 1, 2, 1).unwrap();
+        assert_eq!(c.pixels, px[16..24]);
+        assert!(img.crop(2, 0, 2, 1).is_none());
+        assert!(img.crop(usize::MAX, 0, 2, 1).is_none());
+        assert!(decode_image_rgba(b"junk", "j.png").unwrap_err().to_string().contains("j.png"));
     }
 
     #[test]

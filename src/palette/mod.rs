@@ -37,7 +37,7 @@ pub use files::{
     load_palette, load_pixels_npy, read_preprocessor_config, save_palette_npy,
     save_preprocessor_config, PreprocessorConfig,
 };
-pub use image_io::{grid, load_image_rgb, write_png, RgbImage};
+pub use image_io::{decode_image_rgba, grid, load_image_rgb, write_png, RgbImage, RgbaImage};
 pub use kmeans::{bench_kmeans, fit_kmeans, KMeansBench, KMeansOptions, KMeansResult};
 pub use quantize::{dequantize, pixel_to_unit, quantize_rgb8, quantize_unit, Palette};
 pub use resize::resize_bilinear_pillow_u8;
