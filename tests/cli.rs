@@ -360,7 +360,16 @@ fn train_probe_and_complete_on_the_mini_emoji_package() {
     let o = igpt(&["complete", "--model", s(&run), "--data", &spec, "--count", "2", "--n", "2"]);
     assert_eq!(o.status.code(), Some(2), "--out is required: {}", stderr(&o));
     let o = igpt(&[
-        "complete", "--model", s(&run), "--data", &spec, "--count", "2", "--n", "2", "--out",
+        "complete",
+        "--model",
+        s(&run),
+        "--data",
+        &spec,
+        "--count",
+        "2",
+        "--n",
+        "2",
+        "--out",
         s(&grid),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -20,7 +20,7 @@ fn published_parameter_counts_without_biases() {
 
 #[test]
 fn every_preset_is_valid_and_counts_match_allocation_for_small_ones() {
-    for name in ["digits", "tiny", "small", "igpt-s", "igpt-m", "igpt-l", "igpt-xl"] {
+    for name in ["digits", "emoji", "tiny", "small", "igpt-s", "igpt-m", "igpt-l", "igpt-xl"] {
         let c = Config::preset(name).unwrap();
         c.validate(name).unwrap();
         if c.n_params(true) < 5_000_000 {
@@ -28,6 +28,9 @@ fn every_preset_is_valid_and_counts_match_allocation_for_small_ones() {
             assert_eq!(m.n_params() as u64, c.n_params(true), "{name}");
         }
     }
+    // The counts SPEC §9 gives for the two recipes' presets.
+    assert_eq!(Config::preset("digits").unwrap().n_params(true), 804_864);
+    assert_eq!(Config::preset("emoji").unwrap().n_params(true), 956_160);
     assert!(Config::preset("igpt-xxl").unwrap_err().to_string().contains("unknown config preset"));
 }
 

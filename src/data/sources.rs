@@ -12,9 +12,9 @@
 //!   then blue, each 32×32 row-major;
 //! - `DIR` — an image folder: every sub-folder is a class (sorted by name), every PNG/JPEG in it
 //!   (recursively) an image, resized to 32×32 (or [`DataOptions::image_size`]) with Pillow's
-//!   bilinear filter. If `DIR/train` and
-//!   `DIR/test` exist they are the splits; otherwise the last tenth of each class (by sorted
-//!   path, at least one image when a class has two or more) is the test split;
+//!   bilinear filter. If `DIR/train` and `DIR/test` exist they are the splits; otherwise the
+//!   last tenth of each class (by sorted path, at least one image when a class has two or more)
+//!   is the test split;
 //! - `emoji:PATH` — the npm package `emoji-datasource` (its `.tgz` or unpacked folder), see
 //!   [`super::emoji`]; 16×16 unless [`DataOptions::image_size`] says otherwise.
 
@@ -87,6 +87,21 @@ impl Default for DataOptions<'_> {
 
 /// Loads `--data SPEC` (see the module doc), quantised with the given palette or a fitted one.
 pub fn load_data(spec: &str, opts: &DataOptions) -> Result<Splits> {
+    let emoji = spec.starts_with("emoji:");
+    if opts.vendors.is_some() && !emoji {
+        return Err(Error::invalid(format!("--data {spec}: vendors apply to emoji data only")));
+    }
+    let fixed_size = match spec {
+        "digits" => Some(8),
+        _ if spec.starts_with("cifar10:") => Some(32),
+        _ => None,
+    };
+    if let (Some(native), Some(size)) = (fixed_size, opts.image_size) {
+        if size != native {
+            let msg = format!("--data {spec}: its images are {native}×{native}, not {size}×{size}");
+            return Err(Error::invalid(msg));
+        }
+    }
     if spec == "digits" {
         return digits();
     }

@@ -496,12 +496,13 @@ impl Trainer<'_> {
             let done = state.step == cfg.steps;
             let eval_now = state.step % cfg.eval_every == 0 || done;
             if eval_now || since.elapsed().as_secs_f64() >= 1.0 {
+                // Speed and ETA count training steps only, not the evaluation below.
+                let elapsed = since.elapsed().as_secs_f64().max(1e-9);
                 let test_loss = if eval_now {
                     Some(self.evaluate(&state.model, &self.data.test, "test")?)
                 } else {
                     None
                 };
-                let elapsed = since.elapsed().as_secs_f64().max(1e-9);
                 let row = LogRow {
                     step: state.step,
                     lr,
