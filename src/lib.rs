@@ -18,7 +18,7 @@
 //! | [`kernels`] | SIMD kernels (fused attention, KV-cache decode, quick_gelu) and their tests |
 //! | [`model`] | configuration (HF keys), parameters (HF names), forward, objectives, decoding |
 //! | [`palette`] | k-means, quantize / dequantize, Pillow-exact resize, images, palette files |
-//! | [`data`] | the embedded digits, CIFAR-10 binaries, image folders |
+//! | [`data`] | the embedded digits, CIFAR-10 binaries, image folders, the emoji package |
 //! | [`train`] | AdamW, schedule, trainer, checkpoints, pictures |
 //! | [`sample`] | reproducible sampling and image completion |
 //! | [`probe`] | linear-probe features and logistic regression |

@@ -132,7 +132,8 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     }
     eprintln!("igpt probe: {} on {}", dir.display(), data.name);
     eprintln!("{:>8} {:>9} {:>10} {:>8}", "layer", "accuracy", "C", "cv acc");
-    for (l, r) in probe_layers(&model, &data, &layers, input, max)? {
+    // Each layer's line as soon as its regression is fitted (a layer takes seconds to minutes).
+    probe_layers(&model, &data, &layers, input, max, &mut |l, r| {
         println!(
             "{{\"layer\":{l},\"accuracy\":{:.4},\"C\":{},\"cv_accuracy\":{:.4}}}",
             r.accuracy, r.c, r.cv_accuracy
@@ -143,7 +144,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             r.c,
             100.0 * r.cv_accuracy
         );
-    }
+    })?;
     let classes = data.train.classes.len();
     let train_y: Vec<usize> = data.train.labels.iter().take(max).map(|&l| usize::from(l)).collect();
     let test_y: Vec<usize> = data.test.labels.iter().take(max).map(|&l| usize::from(l)).collect();
@@ -172,26 +173,32 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The probe result of every requested layer of `model`.
+/// The probe result of every requested layer of `model`; `on_layer` hears of each as it is done.
 fn probe_layers(
     model: &Model,
     data: &Splits,
     layers: &[usize],
     input: FeatureInput,
     max: usize,
+    on_layer: &mut dyn FnMut(usize, &ProbeResult),
 ) -> Result<Vec<(usize, ProbeResult)>, Failure> {
     let (train, train_y) = batch_of(&data.train, model, max)?;
     let (test, test_y) = batch_of(&data.test, model, max)?;
+    eprintln!(
+        "igpt probe: features of {} training and {} test images",
+        train_y.len(),
+        test_y.len()
+    );
     let opts = FeatureOptions { input, ..FeatureOptions::default() };
     let train_f = extract_features(model, &train, layers, &opts)?;
     let test_f = extract_features(model, &test, layers, &opts)?;
     let classes = data.train.classes.len();
     let mut out = Vec::new();
     for (k, &l) in layers.iter().enumerate() {
-        out.push((
-            l,
-            probe(&train_f[k], &train_y, &test_f[k], &test_y, classes, &ProbeOptions::default())?,
-        ));
+        let r =
+            probe(&train_f[k], &train_y, &test_f[k], &test_y, classes, &ProbeOptions::default())?;
+        on_layer(l, &r);
+        out.push((l, r));
     }
     Ok(out)
 }
@@ -229,7 +236,7 @@ fn probe_checkpoints(
     for step_dir in &steps {
         let model = Model::load(step_dir)?;
         let loss = evaluate(&model, &data.test, &cfg, max)?;
-        let results = probe_layers(&model, data, layers, input, max)?;
+        let results = probe_layers(&model, data, layers, input, max, &mut |_, _| {})?;
         let (layer, best) = results
             .iter()
             .max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy))
