@@ -161,14 +161,15 @@ pub fn decode_image_rgba(bytes: &[u8], name: &str) -> Result<RgbaImage> {
     limits.max_image_height = Some(MAX_DECODE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_PIXELS * 8);
     reader.limits(limits);
-    let decoded = reader.decode().map_err(bad)?;
-    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
-    if (width * height) as u64 > MAX_DECODE_PIXELS {
-        return Err(Error::format(
-            name,
-            format!("{width}×{height} pixels is more than igpt decodes ({MAX_DECODE_PIXELS})"),
-        ));
+    // The header's size is checked before any pixel is decoded, not after.
+    let decoder = reader.into_decoder().map_err(bad)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    if u64::from(w) * u64::from(h) > MAX_DECODE_PIXELS {
+        let msg = format!("{w}×{h} pixels is more than igpt decodes ({MAX_DECODE_PIXELS})");
+        return Err(Error::format(name, msg));
     }
+    let decoded = DynamicImage::from_decoder(decoder).map_err(bad)?;
+    let (width, height) = (w as usize, h as usize);
     let pixels = match decoded {
         DynamicImage::ImageRgba8(b) => b.into_raw(),
         DynamicImage::ImageRgba16(b) => b.iter().map(|&v| high_byte(v)).collect(),
@@ -337,6 +338,23 @@ mod tests {
         assert!(img.crop(2, 0, 2, 1).is_none());
         assert!(img.crop(usize::MAX, 0, 2, 1).is_none());
         assert!(decode_image_rgba(b"junk", "j.png").unwrap_err().to_string().contains("j.png"));
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_decoding() {
+        // A PNG header claiming 9000×9000 RGBA (81 M pixels, 324 MB), then an empty IDAT.
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&9000u32.to_be_bytes());
+        ihdr.extend_from_slice(&9000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        for chunk in [ihdr, b"IDAT".to_vec()] {
+            png.extend_from_slice(&(chunk.len() as u32 - 4).to_be_bytes());
+            png.extend_from_slice(&chunk);
+            png.extend_from_slice(&crate::io::gzip::crc32(&chunk).to_be_bytes());
+        }
+        let e = decode_image_rgba(&png, "huge.png").unwrap_err().to_string();
+        assert!(e.contains("huge.png") && e.contains("9000×9000"), "{e}");
     }
 
     #[test]
