@@ -14,7 +14,8 @@
 //!
 //! Threads: rayon's default (set RAYON_NUM_THREADS to change it).
 
-use igpt::palette::kmeans::{bench_kmeans, fit_kmeans, nearest_centers, KMeansOptions};
+use igpt::bench::bench_kmeans;
+use igpt::palette::kmeans::{fit_kmeans, nearest_centers, KMeansOptions};
 use igpt::palette::{load_pixels_npy, quantize_rgb8, Palette, RgbImage};
 use igpt::rng::Philox;
 use rayon::prelude::*;

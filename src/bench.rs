@@ -5,7 +5,10 @@
 //! `igpt bench …` command prints the records; performance targets live here, never in tests.
 
 use crate::error::Result;
+use crate::kernels::attention::{flash_attention_backward, flash_attention_forward};
 use crate::model::{Config, Model, Objective, TokenBatch};
+use crate::ops::AttentionDims;
+use crate::palette::{fit_kmeans, KMeansOptions, KMeansResult};
 use crate::rng::Philox;
 use crate::sample::{complete, SamplingSettings};
 use crate::tensor::{gemm, MatRef};
@@ -17,19 +20,28 @@ pub fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         f();
     }
-    let mut times: Vec<f64> = (0..reps.max(1))
+    let times: Vec<f64> = (0..reps.max(1))
         .map(|_| {
             let start = Instant::now();
             f();
             start.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    let mid = times.len() / 2;
-    if times.len() % 2 == 1 {
-        times[mid]
+    median(times)
+}
+
+/// The median of `values` (the mean of the middle two for an even count); the one median of
+/// every benchmark.
+///
+/// # Panics
+/// If `values` is empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
     } else {
-        0.5 * (times[mid - 1] + times[mid])
+        0.5 * (values[mid - 1] + values[mid])
     }
 }
 
@@ -68,6 +80,90 @@ pub fn bench_sgemm(m: usize, n: usize, k: usize, reps: usize) -> SgemmBench {
     SgemmBench { m, n, k, median_ms: ms, gflops }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Attention (`igpt bench attention`): [`bench_attention`] draws `qkv` and `∂o` from N(0, 1)
+// (Philox), runs one warm-up forward and backward, then times `reps` forward passes and `reps`
+// forward+backward passes of the fused kernels. The times include allocating the outputs, as a
+// training step would.
+/// One line of the attention benchmark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionBench {
+    /// `"fwd"` or `"fwd+bwd"`.
+    pub pass: &'static str,
+    /// Median wall time of one pass, in milliseconds.
+    pub median_ms: f64,
+}
+
+/// Median times of the fused forward and forward+backward at `dims` (at least one rep each).
+pub fn bench_attention(dims: AttentionDims, causal: bool, reps: usize) -> Vec<AttentionBench> {
+    let philox = Philox::new(0);
+    let mut qkv = vec![0.0f32; dims.batch * dims.seq * 3 * dims.d()];
+    let mut dout = vec![0.0f32; dims.batch * dims.seq * dims.d()];
+    philox.fill_normal(1, 0.0, 1.0, &mut qkv);
+    philox.fill_normal(2, 0.0, 1.0, &mut dout);
+    let forward = || flash_attention_forward(&qkv, dims, causal);
+    let forward_backward = || {
+        let f = forward();
+        let mut dqkv = vec![0.0f32; qkv.len()];
+        flash_attention_backward(&qkv, &f.out, &f.lse, &dout, dims, causal, &mut dqkv, false);
+        dqkv
+    };
+    forward_backward();
+    vec![
+        AttentionBench { pass: "fwd", median_ms: median_ms(0, reps, || drop(forward())) },
+        AttentionBench {
+            pass: "fwd+bwd",
+            median_ms: median_ms(0, reps, || drop(forward_backward())),
+        },
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-means (`igpt bench kmeans`): whole palette fits on the same points.
+/// Timings of repeated fits on the same points.
+#[derive(Clone, Debug)]
+pub struct KMeansBench {
+    pub n: usize,
+    pub k: usize,
+    pub threads: usize,
+    pub reps: usize,
+    /// Median wall-clock seconds of a whole fit, of the k-means++ part and of the Lloyd part.
+    pub seconds: f64,
+    pub init_seconds: f64,
+    pub lloyd_seconds: f64,
+    /// Inertia and iterations of the first run (all runs are identical by determinism).
+    pub inertia: f64,
+    pub iterations: usize,
+}
+
+/// Fits `reps` times (≥ 1) and reports median timings, for the `bench kmeans` JSON line.
+pub fn bench_kmeans(
+    points: &[f32],
+    c: usize,
+    k: usize,
+    reps: usize,
+    opts: &KMeansOptions,
+) -> Result<KMeansBench> {
+    let n = points.len() / c.max(1);
+    let mut runs = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let r = fit_kmeans(points, n, c, k, opts)?;
+        runs.push((t.elapsed().as_secs_f64(), r));
+    }
+    let median = |f: &dyn Fn(&(f64, KMeansResult)) -> f64| median(runs.iter().map(f).collect());
+    Ok(KMeansBench {
+        n,
+        k,
+        threads: rayon::current_num_threads(),
+        reps: runs.len(),
+        seconds: median(&|r| r.0),
+        init_seconds: median(&|r| r.1.init_seconds),
+        lloyd_seconds: median(&|r| r.1.lloyd_seconds),
+        inertia: runs[0].1.inertia,
+        iterations: runs[0].1.iterations,
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;

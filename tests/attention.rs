@@ -6,11 +6,12 @@
 
 use igpt::autodiff::check::rel_norm_diff;
 use igpt::autodiff::Tape;
+use igpt::bench::bench_attention;
 use igpt::kernels::attention::{
     backward_workspace_floats, flash_attention_backward, flash_attention_forward,
     forward_workspace_floats,
 };
-use igpt::kernels::{bench_attention, KvCache};
+use igpt::kernels::KvCache;
 use igpt::ops::attention::{attention_reference_backward, attention_reference_forward};
 use igpt::ops::{self, AttentionDims};
 use igpt::rng::Philox;

@@ -2,11 +2,11 @@
 
 use super::Failure;
 use igpt::args::{parse, Command, Flag, Stop};
+use igpt::bench::{bench_attention, bench_kmeans};
 use igpt::bench::{bench_sample, bench_sgemm, bench_train};
-use igpt::kernels::bench_attention;
 use igpt::model::Config;
 use igpt::ops::AttentionDims;
-use igpt::palette::{bench_kmeans, load_pixels_npy, KMeansOptions};
+use igpt::palette::{load_pixels_npy, KMeansOptions};
 use std::path::Path;
 
 const CMD: Command = Command {

@@ -12,20 +12,19 @@
 //! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
 //! | `simd` | f32x8 tile product, `exp2`, prefetch | `tensor::gemm`, `f64::exp2` |
 //! | `pages` | 2 MiB-aligned, huge-page buffers for the decoder's streams | `Vec<f32>` |
-//! | `bench` | median timings for `igpt bench attention` | — |
+//! | `kmeans` | nearest and second-nearest of k centres, 8 at a time (palette fits) | `kmeans::scan_all_reference`, `kmeans::sq_dist` |
 //!
 //! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
 //! `.cargo/config.toml` (`-C target-cpu=x86-64-v3`) and onto two SSE halves otherwise.
 
 pub mod activation;
 pub mod attention;
-pub mod bench;
 pub mod decode;
 pub mod gemm;
+pub mod kmeans;
 pub mod pages;
 pub mod simd;
 pub mod skinny;
 
 pub use attention::{flash_attention_backward, flash_attention_forward, FlashForward, BLOCK};
-pub use bench::{bench_attention, AttentionBench};
 pub use decode::KvCache;

@@ -26,7 +26,8 @@
 //! `u < max(l, s_a)` keeps its label (triangle inequality); otherwise `u` is recomputed, and only
 //! if the test still fails are all `k` centres scanned. Bounds carry a relative slack of 2⁻¹⁶ so
 //! that floating-point rounding can never make a skip wrong. The scan itself is SIMD over eight
-//! centres at a time, keeping the best and second-best distance per lane.
+//! centres at a time, keeping the best and second-best distance per lane; it and the other
+//! distance kernels live in `kernels::kmeans`, each beside its plain twin.
 //!
 //! Why not GEMM (`‖x‖² − 2x·μ + ‖μ‖²` with `matrixmultiply::sgemm`, as scikit-learn does)? With 3
 //! channels the product has an inner dimension of 3, so it is all overhead and output traffic
@@ -57,10 +58,12 @@
 //! chunk)` — or, if rounding leaves none, the chunk's last point of positive weight.
 
 use crate::error::{Error, Result};
+use crate::kernels::kmeans::{
+    chunk_sum, fixed_sum, load8, scan_all, sq_dist, sq_dist8, Centers, MAX_C,
+};
 use crate::rng::Philox;
 use rayon::prelude::*;
 use std::time::Instant;
-use wide::{f32x8, u32x8};
 
 /// Points per chunk: the unit of parallel work and of every partial sum.
 pub const CHUNK: usize = 4096;
@@ -72,8 +75,6 @@ pub const STREAM_RESEED: u64 = 0x6b6d_0002;
 pub const STREAM_SUBSAMPLE: u64 = 0x6b6d_0003;
 /// Largest |coordinate| accepted: beyond it, squared distances could overflow f32.
 const MAX_ABS: f32 = 1e15;
-/// Most channels a point may have (RGB).
-const MAX_C: usize = 3;
 /// Relative slack on Hamerly bounds (see the module doc).
 const SLACK: f32 = 1.0 / 65536.0;
 /// Absolute slack on bounds: covers distances so small their squares underflow.
@@ -263,54 +264,6 @@ fn uniform_f64(philox: &Philox, stream: u64, r: u64) -> f64 {
     (f64::from(a) * 67_108_864.0 + f64::from(b)) * (1.0 / 9_007_199_254_740_992.0)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Distance kernels. One formula everywhere: d = (x0−μ0)²; d = d + (x1−μ1)²; d = d + (x2−μ2)².
-
-/// Squared distance between two points (the scalar twin of the SIMD kernels).
-fn sq_dist(x: &[f32], mu: &[f32]) -> f32 {
-    let mut d = (x[0] - mu[0]) * (x[0] - mu[0]);
-    for ch in 1..x.len() {
-        d += (x[ch] - mu[ch]) * (x[ch] - mu[ch]);
-    }
-    d
-}
-
-fn load8(s: &[f32]) -> f32x8 {
-    f32x8::new(s[..8].try_into().expect("8 lanes"))
-}
-
-/// Squared distances of the eight points starting at `i` (channel slices `xs`) to `mu`.
-fn sq_dist8(xs: &[&[f32]], i: usize, mu: &[f32]) -> f32x8 {
-    let diff = |ch: usize| load8(&xs[ch][i..]) - f32x8::splat(mu[ch]);
-    let mut d = diff(0) * diff(0);
-    for ch in 1..xs.len() {
-        let e = diff(ch);
-        d += e * e;
-    }
-    d
-}
-
-/// igpt's fixed-order sum of f32 values: eight f32 lane accumulators over whole blocks of eight,
-/// the lanes added in f64 in lane order, then the leftover values in f64. `value8(i)` gives the
-/// values at `i..i+8` and `value(i)` the value at `i`.
-fn fixed_sum(len: usize, value8: impl Fn(usize) -> f32x8, value: impl Fn(usize) -> f32) -> f64 {
-    let whole = len / 8 * 8;
-    let mut lanes = f32x8::splat(0.0);
-    for i in (0..whole).step_by(8) {
-        lanes += value8(i);
-    }
-    let mut sum: f64 = lanes.to_array().iter().map(|&v| f64::from(v)).sum();
-    for i in whole..len {
-        sum += f64::from(value(i));
-    }
-    sum
-}
-
-/// Sum of `w` in the fixed order of [`fixed_sum`].
-fn chunk_sum(w: &[f32]) -> f64 {
-    fixed_sum(w.len(), |i| load8(&w[i..]), |i| w[i])
-}
-
 /// A point drawn with probability `∝ w` (see the module doc for the exact rule); `u` in [0, 1).
 /// Needs a positive total weight.
 fn weighted_draw(w: &[f32], chunk_sums: &[f64], u: f64) -> usize {
@@ -423,84 +376,6 @@ fn best_candidate(pts: &Points, d2: &[f32], cands: &[Vec<f32>]) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // Lloyd with Hamerly's bounds
-
-/// Centres channel-major (like [`Points`]), for scanning eight centres at a time.
-struct Centers {
-    k: usize,
-    c: usize,
-    /// Row-major `k × c` (the public layout).
-    rows: Vec<f32>,
-    /// Channel-major copy: channel `ch` of centre `j` at `cols[ch * k + j]`.
-    cols: Vec<f32>,
-}
-
-impl Centers {
-    fn new(rows: Vec<f32>, c: usize) -> Self {
-        let k = rows.len() / c;
-        let mut cols = vec![0.0; rows.len()];
-        for j in 0..k {
-            for ch in 0..c {
-                cols[ch * k + j] = rows[j * c + ch];
-            }
-        }
-        Centers { k, c, rows, cols }
-    }
-
-    fn row(&self, j: usize) -> &[f32] {
-        &self.rows[j * self.c..(j + 1) * self.c]
-    }
-}
-
-/// Nearest and second-nearest centre of `x` by brute force: `(index, d², second d²)`, ties to
-/// the lowest index. SIMD over eight centres at a time, then a scalar tail.
-fn scan_all(x: &[f32], ctr: &Centers) -> (usize, f32, f32) {
-    let k = ctr.k;
-    let whole = k / 8 * 8;
-    let mut xs = [f32x8::splat(0.0); MAX_C];
-    for (s, &v) in xs.iter_mut().zip(x) {
-        *s = f32x8::splat(v);
-    }
-    let mut d1 = f32x8::splat(f32::INFINITY);
-    let mut d2 = f32x8::splat(f32::INFINITY);
-    let mut i1 = u32x8::splat(0);
-    let mut idx = u32x8::new([0, 1, 2, 3, 4, 5, 6, 7]);
-    for j in (0..whole).step_by(8) {
-        let diff = |ch: usize| xs[ch] - load8(&ctr.cols[ch * k + j..]);
-        let mut d = diff(0) * diff(0);
-        for ch in 1..x.len() {
-            let e = diff(ch);
-            d += e * e;
-        }
-        let closer = d.simd_lt(d1);
-        d2 = closer.select(d1, d2.fast_min(d));
-        d1 = closer.select(d, d1);
-        i1 = closer.select(idx, i1);
-        idx += u32x8::splat(8);
-    }
-    let (d1, d2, i1) = (d1.to_array(), d2.to_array(), i1.to_array());
-    // Combine the lanes: the best is the smallest d1 with the lowest index; the second best is
-    // the smallest of every other candidate value.
-    let mut best = (f32::INFINITY, usize::MAX, f32::INFINITY);
-    let consider = |d: f32, j: usize, best: &mut (f32, usize, f32)| {
-        if d < best.0 || (d == best.0 && j < best.1) {
-            best.2 = best.0;
-            best.0 = d;
-            best.1 = j;
-        } else {
-            best.2 = best.2.min(d);
-        }
-    };
-    for lane in 0..8 {
-        if whole > 0 {
-            consider(d1[lane], i1[lane] as usize, &mut best);
-            best.2 = best.2.min(d2[lane]);
-        }
-    }
-    for j in whole..k {
-        consider(sq_dist(x, ctr.row(j)), j, &mut best);
-    }
-    (best.1, best.0, best.2)
-}
 
 fn inflate(d: f32) -> f32 {
     d * (1.0 + SLACK) + TINY
@@ -783,58 +658,6 @@ pub fn nearest_centers(points: &[f32], n: usize, c: usize, centers: &[f32]) -> R
     assign(&pts, &ctr, &mut state, None);
     let inertia = inertia(&pts, &ctr, &state.labels);
     Ok(Assigned { labels: state.labels, inertia })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Benchmark entry point (used by `igpt bench kmeans`)
-
-/// Timings of repeated fits on the same points.
-#[derive(Clone, Debug)]
-pub struct KMeansBench {
-    pub n: usize,
-    pub k: usize,
-    pub threads: usize,
-    pub reps: usize,
-    /// Median wall-clock seconds of a whole fit, of the k-means++ part and of the Lloyd part.
-    pub seconds: f64,
-    pub init_seconds: f64,
-    pub lloyd_seconds: f64,
-    /// Inertia and iterations of the first run (all runs are identical by determinism).
-    pub inertia: f64,
-    pub iterations: usize,
-}
-
-/// Fits `reps` times (≥ 1) and reports median timings, for the `bench kmeans` JSON line.
-pub fn bench_kmeans(
-    points: &[f32],
-    c: usize,
-    k: usize,
-    reps: usize,
-    opts: &KMeansOptions,
-) -> Result<KMeansBench> {
-    let n = points.len() / c.max(1);
-    let mut runs = Vec::new();
-    for _ in 0..reps.max(1) {
-        let t = Instant::now();
-        let r = fit_kmeans(points, n, c, k, opts)?;
-        runs.push((t.elapsed().as_secs_f64(), r));
-    }
-    let median = |f: &dyn Fn(&(f64, KMeansResult)) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    Ok(KMeansBench {
-        n,
-        k,
-        threads: rayon::current_num_threads(),
-        reps: runs.len(),
-        seconds: median(&|r| r.0),
-        init_seconds: median(&|r| r.1.init_seconds),
-        lloyd_seconds: median(&|r| r.1.lloyd_seconds),
-        inertia: runs[0].1.inertia,
-        iterations: runs[0].1.iterations,
-    })
 }
 
 #[cfg(test)]

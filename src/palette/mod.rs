@@ -38,7 +38,7 @@ pub use files::{
     save_preprocessor_config, PreprocessorConfig,
 };
 pub use image_io::{decode_image_rgba, grid, load_image_rgb, write_png, RgbImage, RgbaImage};
-pub use kmeans::{bench_kmeans, fit_kmeans, KMeansBench, KMeansOptions, KMeansResult};
+pub use kmeans::{fit_kmeans, KMeansOptions, KMeansResult};
 pub use quantize::{dequantize, pixel_to_unit, quantize_rgb8, quantize_unit, Palette};
 pub use resize::resize_bilinear_pillow_u8;
 

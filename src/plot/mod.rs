@@ -226,7 +226,6 @@ fn clip_segment(
     (t0 <= t1).then_some(((a.0 + t0 * dx, a.1 + t0 * dy), (a.0 + t1 * dx, a.1 + t1 * dy)))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
