@@ -6,13 +6,13 @@
 
 use crate::error::Result;
 use crate::kernels::attention::{flash_attention_backward, flash_attention_forward};
-use crate::model::{Config, Model, Objective, TokenBatch};
+use crate::model::{Config, DropoutRng, Model, Objective, TokenBatch};
 use crate::ops::AttentionDims;
 use crate::palette::{fit_kmeans, KMeansOptions, KMeansResult};
 use crate::rng::Philox;
 use crate::sample::{complete, SamplingSettings};
 use crate::tensor::{gemm, MatRef};
-use crate::train::{AdamW, AdamWConfig};
+use crate::train::{train_step, AdamW, AdamWConfig, StepOptions};
 use std::time::Instant;
 
 /// The median of `reps` timed runs of `f` (after `warmup` untimed ones), in milliseconds.
@@ -184,7 +184,8 @@ mod tests {
     }
 }
 
-/// One training-step measurement: forward + backward + AdamW on random tokens.
+/// One training-step measurement: `train::train_step` (forward, backward, clipping, AdamW) on
+/// random tokens — the step `igpt train` runs.
 #[derive(Clone, Debug)]
 pub struct TrainBench {
     pub config: String,
@@ -230,11 +231,14 @@ pub fn bench_train(
         (0..(batch * seq) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
     let tokens = TokenBatch::new(&ids, batch, seq, &model.config, "random tokens")?;
     let mut opt = AdamW::new(AdamWConfig::default(), &model.params);
+    // The trainer's step with its default clipping and the config's dropout (0 in the presets).
+    let dropout = Some(DropoutRng { philox: Philox::new(0), step: 0 });
+    let options = StepOptions { accumulation: 1, clip: Some(1.0), dropout };
+    let objective = Objective::Autoregressive;
     let mut failure = None;
     let ms = median_ms(1, reps, || {
-        match model.loss_and_grads(&tokens, &Objective::Autoregressive, None) {
-            Ok((_, grads)) => opt.step(&mut model.params, &grads, 1e-4),
-            Err(e) => failure = Some(e),
+        if let Err(e) = train_step(&mut model, &mut opt, &tokens, &objective, 1e-4, &options) {
+            failure = Some(e);
         }
     });
     if let Some(e) = failure {

@@ -24,7 +24,7 @@ use crate::ops;
 use crate::rng::Philox;
 use crate::sample::{choose_token, sampling_uniform, SamplingSettings};
 use crate::tensor::Tensor;
-use crate::train::{AdamW, AdamWConfig};
+use crate::train::{train_step, AdamW, AdamWConfig, StepOptions};
 
 /// Default tolerances of a golden comparison.
 pub const DEFAULT_RTOL: f64 = 1e-4;
@@ -135,10 +135,17 @@ fn adamw_golden(
     let mut m = model.clone();
     let mut opt = AdamW::new(opts.adamw, &m.params);
     let mut losses = Vec::with_capacity(opts.steps);
-    for _ in 0..opts.steps {
-        let (loss, grads) = m.loss_and_grads(batch, objective, None)?;
-        losses.push(loss);
-        opt.step(&mut m.params, &grads, opts.lr);
+    for k in 0..opts.steps {
+        let out = train_step(&mut m, &mut opt, batch, objective, opts.lr, &StepOptions::golden())?;
+        if !out.applied {
+            return Err(Error::invalid(format!(
+                "AdamW step {}: the loss is {} (gradient norm {}); no golden written",
+                k + 1,
+                out.loss,
+                out.grad_norm
+            )));
+        }
+        losses.push(out.loss as f32);
     }
     st.push_f32("adamw.losses", &[opts.steps], &losses)?;
     for (spec, p) in m.specs.iter().zip(&m.params) {

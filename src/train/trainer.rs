@@ -10,20 +10,21 @@
 //!    `BERT_MASK + s`), with dropout from streams `DROPOUT + s·2²⁰ + site`. With gradient
 //!    accumulation the batch is cut into equal micro-batches, processed in order, and their
 //!    gradients averaged in that order.
-//! 3. **Clip** to the global norm, **step** AdamW at `lr(s)` (see `schedule`).
+//! 3. **Clip** to the global norm, **step** AdamW at `lr(s)` (see `schedule`). Steps 2–3 are
+//!    [`super::step::train_step`], the one step the golden and the benchmark run too.
 //!
 //! Every random choice is a function of (seed, step), so the state after step `s` depends on
 //! nothing else: a resumed run continues bit for bit, and the thread count changes nothing.
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::checkpoint::{load_state, save_state, RunState, STATE_FILE};
-use super::schedule::{clip_global_norm, Schedule};
+use super::schedule::Schedule;
+use super::step::{train_step, StepOptions, StepOutcome};
 use crate::data::dataset::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 use crate::model::{bert_mask, DropoutRng, Model, Objective, TokenBatch};
 use crate::rng::{streams, Philox};
-use crate::tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -327,58 +328,6 @@ fn objective_for(cfg: &TrainConfig, batch: &Batch, mask_stream: u64) -> Objectiv
     }
 }
 
-/// Loss (nats per token) and averaged gradients of one step, micro-batch by micro-batch.
-fn loss_and_grads(
-    model: &Model,
-    batch: &Batch,
-    cfg: &TrainConfig,
-    step: usize,
-) -> Result<(f64, Vec<Tensor<f32>>)> {
-    let micro = cfg.batch / cfg.accumulation;
-    let t = batch.tokens.seq;
-    let dropout = Some(DropoutRng { philox: Philox::new(cfg.seed), step: step as u64 });
-    let objective = objective_for(cfg, batch, streams::BERT_MASK + step as u64);
-    let mut total_loss = 0.0;
-    let mut sum: Option<Vec<Tensor<f32>>> = None;
-    for k in 0..cfg.accumulation {
-        let rows = k * micro..(k + 1) * micro;
-        let mb = TokenBatch {
-            ids: batch.tokens.ids[rows.start * t..rows.end * t].to_vec(),
-            batch: micro,
-            seq: t,
-        };
-        let obj = match &objective {
-            Objective::Bert { mask } => {
-                Objective::Bert { mask: mask[rows.start * t..rows.end * t].to_vec() }
-            }
-            Objective::Joint { labels } => {
-                Objective::Joint { labels: labels[rows.clone()].to_vec() }
-            }
-            Objective::Classify { labels } => {
-                Objective::Classify { labels: labels[rows.clone()].to_vec() }
-            }
-            Objective::Autoregressive | Objective::HfShifted => objective.clone(),
-        };
-        let (loss, grads) = model.loss_and_grads(&mb, &obj, dropout)?;
-        total_loss += f64::from(loss);
-        sum = Some(match sum {
-            None => grads,
-            Some(mut acc) => {
-                for (a, g) in acc.iter_mut().zip(&grads) {
-                    a.data_mut().iter_mut().zip(g.data()).for_each(|(x, y)| *x += y);
-                }
-                acc
-            }
-        });
-    }
-    let mut grads = sum.unwrap_or_default();
-    if cfg.accumulation > 1 {
-        let inv = 1.0 / cfg.accumulation as f32;
-        grads.iter_mut().for_each(|g| g.data_mut().iter_mut().for_each(|x| *x *= inv));
-    }
-    Ok((total_loss / cfg.accumulation as f64, grads))
-}
-
 /// Mean loss (nats per token) over up to `max_images` images of `set`, in eval mode.
 pub fn evaluate(
     model: &Model,
@@ -471,26 +420,19 @@ impl Trainer<'_> {
         while state.step < cfg.steps {
             let s = state.step;
             let batch = gather(train, &step_samples(&mut order, cfg, s), &state.model.config)?;
-            let (loss, mut grads) = loss_and_grads(&state.model, &batch, cfg, s)?;
-            let norm = match cfg.clip {
-                Some(c) => clip_global_norm(&mut grads, c),
-                None => super::schedule::global_norm(&grads),
-            };
-            if !loss.is_finite() || !norm.is_finite() {
-                let kept = match last_checkpoint {
-                    Some(step) => format!(
-                        "the last good checkpoint (step {step}) is in {}",
-                        self.out.display()
-                    ),
-                    None => "no checkpoint was written yet".to_string(),
-                };
-                return Err(Error::invalid(format!(
-                    "step {}: the loss is {loss} (gradient norm {norm}); training stopped, nothing of this step was applied; {kept}",
-                    s + 1
-                )));
-            }
+            let objective = objective_for(cfg, &batch, streams::BERT_MASK + s as u64);
             let lr = schedule.lr(s);
-            state.opt.step(&mut state.model.params, &grads, lr);
+            let options = StepOptions {
+                accumulation: cfg.accumulation,
+                clip: cfg.clip,
+                dropout: Some(DropoutRng { philox: Philox::new(cfg.seed), step: s as u64 }),
+            };
+            let RunState { model, opt, .. } = &mut state;
+            let out = train_step(model, opt, &batch.tokens, &objective, lr, &options)?;
+            if !out.applied {
+                return Err(self.diverged(s, &out, last_checkpoint));
+            }
+            let (loss, norm) = (out.loss, out.grad_norm);
             state.step += 1;
             (since_loss, since_steps) = (since_loss + loss, since_steps + 1);
             let done = state.step == cfg.steps;
@@ -549,6 +491,22 @@ impl Trainer<'_> {
     }
 
     /// [`evaluate`] on up to `eval_images` images of `set`, announced to `on_phase`.
+    /// The error of a step whose loss or gradient norm is not finite (nothing was applied).
+    fn diverged(&self, s: usize, out: &StepOutcome, last_checkpoint: Option<usize>) -> Error {
+        let kept = match last_checkpoint {
+            Some(step) => {
+                format!("the last good checkpoint (step {step}) is in {}", self.out.display())
+            }
+            None => "no checkpoint was written yet".to_string(),
+        };
+        Error::invalid(format!(
+            "step {}: the loss is {} (gradient norm {}); training stopped, nothing of this step was applied; {kept}",
+            s + 1,
+            out.loss,
+            out.grad_norm
+        ))
+    }
+
     fn evaluate(&self, model: &Model, set: &ImageSet, name: &str) -> Result<f64> {
         if let Some(say) = self.on_phase {
             say(&format!("evaluating on {} {name} images", set.len().min(self.cfg.eval_images)));
