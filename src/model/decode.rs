@@ -11,17 +11,20 @@
 //! logits = norm(h, ln_f)·lm_headᵀ                                   [B, V−1]
 //! ```
 //! — the same math as `forward`, row by row, so the logits equal the full forward pass's at
-//! every position (≤ 1e-5 relative, tested).
+//! every position (≤ 1e-5 relative, tested). The block is `block::block`, the very function the
+//! tape forward runs; `DecodeBlock` supplies its steps for one row per sequence.
 
+use super::block::{block, BlockMath, Branch, Norm, Proj};
 use super::config::Activation;
 use super::Model;
 use crate::error::{Error, Result};
+use crate::kernels::activation::quick_gelu_forward;
 use crate::kernels::pages::StreamBuffer;
 use crate::kernels::skinny::{pack_panels, panels_len, skinny_linear, Panels};
 use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
 use crate::ops::norm::rms;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::Tensor;
 
 /// A model and the caches of the sequences it is decoding.
 pub struct Decoder<'a> {
@@ -42,7 +45,7 @@ struct Slot {
 
 /// The decoder's copy of the weight matrices, packed into panels for streaming (see
 /// `kernels::skinny`), in one buffer in the order a step reads them: per block `c_attn`,
-/// `attn.c_proj`, `mlp.c_fc`, `mlp.c_proj`, then `lm_head`. It doubles the memory the weights
+/// `attn.c_proj`, `mlp.c_fc`, `mlp.c_proj` (the order of `block::Proj`), then `lm_head`. It doubles the memory the weights
 /// take while decoding, and buys reads at the speed of memory (batch 1 is bound by them).
 struct PackedWeights {
     data: StreamBuffer,
@@ -106,6 +109,62 @@ fn norm_rows(x: &[f32], g: &Tensor<f32>, eps: f64) -> Vec<f32> {
         .collect()
 }
 
+/// The block's steps for one new row per sequence (see `block`): weights read from the packed
+/// copy, attention against the layer's cache.
+struct DecodeBlock<'d> {
+    model: &'d Model,
+    weights: &'d PackedWeights,
+    caches: &'d mut [KvCache],
+    batch: usize,
+    /// The first error of a cache (checked after the blocks; `step` rules it out beforehand).
+    failure: Option<Error>,
+}
+
+impl BlockMath for DecodeBlock<'_> {
+    type X = Vec<f32>;
+
+    fn norm(&mut self, l: usize, which: Norm, x: &Vec<f32>) -> Vec<f32> {
+        let gain = &self.model.params[which.gain(&self.model.layout.block(l))];
+        norm_rows(x, gain, self.model.config.layer_norm_epsilon)
+    }
+
+    fn linear(&mut self, l: usize, which: Proj, x: &Vec<f32>) -> Vec<f32> {
+        let (_, bias) = which.params(&self.model.layout.block(l));
+        let slot = self.weights.blocks[l][which as usize];
+        self.weights.linear(x, self.batch, slot, self.model.params[bias].data())
+    }
+
+    fn attention(&mut self, l: usize, qkv: &Vec<f32>) -> Vec<f32> {
+        let mut a = vec![0.0; self.batch * self.model.config.n_embd];
+        if let Err(e) = self.caches[l].decode_step(qkv, &mut a) {
+            self.failure.get_or_insert(e);
+        }
+        a
+    }
+
+    fn activation(&mut self, x: &Vec<f32>) -> Vec<f32> {
+        match self.model.config.activation {
+            Activation::QuickGelu => {
+                let mut y = vec![0.0; x.len()];
+                quick_gelu_forward(x, &mut y);
+                y
+            }
+            Activation::GeluTanh => x.iter().map(|&v| gelu_tanh_scalar(v)).collect(),
+        }
+    }
+
+    fn residual(
+        &mut self,
+        _l: usize,
+        _which: Branch,
+        mut h: Vec<f32>,
+        delta: Vec<f32>,
+    ) -> Vec<f32> {
+        h.iter_mut().zip(&delta).for_each(|(hi, di)| *hi += di);
+        h
+    }
+}
+
 impl<'a> Decoder<'a> {
     /// A decoder for `batch` sequences of up to `n_positions` tokens.
     pub fn new(model: &'a Model, batch: usize) -> Result<Self> {
@@ -149,28 +208,20 @@ impl<'a> Decoder<'a> {
             .iter()
             .flat_map(|&id| (0..d).map(move |j| wte[id * d + j] + wpe[pos * d + j]))
             .collect();
-        let pw = &self.weights;
-        for ((l, cache), slots) in self.caches.iter_mut().enumerate().zip(&pw.blocks) {
-            let w = m.layout.block(l);
-            let [c_attn, attn_proj, c_fc, mlp_proj] = *slots;
-            let x = norm_rows(&h, &p[w.ln_1], c.layer_norm_epsilon);
-            let qkv = pw.linear(&x, b, c_attn, p[w.c_attn_b].data());
-            let mut a = vec![0.0; b * d];
-            cache.decode_step(&qkv, &mut a)?;
-            let a = pw.linear(&a, b, attn_proj, p[w.attn_proj_b].data());
-            h.iter_mut().zip(&a).for_each(|(hi, ai)| *hi += ai);
-            let x = norm_rows(&h, &p[w.ln_2], c.layer_norm_epsilon);
-            let mut f = pw.linear(&x, b, c_fc, p[w.c_fc_b].data());
-            match c.activation {
-                Activation::QuickGelu => {
-                    let pre = f.clone();
-                    f32::quick_gelu_chunk(&pre, &mut f);
-                }
-                Activation::GeluTanh => f.iter_mut().for_each(|v| *v = gelu_tanh_scalar(*v)),
-            }
-            let f = pw.linear(&f, b, mlp_proj, p[w.mlp_proj_b].data());
-            h.iter_mut().zip(&f).for_each(|(hi, fi)| *hi += fi);
+        let mut math = DecodeBlock {
+            model: m,
+            weights: &self.weights,
+            caches: &mut self.caches,
+            batch: b,
+            failure: None,
+        };
+        for l in 0..c.n_layer {
+            h = block(&mut math, l, h).h;
         }
+        if let Some(e) = math.failure {
+            return Err(e);
+        }
+        let pw = &self.weights;
         let x = norm_rows(&h, &p[m.layout.ln_f()], c.layer_norm_epsilon);
         let logits = pw.linear(&x, b, pw.lm_head, &pw.zero_bias);
         let v = pw.lm_head.d_out;

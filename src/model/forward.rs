@@ -11,12 +11,14 @@
 //! logits = x · lm_headᵀ                                       [B, T, V−1]
 //! score  = mean_t(x) · scoreᵀ                                 [B, num_labels]
 //! ```
-//! HF's `hidden_states[l]` is `hˡ` for `l < L` and `x` (after `ln_f`) for `l = L`.
+//! HF's `hidden_states[l]` is `hˡ` for `l < L` and `x` (after `ln_f`) for `l = L`. The block
+//! itself is `block::block`, shared with the KV-cache decoder; here it runs as ops on the tape.
 //!
 //! Dropout sites are numbered: 0 = embeddings, `1 + 2l` = block l's attention output,
 //! `2 + 2l` = block l's MLP output. In training step `s` site `k` uses Philox stream
 //! `streams::DROPOUT + s · 2²⁰ + k` of the run's seed (see SPEC).
 
+use super::block::{block, BlockMath, Branch, Norm, Proj};
 use super::config::{Activation, Config};
 use super::params::Layout;
 use crate::autodiff::{Tape, Var};
@@ -51,8 +53,51 @@ pub struct ForwardInput<'a> {
 pub struct ForwardVars {
     /// `hidden_states` as HF defines them: `L + 1` tensors of `[B, T, d]`.
     pub hidden: Vec<Var>,
+    /// `norm(hˡ, ln_1)` of each block `l < L`, `[B, T, d]` (the probe's features).
+    pub ln_1: Vec<Var>,
     /// The `ln_f` output `[B, T, d]` (the same node as `hidden[L]`).
     pub x: Var,
+}
+
+/// The block's steps as ops on the tape (see `block`).
+struct TapeBlock<'t, 'a, T: Float> {
+    tape: &'t mut Tape<T>,
+    config: &'a Config,
+    layout: &'a Layout,
+    p: &'a [Var],
+    causal: bool,
+    dropout: Option<DropoutRng>,
+}
+
+impl<T: Float> BlockMath for TapeBlock<'_, '_, T> {
+    type X = Var;
+
+    fn norm(&mut self, l: usize, which: Norm, x: &Var) -> Var {
+        let g = self.p[which.gain(&self.layout.block(l))];
+        ops::rms_norm(self.tape, *x, g, self.config.layer_norm_epsilon)
+    }
+
+    fn linear(&mut self, l: usize, which: Proj, x: &Var) -> Var {
+        let (w, b) = which.params(&self.layout.block(l));
+        ops::linear(self.tape, *x, self.p[w], Some(self.p[b]))
+    }
+
+    fn attention(&mut self, _l: usize, qkv: &Var) -> Var {
+        ops::attention(self.tape, *qkv, self.config.n_head, self.causal)
+    }
+
+    fn activation(&mut self, x: &Var) -> Var {
+        match self.config.activation {
+            Activation::QuickGelu => ops::quick_gelu(self.tape, *x),
+            Activation::GeluTanh => ops::gelu_tanh(self.tape, *x),
+        }
+    }
+
+    fn residual(&mut self, l: usize, which: Branch, h: Var, delta: Var) -> Var {
+        let p = self.config.resid_pdrop;
+        let delta = drop(self.tape, delta, p, which.dropout_site(l), self.dropout);
+        ops::add(self.tape, h, delta)
+    }
 }
 
 /// A dropout of probability `p` at `site` (the identity in eval mode or for `p = 0`).
@@ -83,29 +128,18 @@ pub fn trunk<T: Float>(
     let h0 = ops::reshape(tape, h0, &[b, t, d]);
     let mut h = drop(tape, h0, config.embd_pdrop, 0, input.dropout);
     let mut hidden = Vec::with_capacity(config.n_layer + 1);
-    let eps = config.layer_norm_epsilon;
+    let mut ln_1 = Vec::with_capacity(config.n_layer);
+    let mut math =
+        TapeBlock { tape, config, layout, p, causal: input.causal, dropout: input.dropout };
     for l in 0..config.n_layer {
         hidden.push(h);
-        let w = layout.block(l);
-        let x = ops::rms_norm(tape, h, p[w.ln_1], eps);
-        let qkv = ops::linear(tape, x, p[w.c_attn_w], Some(p[w.c_attn_b]));
-        let a = ops::attention(tape, qkv, config.n_head, input.causal);
-        let a = ops::linear(tape, a, p[w.attn_proj_w], Some(p[w.attn_proj_b]));
-        let a = drop(tape, a, config.resid_pdrop, 1 + 2 * l as u64, input.dropout);
-        h = ops::add(tape, h, a);
-        let x = ops::rms_norm(tape, h, p[w.ln_2], eps);
-        let m = ops::linear(tape, x, p[w.c_fc_w], Some(p[w.c_fc_b]));
-        let m = match config.activation {
-            Activation::QuickGelu => ops::quick_gelu(tape, m),
-            Activation::GeluTanh => ops::gelu_tanh(tape, m),
-        };
-        let m = ops::linear(tape, m, p[w.mlp_proj_w], Some(p[w.mlp_proj_b]));
-        let m = drop(tape, m, config.resid_pdrop, 2 + 2 * l as u64, input.dropout);
-        h = ops::add(tape, h, m);
+        let out = block(&mut math, l, h);
+        ln_1.push(out.ln_1);
+        h = out.h;
     }
-    let x = ops::rms_norm(tape, h, p[layout.ln_f()], eps);
+    let x = ops::rms_norm(tape, h, p[layout.ln_f()], config.layer_norm_epsilon);
     hidden.push(x);
-    ForwardVars { hidden, x }
+    ForwardVars { hidden, ln_1, x }
 }
 
 /// Next-token logits `[B, T, V−1]` from the `ln_f` output.

@@ -18,6 +18,7 @@
 //!   mean cross-entropy over that image's masked positions.
 //! - **Classification**: `score(mean_t(ln_f output))`, mean cross-entropy against labels.
 
+pub mod block;
 pub mod config;
 pub mod decode;
 pub mod forward;

@@ -7,9 +7,9 @@
 //! feature_L = (1/n) Σ_t hᴸ_t                            (hᴸ is already ln_f's output)
 //! ```
 //! — the normalised input of block l under block l's own `ln_1` gain `g_l` and the config's
-//! `ε`, averaged over all n positions. The norm is evaluated in f32 exactly as the model's
-//! `rms_norm` (divide by the RMS, then multiply by the gain); the position mean accumulates in
-//! f64, t = 0…n−1 in order, then rounds to f32.
+//! `ε`, averaged over all n positions. The normalised rows are read from the forward itself
+//! (`ForwardVars::ln_1`, the output of the model's `rms_norm` inside `block::block`), not
+//! recomputed; the position mean accumulates in f64, t = 0…n−1 in order, then rounds to f32.
 //!
 //! The input fed to the network depends on how the model was trained:
 //! - [`FeatureInput::SosShifted`] (autoregressive models, the paper's): `[SOS, x₀, …, x_{n−2}]`
@@ -25,7 +25,6 @@ use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::model::forward::{trunk, ForwardInput};
 use crate::model::{shift_right_with_sos, Model, TokenBatch};
-use crate::ops::norm::rms;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -147,45 +146,25 @@ fn batch_features(
     let p: Vec<Var> = model.params.iter().map(|x| tape.constant(x.clone())).collect();
     let input = ForwardInput { ids, batch: b, seq: t, keep: None, causal, dropout: None };
     let fv = trunk(&mut tape, config, &model.layout, &p, &input);
-    let eps = config.layer_norm_epsilon as f32;
     layers
         .iter()
         .map(|&l| {
-            let hidden = tape.value(fv.hidden[l]).data();
-            // Block l's ln_1 gain; the last hidden state is ln_f's output already.
-            let gain =
-                (l < config.n_layer).then(|| model.params[model.layout.block(l).ln_1].data());
-            pool_images(hidden, gain, b, t, config.n_embd, eps)
+            // Block l's ln_1 output, as the forward computed it; layer L is ln_f's output.
+            let node = if l < config.n_layer { fv.ln_1[l] } else { fv.x };
+            pool_images(tape.value(node).data(), b, t, config.n_embd)
         })
         .collect()
 }
 
-/// `[b·d]`: for each image, the mean over its `t` rows of `hidden` (`[b·t, d]`), each row first
-/// normalised with `gain` when given.
-fn pool_images(
-    hidden: &[f32],
-    gain: Option<&[f32]>,
-    b: usize,
-    t: usize,
-    d: usize,
-    eps: f32,
-) -> Vec<f32> {
+/// `[b·d]`: for each image, the mean over its `t` rows of `rows` (`[b·t, d]`), in f64, rows in
+/// order, rounded to f32 at the end.
+fn pool_images(rows: &[f32], b: usize, t: usize, d: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; b * d];
     out.par_chunks_mut(d).enumerate().for_each(|(i, feature)| {
         let mut acc = vec![0.0f64; d];
-        for row in hidden[i * t * d..(i + 1) * t * d].chunks(d) {
-            match gain {
-                Some(g) => {
-                    let s = rms(row, eps);
-                    for ((a, &x), &gj) in acc.iter_mut().zip(row).zip(g) {
-                        *a += f64::from(x / s * gj);
-                    }
-                }
-                None => {
-                    for (a, &x) in acc.iter_mut().zip(row) {
-                        *a += f64::from(x);
-                    }
-                }
+        for row in rows[i * t * d..(i + 1) * t * d].chunks(d) {
+            for (a, &x) in acc.iter_mut().zip(row) {
+                *a += f64::from(x);
             }
         }
         for (f, a) in feature.iter_mut().zip(acc) {
