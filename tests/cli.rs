@@ -529,7 +529,8 @@ fn check_finetune_values(tuned: &Path, stdout: &str) {
     assert!(validation.len() >= 2, "{log}");
     assert!(validation.windows(2).all(|w| w[1] < w[0]), "validation loss did not fall: {log}");
     let last = *validation.last().unwrap();
-    assert!((number(&report, "validation_loss") - last).abs() <= 5e-6, "{report:?} vs {log}");
+    // Printed to 5 decimals, logged to 6.
+    assert!((number(&report, "validation_loss") - last).abs() <= 1e-5, "{report:?} vs {log}");
 
     let model = Model::load(tuned).unwrap();
     let test = igpt::data::digits::digits().unwrap().test;
