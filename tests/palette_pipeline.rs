@@ -8,9 +8,9 @@ use igpt::io::json::read_json;
 use igpt::io::npy::{read_npy, write_npy, NpyArray, NpyData};
 use igpt::palette::image_io::{decode_image_rgb, encode_png};
 use igpt::palette::{
-    dequantize, image_to_tokens, load_image_rgb, load_palette, load_pixels_npy, pixel_to_unit,
-    quantize_rgb8, read_preprocessor_config, save_palette_npy, save_preprocessor_config,
-    tokens_to_png, Palette, RgbImage,
+    dequantize, fit_kmeans, image_to_tokens, load_image_rgb, load_palette, load_pixels_npy,
+    pixel_to_unit, quantize_rgb8, read_preprocessor_config, save_palette_npy,
+    save_preprocessor_config, tokens_to_png, KMeansOptions, Palette, RgbImage,
 };
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -252,5 +252,55 @@ proptest! {
         let pixels: Vec<u8> = (0..w * h * 3).map(|i| p.u32_at(1, i as u64) as u8).collect();
         let img = RgbImage::new(w, h, pixels).unwrap();
         prop_assert_eq!(decode_image_rgb(&encode_png(&img).unwrap(), "mem").unwrap(), img);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-means against scikit-learn
+
+#[path = "common/sklearn.rs"]
+mod sklearn;
+
+/// SPEC §17's quality target, inertia ≤ 1.005 × scikit-learn's on the same pixels, on the 8192
+/// pixels of the 8 resized fixture images, k = 16 and 64 (`sklearn/kmeans.json`:
+/// `KMeans(n_init=1, algorithm="lloyd")`, random_state 0..99). One fit's inertia depends on its
+/// seed (seed-to-seed spread 1.5 % at k = 16, 1.0 % at k = 64, larger than the target), so the
+/// target is read as a statement about the seed average: igpt's mean over seeds 0..99 against
+/// scikit-learn's mean over its 100 — the standard error of that ratio is 0.21 % and 0.14 %, so
+/// a 0.5 % bound would still catch a worse initialisation or stopping rule. Measured: 0.9991
+/// (k = 16) and 1.0011 (k = 64). Also, every igpt fit lies within the range scikit-learn's
+/// 100 fits span, widened by the same 0.5 %.
+#[test]
+fn kmeans_inertia_is_within_half_a_percent_of_scikit_learn() {
+    let pixels: Vec<f32> = sklearn::kmeans_pixels().iter().map(|&p| pixel_to_unit(p)).collect();
+    let n = pixels.len() / 3;
+    let fits = sklearn::kmeans_fits();
+    let mut ks: Vec<usize> = fits.iter().map(|f| f.k).collect();
+    ks.dedup();
+    assert_eq!(ks, [16, 64]);
+    for k in ks {
+        let theirs: Vec<f64> = fits.iter().filter(|f| f.k == k).map(|f| f.inertia).collect();
+        let ours: Vec<f64> = (0..theirs.len() as u64)
+            .map(|seed| {
+                let opts = KMeansOptions { seed, ..KMeansOptions::default() };
+                fit_kmeans(&pixels, n, 3, k, &opts).unwrap().inertia
+            })
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let ratio = mean(&ours) / mean(&theirs);
+        eprintln!(
+            "k {k}: mean inertia igpt {} / scikit-learn {} = {ratio:.4}",
+            mean(&ours),
+            mean(&theirs)
+        );
+        assert!(ratio <= 1.005, "k {k}: igpt's mean inertia is {ratio} × scikit-learn's");
+        let worst = theirs.iter().cloned().fold(0.0, f64::max);
+        let best = theirs.iter().cloned().fold(f64::INFINITY, f64::min);
+        for (seed, &inertia) in ours.iter().enumerate() {
+            assert!(
+                inertia <= 1.005 * worst && inertia >= best / 1.005,
+                "k {k} seed {seed}: inertia {inertia} outside scikit-learn's {best}..{worst}"
+            );
+        }
     }
 }
