@@ -4,14 +4,15 @@
 //! Run with `cargo run --release --example autodiff_tour`.
 
 use igpt::autodiff::{Tape, Var};
-use igpt::ops;
+use igpt::ops::{self, Reference};
 use igpt::Tensor;
 
 /// Forward pass: a Conv1D-style linear layer (`x W + b`), iGPT's quick_gelu, then a
 /// cross-entropy loss against one integer target per row.
 fn forward(tape: &mut Tape<f64>, x: Var, w: Var, b: Var) -> Var {
-    let h = ops::linear(tape, x, w, Some(b));
-    let a = ops::quick_gelu(tape, h);
+    // `Reference`: the plain kernels of the hot ops (the f32 model runs `igpt::kernels::Simd`).
+    let h = ops::linear(tape, &Reference, x, w, Some(b));
+    let a = ops::quick_gelu(tape, &Reference, h);
     ops::cross_entropy_mean(tape, a, &[1, 0], None)
 }
 

@@ -19,8 +19,9 @@ use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::io::json::{parse_json, Json};
 use crate::io::safetensors::{Dtype, SafeTensors};
+use crate::kernels::Simd;
 use crate::model::{Model, Objective, TokenBatch};
-use crate::ops;
+use crate::ops::{self, Reference};
 use crate::rng::Philox;
 use crate::sample::{choose_token, sampling_uniform, SamplingSettings};
 use crate::tensor::Tensor;
@@ -296,11 +297,13 @@ pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
         ints.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice()).unwrap_or(&[])
     };
     let y = match op {
-        "linear" => ops::linear(&mut tape, vars[0], vars[1], Some(vars[2])),
+        "linear" => ops::linear(&mut tape, &Simd, vars[0], vars[1], Some(vars[2])),
         "norm" => ops::rms_norm(&mut tape, vars[0], vars[1], 1e-5),
-        "quick_gelu" => ops::quick_gelu(&mut tape, vars[0]),
-        "attention" => ops::attention_reference(&mut tape, vars[0], shape[1], true),
-        "attention_bidirectional" => ops::attention_reference(&mut tape, vars[0], shape[1], false),
+        "quick_gelu" => ops::quick_gelu(&mut tape, &Simd, vars[0]),
+        "attention" => ops::attention(&mut tape, &Reference, vars[0], shape[1], true),
+        "attention_bidirectional" => {
+            ops::attention(&mut tape, &Reference, vars[0], shape[1], false)
+        }
         "cross_entropy" => ops::cross_entropy_mean(&mut tape, vars[0], ints_of("targets"), None),
         _ => ops::embedding(&mut tape, vars[0], ints_of("ids"), None),
     };

@@ -58,35 +58,6 @@ pub trait Float:
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
 
-    /// `y = quick_gelu(x)` over a slice: the scalar definition by default; f32 overrides it
-    /// with the SIMD kernel (`kernels::activation`), which is tested against the definition.
-    fn quick_gelu_chunk(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = crate::ops::elementwise::quick_gelu_scalar(v);
-        }
-    }
-
-    /// `dx (+)= dy · quick_gelu'(x)` over a slice (see [`Float::quick_gelu_chunk`]).
-    fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
-        for i in 0..x.len() {
-            let d = dy[i] * crate::ops::elementwise::quick_gelu_grad(x[i]);
-            dx[i] = if accumulate { dx[i] + d } else { d };
-        }
-    }
-
-    /// `C = start + A·B` with `C` row-major `[A.rows, B.cols]`: the products of a linear layer.
-    /// By default [`gemm_start`]; f32 overrides it with `kernels::gemm`, which reads the
-    /// activation operand in place (tested against [`gemm_reference`]).
-    fn linear_product(a: MatRef<Self>, b: MatRef<Self>, start: Start<Self>, c: &mut [Self]) {
-        gemm_start(a, b, start, c)
-    }
-
-    /// `bias + A·B` (or `A·B`) into a new row-major `[A.rows, B.cols]` buffer (see
-    /// [`Float::linear_product`]).
-    fn linear_product_new(a: MatRef<Self>, b: MatRef<Self>, bias: Option<&[Self]>) -> Vec<Self> {
-        gemm_new(a, b, bias)
-    }
-
     /// Raw BLAS-style GEMM on strided matrices (`matrixmultiply`'s `sgemm` or `dgemm`).
     ///
     /// # Safety
@@ -147,18 +118,6 @@ impl Float for f32 {
     }
     fn is_finite(self) -> bool {
         f32::is_finite(self)
-    }
-    fn quick_gelu_chunk(x: &[Self], y: &mut [Self]) {
-        crate::kernels::activation::quick_gelu_forward(x, y)
-    }
-    fn quick_gelu_backward_chunk(x: &[Self], dy: &[Self], dx: &mut [Self], accumulate: bool) {
-        crate::kernels::activation::quick_gelu_backward(x, dy, dx, accumulate)
-    }
-    fn linear_product(a: MatRef<Self>, b: MatRef<Self>, start: Start<Self>, c: &mut [Self]) {
-        crate::kernels::gemm::linear_product(a, b, start, c)
-    }
-    fn linear_product_new(a: MatRef<Self>, b: MatRef<Self>, bias: Option<&[Self]>) -> Vec<Self> {
-        crate::kernels::gemm::linear_product_new(a, b, bias)
     }
     unsafe fn gemm_raw(
         m: usize,

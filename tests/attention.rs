@@ -11,9 +11,9 @@ use igpt::kernels::attention::{
     backward_workspace_floats, flash_attention_backward, flash_attention_forward,
     forward_workspace_floats,
 };
-use igpt::kernels::KvCache;
+use igpt::kernels::{KvCache, Simd};
 use igpt::ops::attention::{attention_reference_backward, attention_reference_forward};
-use igpt::ops::{self, AttentionDims};
+use igpt::ops::{self, AttentionDims, Reference};
 use igpt::rng::Philox;
 use igpt::Tensor;
 use proptest::prelude::*;
@@ -142,7 +142,7 @@ fn fused_op_matches_finite_differences() {
         let gbar = normal(d.batch * d.seq * d.d(), 3, 2, 1.0);
         let mut tape = Tape::<f32>::new();
         let x = tape.param(Tensor::new(&[d.batch, d.seq, 3 * d.d()], qkv.clone()));
-        let y = ops::attention(&mut tape, x, d.n_head, causal);
+        let y = ops::attention(&mut tape, &Simd, x, d.n_head, causal);
         let grads = tape.backward_with(y, Tensor::new(tape.shape(y), gbar.clone()));
         let analytic = to_f64(grads.get(x).expect("gradient").data());
         // Every element for the small case, a spread subset of the 70-row ones.
@@ -171,18 +171,20 @@ fn fused_op_matches_finite_differences() {
 }
 
 #[test]
-fn tape_op_dispatches_f32_to_fused_and_f64_to_reference() {
+fn the_tape_op_runs_the_kernels_it_is_given() {
     let d = dims(2, 9, 2, 8);
     let (qkv, _) = inputs(d, 7, 1.0);
     let shape = [d.batch, d.seq, 3 * d.d()];
     let mut t32 = Tape::<f32>::new();
     let x32 = t32.constant(Tensor::new(&shape, qkv.clone()));
-    let y32 = ops::attention(&mut t32, x32, d.n_head, true);
+    let y32 = ops::attention(&mut t32, &Simd, x32, d.n_head, true);
+    let r32 = ops::attention(&mut t32, &Reference, x32, d.n_head, true);
     let mut t64 = Tape::<f64>::new();
     let x64 = t64.constant(Tensor::new(&shape, to_f64(&qkv)));
-    let y64 = ops::attention(&mut t64, x64, d.n_head, true);
+    let y64 = ops::attention(&mut t64, &Reference, x64, d.n_head, true);
     let fused = flash_attention_forward(&qkv, d, true).out;
     assert_eq!(t32.value(y32).data(), &fused[..]);
+    assert_eq!(t32.value(r32).data(), &attention_reference_forward(&qkv, d, true).0[..]);
     let (reference, _) = attention_reference_forward(&to_f64(&qkv), d, true);
     assert_eq!(t64.value(y64).data(), &reference[..]);
 }

@@ -7,7 +7,7 @@
 
 use igpt::autodiff::check::{check_gradients, Graph, Tolerances};
 use igpt::autodiff::{Tape, Var};
-use igpt::ops;
+use igpt::ops::{self, Reference};
 use igpt::rng::Philox;
 use igpt::{Float, Tensor};
 use proptest::prelude::*;
@@ -48,14 +48,14 @@ struct Linear {
 }
 impl Graph for Linear {
     fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
-        ops::linear(tape, x[0], x[1], self.bias.then(|| x[2]))
+        ops::linear(tape, &Reference, x[0], x[1], self.bias.then(|| x[2]))
     }
 }
 
 struct LinearNt;
 impl Graph for LinearNt {
     fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
-        ops::linear_nt(tape, x[0], x[1])
+        ops::linear_nt(tape, &Reference, x[0], x[1])
     }
 }
 
@@ -94,7 +94,7 @@ impl Graph for Scale {
 struct QuickGelu;
 impl Graph for QuickGelu {
     fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
-        ops::quick_gelu(tape, x[0])
+        ops::quick_gelu(tape, &Reference, x[0])
     }
 }
 
@@ -145,7 +145,7 @@ struct Attention {
 }
 impl Graph for Attention {
     fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
-        ops::attention_reference(tape, x[0], self.n_head, self.causal)
+        ops::attention(tape, &Reference, x[0], self.n_head, self.causal)
     }
 }
 

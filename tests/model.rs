@@ -5,6 +5,7 @@ use igpt::autodiff::check::{check_gradients, Graph, Tolerances};
 use igpt::autodiff::{Tape, Var};
 use igpt::io::json::{parse_json, Json};
 use igpt::model::{bert_mask, Config, DropoutRng, Model, Objective, TokenBatch};
+use igpt::ops::Reference;
 use igpt::rng::Philox;
 use igpt::{Float, Tensor};
 
@@ -152,7 +153,7 @@ struct WholeModel {
 
 impl Graph for WholeModel {
     fn build<T: Float>(&self, tape: &mut Tape<T>, p: &[Var]) -> Var {
-        self.model.loss_graph(tape, p, &self.batch, &self.objective, None).unwrap()
+        self.model.loss_graph(tape, p, &self.batch, &self.objective, None, &Reference).unwrap()
     }
 }
 

@@ -1,7 +1,9 @@
 //! Hand-vectorised f32 kernels: the fast twins of plain reference ops.
 //!
 //! Each kernel here computes the same function as a readable reference elsewhere in the crate
-//! and is tested against it; the reference stays the definition.
+//! and is tested against it; the reference stays the definition. [`Simd`] is f32's
+//! implementation of the ops' dispatch trait `ops::Kernels` (whose default methods are those
+//! references): the model's ops run on it, the f64 gradient checks on `ops::Reference`.
 //!
 //! | module | kernel | reference twin |
 //! |---|---|---|
@@ -28,3 +30,57 @@ pub mod skinny;
 
 pub use attention::{flash_attention_backward, flash_attention_forward, FlashForward, BLOCK};
 pub use decode::KvCache;
+
+use crate::ops::{AttentionDims, AttentionForward, Kernels};
+use crate::tensor::{MatRef, Start};
+
+/// f32's fast kernels behind `ops::Kernels` (see the module doc's table for each one's twin).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Simd;
+
+impl Kernels<f32> for Simd {
+    fn name(&self) -> &'static str {
+        "f32-simd"
+    }
+
+    fn linear_product(&self, a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+        gemm::linear_product(a, b, start, c)
+    }
+
+    fn linear_product_new(&self, a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+        gemm::linear_product_new(a, b, bias)
+    }
+
+    fn quick_gelu(&self, x: &[f32], y: &mut [f32]) {
+        activation::quick_gelu_forward(x, y)
+    }
+
+    fn quick_gelu_backward(&self, x: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
+        activation::quick_gelu_backward(x, dy, dx, accumulate)
+    }
+
+    /// FlashAttention-2: `saved` is the logsumexp of every score row.
+    fn attention_forward(
+        &self,
+        qkv: &[f32],
+        dims: AttentionDims,
+        causal: bool,
+    ) -> AttentionForward<f32> {
+        let FlashForward { out, lse } = flash_attention_forward(qkv, dims, causal);
+        AttentionForward { out, saved: lse }
+    }
+
+    fn attention_backward(
+        &self,
+        qkv: &[f32],
+        out: &[f32],
+        saved: &[f32],
+        dout: &[f32],
+        dims: AttentionDims,
+        causal: bool,
+        dqkv: &mut [f32],
+        accumulate: bool,
+    ) {
+        flash_attention_backward(qkv, out, saved, dout, dims, causal, dqkv, accumulate)
+    }
+}

@@ -18,7 +18,6 @@ use super::block::{block, BlockMath, Branch, Norm, Proj};
 use super::config::Activation;
 use super::Model;
 use crate::error::{Error, Result};
-use crate::kernels::activation::quick_gelu_forward;
 use crate::kernels::pages::StreamBuffer;
 use crate::kernels::skinny::{pack_panels, panels_len, skinny_linear, Panels};
 use crate::kernels::KvCache;
@@ -146,7 +145,7 @@ impl BlockMath for DecodeBlock<'_> {
         match self.model.config.activation {
             Activation::QuickGelu => {
                 let mut y = vec![0.0; x.len()];
-                quick_gelu_forward(x, &mut y);
+                self.model.kernels().quick_gelu(x, &mut y);
                 y
             }
             Activation::GeluTanh => x.iter().map(|&v| gelu_tanh_scalar(v)).collect(),

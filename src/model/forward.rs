@@ -22,7 +22,7 @@ use super::block::{block, BlockMath, Branch, Norm, Proj};
 use super::config::{Activation, Config};
 use super::params::Layout;
 use crate::autodiff::{Tape, Var};
-use crate::ops::{self, DropoutMask};
+use crate::ops::{self, DropoutMask, Kernels};
 use crate::rng::{streams, Philox};
 use crate::tensor::Float;
 
@@ -36,8 +36,9 @@ pub struct DropoutRng {
 /// The Philox streams of one step's dropout sites: `streams::DROPOUT + step · 2²⁰ + site`.
 pub const DROPOUT_SITES_PER_STEP: u64 = 1 << 20;
 
-/// What the forward pass reads: token ids `[batch, seq]` and options.
-pub struct ForwardInput<'a> {
+/// What the forward pass reads: token ids `[batch, seq]`, options, and the kernels that compute
+/// its hot ops (`ops::Reference` for the f64 gradient checks, `kernels::Simd` in f32).
+pub struct ForwardInput<'a, T: Float> {
     pub ids: &'a [usize],
     pub batch: usize,
     pub seq: usize,
@@ -47,6 +48,7 @@ pub struct ForwardInput<'a> {
     pub causal: bool,
     /// Dropout randomness in training; `None` evaluates without dropout.
     pub dropout: Option<DropoutRng>,
+    pub kernels: &'static dyn Kernels<T>,
 }
 
 /// The nodes of one forward pass.
@@ -65,8 +67,7 @@ struct TapeBlock<'t, 'a, T: Float> {
     config: &'a Config,
     layout: &'a Layout,
     p: &'a [Var],
-    causal: bool,
-    dropout: Option<DropoutRng>,
+    input: &'a ForwardInput<'a, T>,
 }
 
 impl<T: Float> BlockMath for TapeBlock<'_, '_, T> {
@@ -79,23 +80,24 @@ impl<T: Float> BlockMath for TapeBlock<'_, '_, T> {
 
     fn linear(&mut self, l: usize, which: Proj, x: &Var) -> Var {
         let (w, b) = which.params(&self.layout.block(l));
-        ops::linear(self.tape, *x, self.p[w], Some(self.p[b]))
+        ops::linear(self.tape, self.input.kernels, *x, self.p[w], Some(self.p[b]))
     }
 
     fn attention(&mut self, _l: usize, qkv: &Var) -> Var {
-        ops::attention(self.tape, *qkv, self.config.n_head, self.causal)
+        let input = self.input;
+        ops::attention(self.tape, input.kernels, *qkv, self.config.n_head, input.causal)
     }
 
     fn activation(&mut self, x: &Var) -> Var {
         match self.config.activation {
-            Activation::QuickGelu => ops::quick_gelu(self.tape, *x),
+            Activation::QuickGelu => ops::quick_gelu(self.tape, self.input.kernels, *x),
             Activation::GeluTanh => ops::gelu_tanh(self.tape, *x),
         }
     }
 
     fn residual(&mut self, l: usize, which: Branch, h: Var, delta: Var) -> Var {
         let p = self.config.resid_pdrop;
-        let delta = drop(self.tape, delta, p, which.dropout_site(l), self.dropout);
+        let delta = drop(self.tape, delta, p, which.dropout_site(l), self.input.dropout);
         ops::add(self.tape, h, delta)
     }
 }
@@ -117,7 +119,7 @@ pub fn trunk<T: Float>(
     config: &Config,
     layout: &Layout,
     p: &[Var],
-    input: &ForwardInput,
+    input: &ForwardInput<T>,
 ) -> ForwardVars {
     let (b, t, d) = (input.batch, input.seq, config.n_embd);
     let positions: Vec<usize> = (0..b * t).map(|i| i % t).collect();
@@ -129,8 +131,7 @@ pub fn trunk<T: Float>(
     let mut h = drop(tape, h0, config.embd_pdrop, 0, input.dropout);
     let mut hidden = Vec::with_capacity(config.n_layer + 1);
     let mut ln_1 = Vec::with_capacity(config.n_layer);
-    let mut math =
-        TapeBlock { tape, config, layout, p, causal: input.causal, dropout: input.dropout };
+    let mut math = TapeBlock { tape, config, layout, p, input };
     for l in 0..config.n_layer {
         hidden.push(h);
         let out = block(&mut math, l, h);
@@ -148,9 +149,10 @@ pub fn lm_logits<T: Float>(
     layout: &Layout,
     p: &[Var],
     fv: &ForwardVars,
+    kernels: &'static dyn Kernels<T>,
 ) -> Var {
     let head = layout.lm_head().expect("lm_logits: the model has no lm_head");
-    ops::linear_nt(tape, fv.x, p[head])
+    ops::linear_nt(tape, kernels, fv.x, p[head])
 }
 
 /// Classification logits `[B, num_labels]`: `score(mean_t(ln_f output))`.
@@ -159,8 +161,9 @@ pub fn score_logits<T: Float>(
     layout: &Layout,
     p: &[Var],
     fv: &ForwardVars,
+    kernels: &'static dyn Kernels<T>,
 ) -> Var {
     let head = layout.score().expect("score_logits: the model has no score head");
     let pooled = ops::mean_pool(tape, fv.x);
-    ops::linear_nt(tape, pooled, p[head])
+    ops::linear_nt(tape, kernels, pooled, p[head])
 }

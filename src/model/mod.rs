@@ -32,7 +32,8 @@ pub use params::{Layout, ParamSpec};
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::io::npy::{read_npy, NpyArray, NpyData};
-use crate::ops;
+use crate::kernels::Simd;
+use crate::ops::{self, Kernels};
 use crate::rng::Philox;
 use crate::tensor::{Float, Tensor};
 use forward::ForwardInput;
@@ -181,11 +182,12 @@ impl Model {
         &self,
         tape: &mut Tape<T>,
         p: &[Var],
-        input: &ForwardInput,
+        input: &ForwardInput<T>,
     ) -> (forward::ForwardVars, Option<Var>, Option<Var>) {
         let fv = forward::trunk(tape, &self.config, &self.layout, p, input);
-        let logits = self.layout.lm_head.then(|| forward::lm_logits(tape, &self.layout, p, &fv));
-        let score = self.layout.score.then(|| forward::score_logits(tape, &self.layout, p, &fv));
+        let k = input.kernels;
+        let logits = self.layout.lm_head.then(|| forward::lm_logits(tape, &self.layout, p, &fv, k));
+        let score = self.layout.score.then(|| forward::score_logits(tape, &self.layout, p, &fv, k));
         (fv, logits, score)
     }
 
@@ -200,6 +202,7 @@ impl Model {
             keep: None,
             causal: true,
             dropout: None,
+            kernels: self.kernels(),
         };
         let (fv, logits, score) = self.heads(&mut tape, &p, &input);
         let d = self.config.n_embd;
@@ -218,8 +221,13 @@ impl Model {
         }
     }
 
+    /// The kernels this model's f32 forward and backward run on (`kernels::Simd`).
+    pub fn kernels(&self) -> &'static dyn Kernels<f32> {
+        &Simd
+    }
+
     /// Builds `objective`'s loss on `tape` over parameter nodes `p` (any float type, so the whole
-    /// model can be gradient-checked in f64).
+    /// model can be gradient-checked in f64 on `ops::Reference`), its hot ops run by `kernels`.
     pub fn loss_graph<T: Float>(
         &self,
         tape: &mut Tape<T>,
@@ -227,14 +235,42 @@ impl Model {
         batch: &TokenBatch,
         objective: &Objective,
         dropout: Option<DropoutRng>,
+        kernels: &'static dyn Kernels<T>,
     ) -> Result<Var> {
         let (b, t) = (batch.batch, batch.seq);
         let v = self.config.vocab_size - 1;
+        // What the network reads: the ids (SOS-shifted for the autoregressive objectives), the
+        // BERT keep-mask, and causal attention for everything but BERT.
+        let sos_shifted = match objective {
+            Objective::Autoregressive | Objective::Joint { .. } => {
+                Some(shift_right_with_sos(&batch.ids, t, self.config.sos()))
+            }
+            _ => None,
+        };
+        let keep: Option<Vec<bool>> = match objective {
+            Objective::Bert { mask } if mask.len() == b * t => {
+                Some(mask.iter().map(|m| !m).collect())
+            }
+            Objective::Bert { mask } => {
+                return Err(Error::invalid(format!(
+                    "BERT mask of {} for {} positions",
+                    mask.len(),
+                    b * t
+                )))
+            }
+            _ => None,
+        };
+        let input = ForwardInput {
+            ids: sos_shifted.as_deref().unwrap_or(&batch.ids),
+            batch: b,
+            seq: t,
+            keep: keep.as_deref(),
+            causal: keep.is_none(),
+            dropout,
+            kernels,
+        };
         match objective {
             Objective::Autoregressive => {
-                let ids = shift_right_with_sos(&batch.ids, t, self.config.sos());
-                let input =
-                    ForwardInput { ids: &ids, batch: b, seq: t, keep: None, causal: true, dropout };
                 let targets = checked_targets(&batch.ids, v)?;
                 let (_, logits, _) = self.heads(tape, p, &input);
                 Ok(ops::cross_entropy_mean(tape, lm(logits)?, &targets, None))
@@ -245,14 +281,6 @@ impl Model {
                         "the HF shifted loss needs at least 2 tokens per sequence",
                     ));
                 }
-                let input = ForwardInput {
-                    ids: &batch.ids,
-                    batch: b,
-                    seq: t,
-                    keep: None,
-                    causal: true,
-                    dropout,
-                };
                 let (_, logits, _) = self.heads(tape, p, &input);
                 // Row (b, t) is scored against ids[b, t + 1]; the last position of each row is not.
                 let scored: Vec<bool> = (0..b * t).map(|i| i % t < t - 1).collect();
@@ -262,22 +290,6 @@ impl Model {
                 Ok(ops::cross_entropy_mean(tape, lm(logits)?, &targets, Some(&scored)))
             }
             Objective::Bert { mask } => {
-                if mask.len() != b * t {
-                    return Err(Error::invalid(format!(
-                        "BERT mask of {} for {} positions",
-                        mask.len(),
-                        b * t
-                    )));
-                }
-                let keep: Vec<bool> = mask.iter().map(|m| !m).collect();
-                let input = ForwardInput {
-                    ids: &batch.ids,
-                    batch: b,
-                    seq: t,
-                    keep: Some(&keep),
-                    causal: false,
-                    dropout,
-                };
                 let targets = checked_targets(&batch.ids, v)?;
                 let weights = bert_weights::<T>(mask, b, t)?;
                 let (_, logits, _) = self.heads(tape, p, &input);
@@ -285,9 +297,6 @@ impl Model {
             }
             Objective::Joint { labels } => {
                 self.check_labels(labels, b)?;
-                let ids = shift_right_with_sos(&batch.ids, t, self.config.sos());
-                let input =
-                    ForwardInput { ids: &ids, batch: b, seq: t, keep: None, causal: true, dropout };
                 let targets = checked_targets(&batch.ids, v)?;
                 let (_, logits, score) = self.heads(tape, p, &input);
                 let score = score.ok_or_else(|| Error::invalid("the model has no score head"))?;
@@ -297,14 +306,6 @@ impl Model {
             }
             Objective::Classify { labels } => {
                 self.check_labels(labels, b)?;
-                let input = ForwardInput {
-                    ids: &batch.ids,
-                    batch: b,
-                    seq: t,
-                    keep: None,
-                    causal: true,
-                    dropout,
-                };
                 let (_, _, score) = self.heads(tape, p, &input);
                 let score = score.ok_or_else(|| Error::invalid("the model has no score head"))?;
                 Ok(ops::cross_entropy_mean(tape, score, labels, None))
@@ -353,7 +354,7 @@ impl Model {
     pub fn loss(&self, batch: &TokenBatch, objective: &Objective) -> Result<f32> {
         let mut tape = Tape::<f32>::new();
         let p: Vec<Var> = self.params.iter().map(|x| tape.constant(x.clone())).collect();
-        let loss = self.loss_graph(&mut tape, &p, batch, objective, None)?;
+        let loss = self.loss_graph(&mut tape, &p, batch, objective, None, self.kernels())?;
         Ok(tape.value(loss).item())
     }
 
@@ -367,7 +368,7 @@ impl Model {
     ) -> Result<(f32, Vec<Tensor<f32>>)> {
         let mut tape = Tape::<f32>::new();
         let p: Vec<Var> = self.params.iter().map(|x| tape.param(x.clone())).collect();
-        let loss = self.loss_graph(&mut tape, &p, batch, objective, dropout)?;
+        let loss = self.loss_graph(&mut tape, &p, batch, objective, dropout, self.kernels())?;
         let value = tape.value(loss).item();
         let mut grads = tape.backward(loss);
         let g = p

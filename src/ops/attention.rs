@@ -22,13 +22,13 @@
 //! This version keeps `P` (`B·H·T²` numbers) for the backward; that is what makes it simple
 //! and what makes it the reference rather than the kernel for long sequences.
 //!
-//! [`attention`], the op the model uses, runs the fused O(T)-memory kernel of
-//! `kernels::attention` on f32 tapes and this reference on f64 tapes (gradient checks).
+//! [`attention`], the op the model uses, runs whichever [`Kernels`] it is given: this reference
+//! is the trait's default, and f32's `kernels::Simd` runs the fused O(T)-memory kernel of
+//! `kernels::attention` instead.
 
+use super::kernels::{AttentionForward, Kernels};
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::kernels::attention::{flash_attention_backward, flash_attention_forward, FlashForward};
 use crate::tensor::{gemm, gemm_ld, Float, MatRef, Tensor};
-use std::any::Any;
 
 /// The sizes of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,89 +164,51 @@ pub fn attention_reference_backward<T: Float>(
     dqkv
 }
 
-/// Materialised multi-head attention on the tape: `qkv: [B, T, 3d]` → `o: [B, T, d]`.
+/// Multi-head self-attention on the tape, the op the model calls: `qkv: [B, T, 3d]` →
+/// `o: [B, T, d]`, causal or bidirectional, computed by `k`: the materialised reference above
+/// ([`Reference`](super::kernels::Reference), the f64 gradient checks), or f32's fused O(T)-memory
+/// FlashAttention (`kernels::Simd`). Both compute the same function; tests/attention.rs holds
+/// them to 1e-5 (output) and 1e-4 (gradients).
 ///
 /// # Panics
 /// If `qkv` is not `[B, T, 3d]` with `d` divisible by `n_head`.
-pub fn attention_reference<T: Float>(
+pub fn attention<T: Float>(
     tape: &mut Tape<T>,
+    k: &'static dyn Kernels<T>,
     qkv: Var,
     n_head: usize,
     causal: bool,
 ) -> Var {
     let dims = AttentionDims::of_qkv(tape.shape(qkv), n_head);
-    let (out, probs) = attention_reference_forward(tape.value(qkv).data(), dims, causal);
+    let AttentionForward { out, saved } = k.attention_forward(tape.value(qkv).data(), dims, causal);
     let value = Tensor::new(&[dims.batch, dims.seq, dims.d()], out);
-    tape.push_op(value, &[qkv], AttentionReferenceBackward { qkv, dims, probs })
-}
-
-struct AttentionReferenceBackward<T> {
-    qkv: Var,
-    dims: AttentionDims,
-    probs: Vec<T>,
-}
-
-impl<T: Float> Backward<T> for AttentionReferenceBackward<T> {
-    fn backward(&self, tape: &Tape<T>, dout: &Tensor<T>, grads: &mut Grads<T>) {
-        let qkv = tape.value(self.qkv).data();
-        if let Some(mut slot) = grads.slot(tape, self.qkv) {
-            slot.put_all(&attention_reference_backward(qkv, &self.probs, dout.data(), self.dims));
-        }
-    }
-}
-
-/// Multi-head self-attention on the tape, the op the model calls: `qkv: [B, T, 3d]` →
-/// `o: [B, T, d]`, causal or bidirectional.
-///
-/// **Dispatch.** On a `Tape<f32>` it runs the fused FlashAttention kernel
-/// ([`crate::kernels::attention`]: O(T) memory, SIMD, parallel); on any other float type — the
-/// f64 tapes of the gradient checks — it runs [`attention_reference`]. The fused kernel is
-/// f32-only SIMD code, so the choice is made here and only here, by asking whether this tape *is*
-/// a `Tape<f32>` (`Any::downcast_mut`, resolved per monomorphisation). Both paths compute the
-/// same function; tests/attention.rs holds them to 1e-5 (output) and 1e-4 (gradients).
-///
-/// # Panics
-/// If `qkv` is not `[B, T, 3d]` with `d` divisible by `n_head`.
-pub fn attention<T: Float>(tape: &mut Tape<T>, qkv: Var, n_head: usize, causal: bool) -> Var {
-    let any: &mut dyn Any = tape;
-    if let Some(tape32) = any.downcast_mut::<Tape<f32>>() {
-        return fused_attention(tape32, qkv, n_head, causal);
-    }
-    attention_reference(tape, qkv, n_head, causal)
-}
-
-/// The f32 path of [`attention`]: the fused forward now, the fused backward on the tape.
-fn fused_attention(tape: &mut Tape<f32>, qkv: Var, n_head: usize, causal: bool) -> Var {
-    let dims = AttentionDims::of_qkv(tape.shape(qkv), n_head);
-    let FlashForward { out, lse } = flash_attention_forward(tape.value(qkv).data(), dims, causal);
-    // The backward needs `o` (for D_i = Σ dO∘O), read from the tape, and the logsumexp.
-    let value = Tensor::new(&[dims.batch, dims.seq, dims.d()], out);
+    // The backward reads `o` from this op's own node (FlashAttention needs it).
     let out = tape.next_var();
-    tape.push_op(value, &[qkv], FusedAttentionBackward { qkv, dims, causal, out, lse })
+    tape.push_op(value, &[qkv], AttentionBackward { qkv, dims, causal, out, saved, k })
 }
 
-struct FusedAttentionBackward {
+struct AttentionBackward<T: Float> {
     qkv: Var,
     dims: AttentionDims,
     causal: bool,
     /// This op's own output node.
     out: Var,
-    lse: Vec<f32>,
+    saved: Vec<T>,
+    k: &'static dyn Kernels<T>,
 }
 
-impl Backward<f32> for FusedAttentionBackward {
-    fn backward(&self, tape: &Tape<f32>, dout: &Tensor<f32>, grads: &mut Grads<f32>) {
+impl<T: Float> Backward<T> for AttentionBackward<T> {
+    fn backward(&self, tape: &Tape<T>, dout: &Tensor<T>, grads: &mut Grads<T>) {
         let qkv = tape.value(self.qkv).data();
         if let Some(slot) = grads.slot(tape, self.qkv) {
-            let (dims, causal) = (self.dims, self.causal);
-            let (out, lse) = (tape.value(self.out).data(), &self.lse);
-            flash_attention_backward(
+            let out = tape.value(self.out).data();
+            self.k.attention_backward(
                 qkv,
                 out,
-                lse,
+                &self.saved,
                 dout.data(),
-                dims,
-                causal,
+                self.dims,
+                self.causal,
                 slot.buf,
                 slot.accumulate,
             );

@@ -14,6 +14,7 @@
 //! Element-wise work is split across rayon tasks in fixed-size chunks; each element is computed
 //! independently, so the result never depends on the number of threads.
 
+use super::kernels::Kernels;
 use crate::autodiff::{Backward, Grads, Tape, Var};
 use crate::tensor::{new_parallel, Float, Tensor};
 use rayon::prelude::*;
@@ -142,23 +143,23 @@ pub fn quick_gelu_grad<T: Float>(x: T) -> T {
     s + a * x * s * (T::ONE - s)
 }
 
-/// `y = x·σ(1.702x)`, element-wise (iGPT's activation). In f32 the work is done by the SIMD
-/// twin in `kernels::activation` (through `Float::quick_gelu_chunk`), in f64 by the scalar
-/// definition above.
-pub fn quick_gelu<T: Float>(tape: &mut Tape<T>, x: Var) -> Var {
+/// `y = x·σ(1.702x)`, element-wise (iGPT's activation), chunks in parallel, each chunk by
+/// `k` (the scalar definition above for [`Reference`](super::kernels::Reference), the SIMD
+/// twin in `kernels::activation` for f32's `kernels::Simd`).
+pub fn quick_gelu<T: Float>(tape: &mut Tape<T>, k: &'static dyn Kernels<T>, x: Var) -> Var {
     let xv = tape.value(x);
     let xs = xv.data();
-    let y =
-        new_parallel(xs.len(), CHUNK, |start, y| T::quick_gelu_chunk(&xs[start..][..y.len()], y));
+    let y = new_parallel(xs.len(), CHUNK, |start, y| k.quick_gelu(&xs[start..][..y.len()], y));
     let value = Tensor::new(xv.shape(), y);
-    tape.push_op(value, &[x], QuickGeluBackward { x })
+    tape.push_op(value, &[x], QuickGeluBackward { x, k })
 }
 
-struct QuickGeluBackward {
+struct QuickGeluBackward<T: Float> {
     x: Var,
+    k: &'static dyn Kernels<T>,
 }
 
-impl<T: Float> Backward<T> for QuickGeluBackward {
+impl<T: Float> Backward<T> for QuickGeluBackward<T> {
     fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
         let xv = tape.value(self.x).data();
         if let Some(g) = grads.slot(tape, self.x) {
@@ -167,7 +168,7 @@ impl<T: Float> Backward<T> for QuickGeluBackward {
                 .par_chunks_mut(CHUNK)
                 .zip(xv.par_chunks(CHUNK))
                 .zip(dy.data().par_chunks(CHUNK))
-                .for_each(|((dx, x), dy)| T::quick_gelu_backward_chunk(x, dy, dx, acc));
+                .for_each(|((dx, x), dy)| self.k.quick_gelu_backward(x, dy, dx, acc));
         }
     }
 }

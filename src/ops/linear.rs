@@ -15,8 +15,11 @@
 //! **`matmul`**: `y = a b` for `a: [m, k]`, `b: [k, n]`; `∂a = ∂y bᵀ`, `∂b = aᵀ ∂y`.
 //!
 //! Every transpose is a strided view; every gradient GEMM writes with `β = 0` on the first
-//! contribution and accumulates with `β = 1` after (see `autodiff::GradSlot`).
+//! contribution and accumulates with `β = 1` after (see `autodiff::GradSlot`). `linear` and
+//! `linear_nt` run their products on the [`Kernels`] they are given (the node keeps them for
+//! the backward); `matmul` is always the reference `tensor::gemm`.
 
+use super::kernels::Kernels;
 use crate::autodiff::{Backward, Grads, Tape, Var};
 use crate::tensor::{gemm, sum_rows_fixed_order, Float, MatRef, Start, Tensor};
 
@@ -34,7 +37,13 @@ fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
 ///
 /// # Panics
 /// If `x`'s last axis is not `in`, or `b` is not `[out]`.
-pub fn linear<T: Float>(tape: &mut Tape<T>, x: Var, w: Var, b: Option<Var>) -> Var {
+pub fn linear<T: Float>(
+    tape: &mut Tape<T>,
+    k: &'static dyn Kernels<T>,
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+) -> Var {
     let (xv, wv) = (tape.value(x), tape.value(w));
     assert_eq!(wv.shape().len(), 2, "linear: W must be [in, out], got {:?}", wv.shape());
     let (d_in, d_out) = (wv.shape()[0], wv.shape()[1]);
@@ -46,30 +55,31 @@ pub fn linear<T: Float>(tape: &mut Tape<T>, x: Var, w: Var, b: Option<Var>) -> V
         assert_eq!(bv.len(), d_out, "linear: bias must be [{d_out}]");
     }
     // Every row starts at b, then x W is accumulated on top.
-    let y = T::linear_product_new(x_m, w_m, bias);
+    let y = k.linear_product_new(x_m, w_m, bias);
     let value = Tensor::new(&with_last(xv.shape(), d_out), y);
     let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
-    tape.push_op(value, &inputs, LinearBackward { x, w, b })
+    tape.push_op(value, &inputs, LinearBackward { x, w, b, k })
 }
 
-struct LinearBackward {
+struct LinearBackward<T: Float> {
     x: Var,
     w: Var,
     b: Option<Var>,
+    k: &'static dyn Kernels<T>,
 }
 
-impl<T: Float> Backward<T> for LinearBackward {
+impl<T: Float> Backward<T> for LinearBackward<T> {
     fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
         let (xv, wv) = (tape.value(self.x), tape.value(self.w));
         let (d_in, d_out, n) = (wv.shape()[0], wv.shape()[1], xv.rows());
         let dy_m = MatRef::new(dy.data(), n, d_out);
         if let Some(g) = grads.slot(tape, self.x) {
             let w_t = MatRef::new(wv.data(), d_in, d_out).t();
-            T::linear_product(dy_m, w_t, Start::accumulate(g.accumulate), g.buf);
+            self.k.linear_product(dy_m, w_t, Start::accumulate(g.accumulate), g.buf);
         }
         if let Some(g) = grads.slot(tape, self.w) {
             let x_t = MatRef::new(xv.data(), n, d_in).t();
-            T::linear_product(x_t, dy_m, Start::accumulate(g.accumulate), g.buf);
+            self.k.linear_product(x_t, dy_m, Start::accumulate(g.accumulate), g.buf);
         }
         if let Some(b) = self.b {
             if let Some(mut g) = grads.slot(tape, b) {
@@ -92,35 +102,36 @@ pub(crate) fn column_sums<T: Float>(m: &[T], n: usize, cols: usize) -> Vec<T> {
 ///
 /// # Panics
 /// If `x`'s last axis is not `in`.
-pub fn linear_nt<T: Float>(tape: &mut Tape<T>, x: Var, w: Var) -> Var {
+pub fn linear_nt<T: Float>(tape: &mut Tape<T>, k: &'static dyn Kernels<T>, x: Var, w: Var) -> Var {
     let (xv, wv) = (tape.value(x), tape.value(w));
     assert_eq!(wv.shape().len(), 2, "linear_nt: W must be [out, in], got {:?}", wv.shape());
     let (d_out, d_in) = (wv.shape()[0], wv.shape()[1]);
     assert_eq!(xv.cols(), d_in, "linear_nt: x {:?} does not fit W {:?}", xv.shape(), wv.shape());
     let n = xv.rows();
     let w_t = MatRef::new(wv.data(), d_out, d_in).t();
-    let y = T::linear_product_new(MatRef::new(xv.data(), n, d_in), w_t, None);
+    let y = k.linear_product_new(MatRef::new(xv.data(), n, d_in), w_t, None);
     let value = Tensor::new(&with_last(xv.shape(), d_out), y);
-    tape.push_op(value, &[x, w], LinearNtBackward { x, w })
+    tape.push_op(value, &[x, w], LinearNtBackward { x, w, k })
 }
 
-struct LinearNtBackward {
+struct LinearNtBackward<T: Float> {
     x: Var,
     w: Var,
+    k: &'static dyn Kernels<T>,
 }
 
-impl<T: Float> Backward<T> for LinearNtBackward {
+impl<T: Float> Backward<T> for LinearNtBackward<T> {
     fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
         let (xv, wv) = (tape.value(self.x), tape.value(self.w));
         let (d_out, d_in, n) = (wv.shape()[0], wv.shape()[1], xv.rows());
         let dy_m = MatRef::new(dy.data(), n, d_out);
         if let Some(g) = grads.slot(tape, self.x) {
             let w = MatRef::new(wv.data(), d_out, d_in);
-            T::linear_product(dy_m, w, Start::accumulate(g.accumulate), g.buf);
+            self.k.linear_product(dy_m, w, Start::accumulate(g.accumulate), g.buf);
         }
         if let Some(g) = grads.slot(tape, self.w) {
             let x = MatRef::new(xv.data(), n, d_in);
-            T::linear_product(dy_m.t(), x, Start::accumulate(g.accumulate), g.buf);
+            self.k.linear_product(dy_m.t(), x, Start::accumulate(g.accumulate), g.buf);
         }
     }
 }

@@ -3,7 +3,9 @@
 //! Every op is a function `op(tape, inputs…) -> Var` that computes its output, then records a
 //! small struct implementing [`crate::autodiff::Backward`] holding exactly what its backward
 //! needs. All ops are generic over [`crate::tensor::Float`], so the gradient checks run this same
-//! code in f64.
+//! code in f64. The ops with hot inner loops (`linear`, `linear_nt`, `quick_gelu`, `attention`)
+//! also take a [`Kernels`] value, the dispatch trait of `kernels.rs`: its default methods are the
+//! plain references ([`Reference`]); `crate::kernels::Simd` is f32's fast implementation.
 //!
 //! | op | file | used for |
 //! |---|---|---|
@@ -13,23 +15,25 @@
 //! | `embedding` | `embedding.rs` | `wte`, `wpe` |
 //! | `cross_entropy` | `loss.rs` | every objective's loss |
 //! | `mean_pool` | `pool.rs` | classification head, linear probe |
-//! | `attention` | `attention.rs` → `kernels/attention.rs` | the model's attention: fused in f32, reference in f64 |
-//! | `attention_reference` | `attention.rs` | the materialised attention reference |
+//! | `attention` | `attention.rs` | the model's attention (materialised reference; FlashAttention in `kernels::Simd`) |
 //! | `dropout` | `dropout.rs` | `embd_pdrop`, `attn_pdrop`, `resid_pdrop` |
+//! | the `Kernels` trait, `Reference` | `kernels.rs` | which code computes the hot loops above |
 
 pub mod attention;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
+pub mod kernels;
 pub mod linear;
 pub mod loss;
 pub mod norm;
 pub mod pool;
 
-pub use attention::{attention, attention_reference, AttentionDims};
+pub use attention::{attention, AttentionDims};
 pub use dropout::{dropout, DropoutMask};
 pub use elementwise::{add, gelu_tanh, quick_gelu, reshape, scale};
 pub use embedding::embedding;
+pub use kernels::{AttentionForward, Kernels, Reference};
 pub use linear::{linear, linear_nt, matmul};
 pub use loss::{cross_entropy, cross_entropy_mean};
 pub use norm::rms_norm;

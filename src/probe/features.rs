@@ -144,7 +144,8 @@ fn batch_features(
     };
     let mut tape = Tape::<f32>::new();
     let p: Vec<Var> = model.params.iter().map(|x| tape.constant(x.clone())).collect();
-    let input = ForwardInput { ids, batch: b, seq: t, keep: None, causal, dropout: None };
+    let kernels = model.kernels();
+    let input = ForwardInput { ids, batch: b, seq: t, keep: None, causal, dropout: None, kernels };
     let fv = trunk(&mut tape, config, &model.layout, &p, &input);
     layers
         .iter()
