@@ -9,24 +9,23 @@
 //!              Pillow resize        → ln_f → lm_head                               └─▶ features ──probe──▶ accuracy
 //! ```
 //!
-//! ## Modules
-//! | module | what it holds |
-//! |---|---|
-//! | [`tensor`] | `Tensor<T>` (row-major), the `Float` trait (f32 / f64), deterministic tiled sgemm |
-//! | [`autodiff`] | the tape (Wengert list), `Var`, `Backward`, the finite-difference checker |
-//! | [`ops`] | the differentiable ops, forward and backward side by side |
-//! | [`kernels`] | SIMD kernels (fused attention, KV-cache decode, quick_gelu) and their tests |
-//! | [`model`] | configuration (HF keys), parameters (HF names), forward, objectives, decoding |
-//! | [`palette`] | k-means, quantize / dequantize, Pillow-exact resize, images, palette files |
-//! | [`data`] | the embedded digits, CIFAR-10 binaries, image folders, the emoji package |
-//! | [`train`] | AdamW, schedule, trainer, checkpoints, pictures |
-//! | [`sample`] | reproducible sampling and image completion |
-//! | [`probe`] | linear-probe features and logistic regression |
-//! | [`golden`] | golden files and verification of a candidate |
-//! | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
-//! | [`rng`] | Philox4x32-10, the counter-based generator behind every random draw |
-//! | [`memory`] | an opt-in global allocator that reuses large blocks across training steps |
-//! | [`plot`], [`bench`](mod@bench), [`args`] | pictures, benchmarks, command-line parsing |
+//! ## Modules, in layers
+//! Each layer imports only from the layers above it in this table (tests aside), so the crate
+//! can be read top to bottom.
+//!
+//! | layer | module | what it holds |
+//! |---|---|---|
+//! | 0 | [`error`], [`rng`], [`args`], [`memory`] | errors, Philox4x32-10, argument parsing, the opt-in caching allocator |
+//! | 0 | [`tensor`] | `Tensor<T>` (row-major), the `Float` trait (f32 / f64 arithmetic), deterministic tiled sgemm |
+//! | 1 | [`autodiff`] | the tape (Wengert list), `Var`, `Backward`, the finite-difference checker |
+//! | 1 | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
+//! | 2 | [`ops`] | the differentiable ops, forward and backward side by side; `ops::Kernels`, the dispatch trait whose defaults are the plain references |
+//! | 3 | [`kernels`] | `kernels::Simd`, f32's fast implementation of `ops::Kernels`, and the other SIMD kernels (KV-cache decode, k-means scans), each beside or naming its reference |
+//! | 4 | [`model`] | configuration (HF keys), parameters (HF names), the one block, forward, objectives, decoding |
+//! | 5 | [`palette`], [`plot`] | k-means, quantize, Pillow-exact resize, images; line plots and image grids |
+//! | 6 | [`data`], [`sample`] | the embedded digits, CIFAR-10, image folders, the emoji package; sampling and completion |
+//! | 7 | [`probe`], [`train`] | linear probe; the training step, trainer, checkpoints, pictures |
+//! | 8 | [`golden`], [`bench`](mod@bench) | golden files and verification; every benchmark |
 //!
 //! `SPEC.md` in the repository gives the exact math, layouts, file formats, RNG and tolerances.
 

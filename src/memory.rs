@@ -24,9 +24,12 @@
 //! static ALLOC: igpt::memory::CachingAllocator = igpt::memory::CachingAllocator::new();
 //! ```
 
-use crate::kernels::pages::{advise_huge_pages, HUGE_PAGE};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
+
+/// The size of a huge page (2 MiB): the alignment of huge blocks here and of
+/// `kernels::pages::StreamBuffer`.
+pub const HUGE_PAGE: usize = 2 << 20;
 
 /// Blocks smaller than this go straight to the system allocator (glibc's own free lists serve
 /// them well).
@@ -164,6 +167,22 @@ unsafe impl GlobalAlloc for CachingAllocator {
         moved
     }
 }
+
+/// Asks Linux to back `[ptr, ptr + bytes)` with huge pages (before its first touch).
+#[cfg(target_os = "linux")]
+pub(crate) fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    extern "C" {
+        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+    }
+    const MADV_HUGEPAGE: i32 = 14;
+    // A failure (THP disabled, an old kernel) costs only speed, so the result is ignored.
+    // SAFETY: [ptr, ptr + bytes) is one allocation, page-aligned (2 MiB); MADV_HUGEPAGE changes
+    // how the kernel backs those pages, never their contents or validity.
+    unsafe { madvise(ptr.cast(), bytes, MADV_HUGEPAGE) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn advise_huge_pages(_ptr: *mut u8, _bytes: usize) {}
 
 #[cfg(test)]
 mod tests {

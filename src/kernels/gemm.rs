@@ -12,7 +12,7 @@
 //! rows, several MiB, read from memory once: packing it as well doubles its memory traffic (on
 //! the digits model, an eighth of a training step). [`gemm_rows`] reads `A` (row-major) in
 //! place and packs only `B` (`W` or `Wᵀ`) into 16-column panels (`skinny::pack_strided`). Each
-//! parallel task owns [`ROWS`] rows of `C`; it walks the inner dimension in blocks of [`KC`],
+//! parallel task owns `ROWS` rows of `C`; it walks the inner dimension in blocks of `KC`,
 //! so that a panel's block (`KC × 16` floats, 8 KiB) stays in L1 while all of the task's rows
 //! pass over it. The register tiles are `simd::tile_gemm_nn`'s 6 × 16.
 //!

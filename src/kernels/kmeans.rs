@@ -6,10 +6,10 @@
 //! ```text
 //! d = (x₀−μ₀)²;  d = d + (x₁−μ₁)²;  d = d + (x₂−μ₂)²      (f32, channel 0 first, no FMA)
 //! ```
-//! - [`sq_dist`] is the definition; [`sq_dist8`] computes it for eight points at once.
-//! - [`scan_all`] finds the nearest and second-nearest of `k` centres, eight centres per step,
-//!   and [`scan_all_reference`] is its plain loop (tested equal, bit for bit, including ties).
-//! - [`fixed_sum`] is igpt's fixed-order sum of f32 values (eight f32 lanes, then the lanes in
+//! - `sq_dist` is the definition; `sq_dist8` computes it for eight points at once.
+//! - `scan_all` finds the nearest and second-nearest of `k` centres, eight centres per step,
+//!   and `scan_all_reference` is its plain loop (tested equal, bit for bit, including ties).
+//! - `fixed_sum` is igpt's fixed-order sum of f32 values (eight f32 lanes, then the lanes in
 //!   f64 in order, then the tail in f64), which makes every k-means potential and inertia
 //!   independent of the thread count.
 

@@ -10,12 +10,10 @@
 //! are first touched, so a [`StreamBuffer`] is allocated 2 MiB-aligned, advised, then zeroed.
 //! Elsewhere (or with THP off) it is an ordinary zeroed buffer: only speed differs.
 
+use crate::memory::{advise_huge_pages, HUGE_PAGE};
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-
-/// The size of a huge page, and the buffers' alignment.
-pub const HUGE_PAGE: usize = 2 << 20;
 
 /// A zero-initialised `[f32]` on 2 MiB-aligned memory, advised to huge pages.
 pub struct StreamBuffer {
@@ -90,21 +88,6 @@ impl std::fmt::Debug for StreamBuffer {
         write!(f, "StreamBuffer({} floats)", self.len)
     }
 }
-
-#[cfg(target_os = "linux")]
-pub(crate) fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
-    extern "C" {
-        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-    }
-    const MADV_HUGEPAGE: i32 = 14;
-    // A failure (THP disabled, an old kernel) costs only speed, so the result is ignored.
-    // SAFETY: [ptr, ptr + bytes) is one allocation, page-aligned (2 MiB); MADV_HUGEPAGE changes
-    // how the kernel backs those pages, never their contents or validity.
-    unsafe { madvise(ptr.cast(), bytes, MADV_HUGEPAGE) };
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn advise_huge_pages(_ptr: *mut u8, _bytes: usize) {}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@
 //!   and every task walks whole panels front to back;
 //! - **huge pages.** The decoder keeps the panels in a [`StreamBuffer`](super::pages::StreamBuffer)
 //!   (2 MiB pages where Linux allows), so a stream crosses a page 512 times less often;
-//! - **prefetching.** Each loop asks for the line it will read [`AHEAD`] rows later, so the
+//! - **prefetching.** Each loop asks for the line it will read `AHEAD` rows later, so the
 //!   next lines are on their way while the current one is multiplied.
 //!
 //! The arithmetic, per output element, in this order (fused multiply-adds):
@@ -19,7 +19,7 @@
 //! ```
 //! A panel's `2R` accumulators (`R ≤ 4` rows × two vectors of 8 columns) stay in registers while
 //! `i` runs; one row at a time takes two panels at once, so four independent chains hide the
-//! latency of the multiply-add. Panels are split into fixed groups of [`PANELS_PER_TASK`] run in
+//! latency of the multiply-add. Panels are split into fixed groups of `PANELS_PER_TASK` run in
 //! parallel; every output element is the same sum in the same order whatever the thread count.
 //! Tested against `tensor::gemm_reference`.
 

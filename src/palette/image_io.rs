@@ -181,7 +181,7 @@ pub fn decode_image_rgba(bytes: &[u8], name: &str) -> Result<RgbaImage> {
 /// One RGBA pixel alpha-composited over opaque white, as Pillow's `Image.alpha_composite(white,
 /// src)` computes it (`AlphaComposite.c`) and then drops alpha — transformers' `convert_to_rgb`.
 ///
-/// Over an opaque white destination Pillow's 7-bit fixed point (see [`pillow_over_white`])
+/// Over an opaque white destination Pillow's 7-bit fixed point (see `pillow_over_white` in the tests)
 /// reduces to the rounded blend `out = (s·a + 255·(255 − a) + 127) / 255` (integer division)
 /// per channel `s` with alpha `a`: `a = 0` gives white, `a = 255` gives `s`.
 pub fn composite_over_white(rgba: &[u8]) -> [u8; 3] {

@@ -225,7 +225,7 @@ fn frame(series: &[Series], opts: &PlotOptions) -> Frame {
 
 /// Draws `series` as lines on white, with frame, grid, ticks, labels, title and legend.
 /// Non-finite points (and y ≤ 0 with `log_y`) are skipped; no drawable data gives empty axes
-/// over 0..1. Errors only for a canvas size outside [`MIN_PLOT_W`]×[`MIN_PLOT_H`]..[`MAX_SIDE`].
+/// over 0..1. Errors only for a canvas size outside [`MIN_PLOT_W`]×[`MIN_PLOT_H`]..[`MAX_SIDE`](super::MAX_SIDE).
 pub fn line_plot(series: &[Series], opts: &PlotOptions) -> Result<Canvas> {
     if opts.width < MIN_PLOT_W || opts.height < MIN_PLOT_H {
         return Err(Error::invalid(format!(
