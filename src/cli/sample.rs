@@ -5,10 +5,9 @@ use super::Failure;
 use igpt::args::{parse, Command, Flag, Parsed, Stop};
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
 use igpt::model::Model;
-use igpt::palette::{image_to_tokens, read_preprocessor_config, tokens_to_pixels, Palette};
-use igpt::plot::image_grid;
-use igpt::sample::{complete, SamplingSettings};
-use igpt::train::pictures::completion_cells;
+use igpt::palette::{image_to_tokens, read_preprocessor_config, Palette};
+use igpt::sample::pictures::{completion_grid, sample_grid};
+use igpt::sample::SamplingSettings;
 use igpt::Error;
 use std::path::Path;
 
@@ -47,11 +46,6 @@ fn load(dir: &Path) -> Result<(Model, Palette, usize, usize), Failure> {
     Ok((model, pre.palette, w, h))
 }
 
-/// Integer enlargement that makes a cell about 64 pixels wide.
-fn scale(w: usize, h: usize) -> usize {
-    (64 / w.max(h)).max(1)
-}
-
 const SAMPLE: Command = Command {
     name: "igpt sample",
     about: "Draw unconditional samples from a model and save them as a PNG grid.",
@@ -81,10 +75,9 @@ pub fn sample(argv: &[String]) -> Result<(), Failure> {
     }
     let out = Path::new(p.required("out")?);
     let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
-    let seqs = complete(&model, &vec![Vec::new(); n], w * h, &s, p.parse_or("seed", 0u64)?)?;
-    let images =
-        seqs.iter().map(|q| tokens_to_pixels(q, &palette)).collect::<igpt::Result<Vec<_>>>()?;
-    image_grid(&images, w, h, 8.min(n), scale(w, h), 2)?.save_png(out)?;
+    let seed = p.parse_or("seed", 0u64)?;
+    let (grid, seqs) = sample_grid(&model, &palette, (w, h), (n, 8.min(n)), &s, seed)?;
+    grid.save_png(out)?;
     if let Some(t) = p.str("tokens-out") {
         let flat = seqs.iter().flatten().map(|&x| x as i64).collect();
         write_npy(Path::new(t), &NpyArray::new(vec![n, w * h], NpyData::I64(flat))?)?;
@@ -143,8 +136,8 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
             .collect::<igpt::Result<Vec<Vec<usize>>>>()?,
     };
     let seed = p.parse_or("seed", 0u64)?;
-    let cells = completion_cells(&model, &originals, keep_rows * w, n, &s, seed, &palette)?;
-    image_grid(&cells, w, h, n + 2, scale(w, h), 2)?.save_png(out)?;
+    let keep = keep_rows * w;
+    completion_grid(&model, &originals, &palette, (w, h), keep, n, &s, seed)?.save_png(out)?;
     Ok(())
 }
 

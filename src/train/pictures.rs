@@ -1,15 +1,16 @@
 //! The pictures of a run: `loss.png` (train and test curves), `samples.png` (unconditional
 //! samples) and `completions.png` (a test image of each class whose bottom half the model
-//! paints), plus the palette as `preprocessor_config.json` so the run directory is a complete HF
-//! image model.
+//! paints; drawn by `sample::pictures`), plus the palette as `preprocessor_config.json` so the
+//! run directory is a complete HF image model.
 
 use super::trainer::LogRow;
 use crate::data::{ImageSet, Splits};
 use crate::error::Result;
 use crate::model::Model;
-use crate::palette::{save_preprocessor_config, tokens_to_pixels, Palette};
-use crate::plot::{image_grid, line_plot, Canvas, PlotOptions, Rgb, Series};
-use crate::sample::{complete, SamplingSettings};
+use crate::palette::save_preprocessor_config;
+use crate::plot::{line_plot, PlotOptions, Series};
+use crate::sample::pictures::{completion_grid, sample_grid};
+use crate::sample::SamplingSettings;
 use std::path::Path;
 
 /// Images per row of `samples.png`, and samples drawn.
@@ -19,13 +20,6 @@ const SAMPLES: usize = 32;
 /// per image.
 const COMPLETE_IMAGES: usize = 10;
 const COMPLETIONS: usize = 5;
-/// On-screen size of an image cell (pixels are enlarged by an integer factor to about this).
-const CELL_PIXELS: usize = 48;
-/// Grey pixels between cells.
-const GAP: usize = 2;
-
-/// The colour of the hidden part of a completion prompt: a neutral grey no palette stands for.
-const HIDDEN: Rgb = [128, 128, 128];
 
 /// Writes `loss.png`, `samples.png`, `completions.png` and `preprocessor_config.json` into `dir`;
 /// `progress` hears about the slow parts (sampling).
@@ -38,31 +32,26 @@ pub fn draw_run_pictures(
     progress: &dyn Fn(&str),
 ) -> Result<()> {
     let set = &data.test;
-    save_preprocessor_config(
-        &set.palette,
-        set.width,
-        set.height,
-        &dir.join("preprocessor_config.json"),
-    )?;
+    let size = (set.width, set.height);
+    save_preprocessor_config(&set.palette, size.0, size.1, &dir.join("preprocessor_config.json"))?;
     draw_loss(log, &dir.join("loss.png"))?;
     let settings = SamplingSettings::default();
     progress(&format!("drawing {SAMPLES} samples into samples.png"));
-    let samples = complete(model, &vec![Vec::new(); SAMPLES], set.seq_len(), &settings, seed)?;
-    let images =
-        samples.iter().map(|s| tokens_to_pixels(s, &set.palette)).collect::<Result<Vec<_>>>()?;
-    grid(data, &images, SAMPLE_COLS)?.save_png(&dir.join("samples.png"))?;
+    let (samples, _) =
+        sample_grid(model, &set.palette, size, (SAMPLES, SAMPLE_COLS), &settings, seed)?;
+    samples.save_png(&dir.join("samples.png"))?;
+    let originals: Vec<Vec<usize>> = first_of_each_class(set)
+        .into_iter()
+        .map(|i| set.image(i).iter().map(|&x| usize::from(x)).collect())
+        .collect();
     progress(&format!(
         "completing {} test images {COMPLETIONS} times each into completions.png",
-        first_of_each_class(set).len()
+        originals.len()
     ));
-    completion_grid(model, data, &settings, seed)?.save_png(&dir.join("completions.png"))
-}
-
-/// Images laid out `cols` wide, each enlarged to about `CELL_PIXELS`.
-fn grid(data: &Splits, images: &[Vec<Rgb>], cols: usize) -> Result<Canvas> {
-    let (w, h) = (data.test.width, data.test.height);
-    let scale = (CELL_PIXELS / w.max(h)).max(1);
-    image_grid(images, w, h, cols, scale, GAP)
+    let keep = (set.height / 2) * set.width;
+    let figure =
+        completion_grid(model, &originals, &set.palette, size, keep, COMPLETIONS, &settings, seed)?;
+    figure.save_png(&dir.join("completions.png"))
 }
 
 /// The first test image of each class (in class order, at most [`COMPLETE_IMAGES`]), so that
@@ -73,54 +62,6 @@ fn first_of_each_class(set: &ImageSet) -> Vec<usize> {
         .collect();
     firsts.truncate(COMPLETE_IMAGES);
     firsts
-}
-
-/// One test image of each class, each followed by its top half and its completions.
-fn completion_grid(
-    model: &Model,
-    data: &Splits,
-    settings: &SamplingSettings,
-    seed: u64,
-) -> Result<Canvas> {
-    let set = &data.test;
-    let originals: Vec<Vec<usize>> = first_of_each_class(set)
-        .into_iter()
-        .map(|i| set.image(i).iter().map(|&x| usize::from(x)).collect())
-        .collect();
-    let keep = (set.height / 2) * set.width;
-    let cells =
-        completion_cells(model, &originals, keep, COMPLETIONS, settings, seed, &set.palette)?;
-    grid(data, &cells, COMPLETIONS + 2)
-}
-
-/// The cells of a completion figure (like the paper's): for each original image, the image,
-/// its first `keep` tokens (the hidden rest painted neutral grey), then `n` completions sampled
-/// from those kept tokens — `n + 2` cells per original, row by row.
-pub fn completion_cells(
-    model: &Model,
-    originals: &[Vec<usize>],
-    keep: usize,
-    n: usize,
-    settings: &SamplingSettings,
-    seed: u64,
-    palette: &Palette,
-) -> Result<Vec<Vec<Rgb>>> {
-    let prompts: Vec<Vec<usize>> =
-        originals.iter().flat_map(|o| std::iter::repeat_n(o[..keep].to_vec(), n)).collect();
-    let len = originals.first().map_or(0, Vec::len);
-    let completed = complete(model, &prompts, len, settings, seed)?;
-    let mut cells = Vec::new();
-    for (original, done) in originals.iter().zip(completed.chunks(n.max(1))) {
-        let pixels = tokens_to_pixels(original, palette)?;
-        let mut kept = pixels.clone();
-        kept[keep..].fill(HIDDEN);
-        cells.push(pixels);
-        cells.push(kept);
-        for c in done {
-            cells.push(tokens_to_pixels(c, palette)?);
-        }
-    }
-    Ok(cells)
 }
 
 /// Train (per log row) and test (at evaluations) loss in nats per token against the step.

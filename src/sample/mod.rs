@@ -18,6 +18,8 @@
 //!
 //! The paper samples with `τ = 1` and the full softmax (no top-k, no top-p): the defaults.
 
+pub mod pictures;
+
 use crate::error::{Error, Result};
 use crate::model::decode::Decoder;
 use crate::model::Model;

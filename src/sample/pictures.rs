@@ -1,0 +1,87 @@
+//! Pictures of sampling: a grid of unconditional samples, and the paper's completion figure —
+//! for each original image, the image itself, its kept top with the hidden rest painted a
+//! neutral grey, then several completions sampled from the kept part.
+//!
+//! `igpt sample`, `igpt complete` and the pictures `igpt train` leaves in its run directory all
+//! draw through here, so they enlarge and space their cells the same way.
+
+use super::{complete, SamplingSettings};
+use crate::error::Result;
+use crate::model::Model;
+use crate::palette::{tokens_to_pixels, Palette};
+use crate::plot::{image_grid, Canvas, Rgb};
+
+/// On-screen size of an image cell (pixels are enlarged by an integer factor to about this).
+const CELL_PIXELS: usize = 48;
+/// Grey pixels between cells.
+const GAP: usize = 2;
+/// The colour of the hidden part of a completion prompt: a neutral grey no palette stands for.
+const HIDDEN: Rgb = [128, 128, 128];
+
+/// `w × h` images laid out `cols` wide, each enlarged to about [`CELL_PIXELS`].
+pub fn cell_grid(images: &[Vec<Rgb>], (w, h): (usize, usize), cols: usize) -> Result<Canvas> {
+    let scale = (CELL_PIXELS / w.max(h).max(1)).max(1);
+    image_grid(images, w, h, cols, scale, GAP)
+}
+
+/// `n` unconditional samples of `w × h` tokens: their grid (`cols` wide) and their tokens.
+pub fn sample_grid(
+    model: &Model,
+    palette: &Palette,
+    (w, h): (usize, usize),
+    (n, cols): (usize, usize),
+    settings: &SamplingSettings,
+    seed: u64,
+) -> Result<(Canvas, Vec<Vec<usize>>)> {
+    let samples = complete(model, &vec![Vec::new(); n], w * h, settings, seed)?;
+    let images =
+        samples.iter().map(|s| tokens_to_pixels(s, palette)).collect::<Result<Vec<_>>>()?;
+    Ok((cell_grid(&images, (w, h), cols)?, samples))
+}
+
+/// The completion figure of `originals` (`w × h` tokens each): one row per original (see
+/// [`completion_cells`]).
+#[allow(clippy::too_many_arguments)]
+pub fn completion_grid(
+    model: &Model,
+    originals: &[Vec<usize>],
+    palette: &Palette,
+    (w, h): (usize, usize),
+    keep: usize,
+    n: usize,
+    settings: &SamplingSettings,
+    seed: u64,
+) -> Result<Canvas> {
+    let cells = completion_cells(model, originals, keep, n, settings, seed, palette)?;
+    cell_grid(&cells, (w, h), n + 2)
+}
+
+/// The cells of a completion figure (like the paper's): for each original image, the image,
+/// its first `keep` tokens (the hidden rest painted neutral grey), then `n` completions sampled
+/// from those kept tokens — `n + 2` cells per original, row by row.
+pub fn completion_cells(
+    model: &Model,
+    originals: &[Vec<usize>],
+    keep: usize,
+    n: usize,
+    settings: &SamplingSettings,
+    seed: u64,
+    palette: &Palette,
+) -> Result<Vec<Vec<Rgb>>> {
+    let prompts: Vec<Vec<usize>> =
+        originals.iter().flat_map(|o| std::iter::repeat_n(o[..keep].to_vec(), n)).collect();
+    let len = originals.first().map_or(0, Vec::len);
+    let completed = complete(model, &prompts, len, settings, seed)?;
+    let mut cells = Vec::new();
+    for (original, done) in originals.iter().zip(completed.chunks(n.max(1))) {
+        let pixels = tokens_to_pixels(original, palette)?;
+        let mut kept = pixels.clone();
+        kept[keep..].fill(HIDDEN);
+        cells.push(pixels);
+        cells.push(kept);
+        for c in done {
+            cells.push(tokens_to_pixels(c, palette)?);
+        }
+    }
+    Ok(cells)
+}
