@@ -26,10 +26,12 @@
 //! | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
 //! | [`rng`] | Philox4x32-10, the counter-based generator behind every random draw |
 //! | [`memory`] | an opt-in global allocator that reuses large blocks across training steps |
+//! | [`admission`] | memory estimates checked against `MemAvailable` before allocating |
 //! | [`plot`], [`bench`](mod@bench), [`args`] | pictures, benchmarks, command-line parsing |
 //!
 //! `SPEC.md` in the repository gives the exact math, layouts, file formats, RNG and tolerances.
 
+pub mod admission;
 pub mod args;
 pub mod autodiff;
 pub mod bench;
