@@ -77,8 +77,11 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         }
         config.validate(config_name)?;
         let (micro, seq) = (cfg.batch / cfg.accumulation, data.train.seq_len());
-        let what = format!("training {config_name} on {micro} images of {seq} tokens at a time (--batch / --accumulation)");
-        super::admit(&p, &what, igpt::admission::training(&config, micro, seq))?;
+        let what = format!("training {config_name} on {micro} images of {seq} tokens at a time, evaluating on {} (--batch / --accumulation)", cfg.batch);
+        // Evaluation runs forward passes of the whole --batch.
+        let step = igpt::admission::training(&config, micro, seq);
+        let evaluation = igpt::admission::forward(&config, cfg.batch, seq);
+        super::admit(&p, &what, step.max(evaluation))?;
         if config.attn_pdrop > 0.0 {
             eprintln!("igpt train: warning: attn_pdrop = {} is not applied (igpt drops out embeddings and residuals only)", config.attn_pdrop);
         }
