@@ -558,8 +558,18 @@ fn absurd_sizes_are_refused_before_allocating() {
     let huge_model = dir.join("huge");
     std::fs::create_dir_all(&huge_model).unwrap();
     std::fs::write(huge_model.join("config.json"), json).unwrap();
-    let tokens = ["forward", "--model", s(&huge_model), "--tokens", "t.npy", "--out", out];
-    expect(&tokens, &budget, 1, &["config.json", "more than the 24.0 GiB"]);
+    let hm = s(&huge_model);
+    let by_model: &[&[&str]] = &[
+        &["forward", "--model", hm, "--tokens", "t.npy", "--out", out],
+        &["golden", "--model", hm, "--out", out],
+        &["sample", "--model", hm, "--out", out],
+        &["complete", "--model", hm, "--data", "digits", "--out", out],
+        &["probe", "--model", hm],
+        &["finetune", "--model", hm, "--out", out],
+    ];
+    for args in by_model {
+        expect(args, &budget, 1, &["config.json", "more than the 24.0 GiB"]);
+    }
     let absurd = json.replace("\"n_layer\": 20", "\"n_layer\": 1000");
     std::fs::write(&config, absurd).unwrap();
     expect(&init, &[], 1, &["huge.json", "of memory"]);

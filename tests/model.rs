@@ -22,7 +22,10 @@ fn published_parameter_counts_without_biases() {
 fn every_preset_is_valid_and_counts_match_allocation_for_small_ones() {
     for name in ["digits", "emoji", "tiny", "small", "igpt-s", "igpt-m", "igpt-l", "igpt-xl"] {
         let c = Config::preset(name).unwrap();
-        c.validate(name).unwrap();
+        if let Err(e) = c.validate(name) {
+            // Only memory may refuse a preset (igpt-xl's 25 GiB of weights on a small machine).
+            assert!(e.to_string().contains("of memory, more than"), "{name}: {e}");
+        }
         if c.n_params(true) < 5_000_000 {
             let m = Model::init(c.clone(), 0).unwrap();
             assert_eq!(m.n_params() as u64, c.n_params(true), "{name}");
