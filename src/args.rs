@@ -6,8 +6,14 @@
 //! following argument up to the next `--flag` (`--images a.png b.png`). Anything else is an
 //! error that names the command and the offending argument. `--help` / `-h` returns the
 //! generated help text instead.
+//!
+//! Every usage error is a [`Stop::Usage`], whatever finds it: the parser (an unknown flag, a
+//! missing or empty value), the typed getters (an unparsable value, a float that is NaN or
+//! infinite, a value outside the flag's range) or the command itself through
+//! [`Parsed::usage`] (a combination of flags that cannot go together). The `igpt` binary maps
+//! exactly this kind to exit status 2, so a range check cannot end up as a failed-work error.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::str::FromStr;
 
 /// How a flag takes values.
@@ -155,6 +161,9 @@ pub fn parse(cmd: &Command, args: &[String]) -> Result<Parsed, Stop> {
                 }
             }
         }
+        if vals.iter().any(String::is_empty) {
+            return Err(usage(format!("--{name} has an empty value")));
+        }
         parsed.values.push((flag.name, vals));
     }
     if parsed.positionals.len() < cmd.positionals.len() {
@@ -164,8 +173,33 @@ pub fn parse(cmd: &Command, args: &[String]) -> Result<Parsed, Stop> {
     Ok(parsed)
 }
 
+/// A type a flag's value parses to. A float must also be finite: no flag of igpt means anything
+/// at NaN or ±∞, which Rust's float parser accepts.
+pub trait FlagValue: FromStr + Display + Copy + PartialOrd + Default {
+    /// Whether a parsed value is admissible at all (before the flag's own range).
+    fn admissible(&self) -> bool {
+        true
+    }
+}
+
+impl FlagValue for usize {}
+impl FlagValue for u64 {}
+impl FlagValue for u32 {}
+impl FlagValue for f64 {
+    fn admissible(&self) -> bool {
+        self.is_finite()
+    }
+}
+impl FlagValue for f32 {
+    fn admissible(&self) -> bool {
+        self.is_finite()
+    }
+}
+
 impl Parsed {
-    fn usage(&self, msg: String) -> Stop {
+    /// A usage error of this command: `igpt CMD: msg (see 'igpt CMD --help')`. Commands use it
+    /// for checks the getters cannot make (combinations, a value against the data it applies to).
+    pub fn usage(&self, msg: impl Display) -> Stop {
         Stop::Usage(format!("{}: {msg} (see '{} --help')", self.command, self.command))
     }
 
@@ -198,20 +232,45 @@ impl Parsed {
         self.raw(name).unwrap_or(&[])
     }
 
-    /// `--name` parsed as `T` (integers, floats), or `default` when absent.
-    pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, Stop> {
+    /// `--name` parsed as `T` (integers, finite floats), or `default` when absent.
+    pub fn parse_or<T: FlagValue>(&self, name: &str, default: T) -> Result<T, Stop> {
         Ok(self.parse_opt(name)?.unwrap_or(default))
     }
 
-    /// `--name` parsed as `T`, if given.
-    pub fn parse_opt<T: FromStr>(&self, name: &str) -> Result<Option<T>, Stop> {
-        match self.str(name) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| {
+    /// `--name` parsed as `T` (integers, finite floats), if given.
+    pub fn parse_opt<T: FlagValue>(&self, name: &str) -> Result<Option<T>, Stop> {
+        let Some(v) = self.str(name) else { return Ok(None) };
+        match v.parse::<T>() {
+            Ok(x) if x.admissible() => Ok(Some(x)),
+            Ok(x) => Err(self.usage(format!("--{name} must be a finite number, got {x}"))),
+            Err(_) => {
                 let kind = std::any::type_name::<T>();
-                self.usage(format!("--{name}: cannot parse '{v}' as {kind}"))
-            }),
+                Err(self.usage(format!("--{name}: cannot parse '{v}' as {kind}")))
+            }
         }
+    }
+
+    /// `--name`, if given, which must satisfy `ok`; `rule` completes "--name must …" otherwise.
+    pub fn parse_where<T: FlagValue>(
+        &self,
+        name: &str,
+        ok: impl Fn(T) -> bool,
+        rule: &str,
+    ) -> Result<Option<T>, Stop> {
+        match self.parse_opt(name)? {
+            Some(x) if !ok(x) => Err(self.usage(format!("--{name} must {rule}, got {x}"))),
+            x => Ok(x),
+        }
+    }
+
+    /// `--name`, if given, which must be positive (at least 1 for a count).
+    pub fn positive_opt<T: FlagValue>(&self, name: &str) -> Result<Option<T>, Stop> {
+        self.parse_where(name, |x| x > T::default(), "be positive")
+    }
+
+    /// `--name` (positive), or `default` when absent.
+    pub fn positive<T: FlagValue>(&self, name: &str, default: T) -> Result<T, Stop> {
+        Ok(self.positive_opt(name)?.unwrap_or(default))
     }
 }
 
@@ -264,6 +323,32 @@ mod tests {
         assert!(m.contains("cannot parse 'ten'") && !m.contains('\n'), "{m}");
         let p = parse(&CMD, &args("--steps -3")).unwrap();
         assert!(p.parse_or("steps", 0usize).is_err());
+        assert!(usage_of("--lr=").contains("--lr has an empty value"));
+    }
+
+    #[test]
+    fn degenerate_values_are_usage_errors() {
+        let usage =
+            |s: &str, get: &dyn Fn(&Parsed) -> Result<(), Stop>| match get(
+                &parse(&CMD, &args(s)).unwrap()
+            ) {
+                Err(Stop::Usage(m)) => m,
+                other => panic!("expected a usage error for '{s}', got {other:?}"),
+            };
+        for lr in ["nan", "inf", "-inf", "NaN"] {
+            let m = usage(&format!("--lr {lr}"), &|p| p.parse_opt::<f64>("lr").map(drop));
+            assert!(m.contains("--lr must be a finite number"), "{m}");
+        }
+        let m = usage("--steps 0", &|p| p.positive("steps", 5usize).map(drop));
+        assert!(m.contains("--steps must be positive, got 0"), "{m}");
+        let m = usage("--lr -1", &|p| p.positive("lr", 1.0f64).map(drop));
+        assert!(m.contains("--lr must be positive, got -1"), "{m}");
+        let m =
+            usage("--lr 2", &|p| p.parse_where("lr", |x: f64| x <= 1.0, "be at most 1").map(drop));
+        assert!(m.contains("--lr must be at most 1, got 2"), "{m}");
+        let p = parse(&CMD, &args("--steps 3")).unwrap();
+        assert_eq!(p.positive("steps", 5usize).unwrap(), 3);
+        assert_eq!(p.positive("lr", 0.5f64).unwrap(), 0.5);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! `atol` and optional per-name `overrides`, `*` matching any run of characters) unless the
 //! caller overrides the defaults.
 
+use crate::admission;
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::io::json::{parse_json, Json};
@@ -189,15 +190,51 @@ fn integers(seed: u64, stream: u64, n: usize, bound: usize) -> Vec<usize> {
     (0..n as u64).map(|i| p.u32_at(stream, i) as usize % bound).collect()
 }
 
-/// Checks that `shape` has `want` positive entries for op `op`.
-fn op_shape(op: &str, shape: &[usize], want: &str) -> Result<()> {
-    let n = want.split(',').count();
-    if shape.len() != n || shape.contains(&0) {
+/// The `--shape` that `op` takes.
+fn op_shape_names(op: &str) -> Result<&'static str> {
+    Ok(match op {
+        "linear" => "N,IN,OUT",
+        "norm" | "quick_gelu" => "N,D",
+        "attention" | "attention_bidirectional" => "B,H,T,D",
+        "cross_entropy" | "sample" => "N,V",
+        "embedding" => "V,D,N",
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown --op '{other}' (known: {})",
+                GOLDEN_OPS.join(", ")
+            )))
+        }
+    })
+}
+
+/// Elements of the inputs, output and (attention) probabilities of `op` on a checked `shape`.
+fn op_elements(op: &str, shape: &[usize]) -> f64 {
+    let s: Vec<f64> = shape.iter().map(|&x| x as f64).collect();
+    match op {
+        "linear" => s[0] * s[1] + s[1] * s[2] + s[2] + s[0] * s[2],
+        "attention" | "attention_bidirectional" => {
+            let (b, h, t, d) = (s[0], s[1], s[2], s[3]);
+            4.0 * b * t * h * d + b * h * t * t
+        }
+        "embedding" => s[0] * s[1] + s[2] * s[1] + s[2],
+        // norm, quick_gelu: input and output; cross_entropy, sample: logits and one id per row.
+        _ => 2.0 * s[0] * s[1] + s[0],
+    }
+}
+
+/// Checks `op`, that `shape` has its positive sizes, and that the golden fits in memory: each
+/// element of its inputs, output and probabilities is held about four times (value, gradient,
+/// safetensors copy, file bytes), so the estimate is 16 bytes per element.
+fn check_op(op: &str, shape: &[usize]) -> Result<()> {
+    let want = op_shape_names(op)?;
+    if shape.len() != want.split(',').count() || shape.contains(&0) {
         return Err(Error::invalid(format!(
             "--op {op} needs --shape {want} (positive), got {shape:?}"
         )));
     }
-    Ok(())
+    let joined: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let what = format!("--op {op} --shape {}", joined.join(","));
+    admission::admit(&what, 16.0 * op_elements(op, shape))
 }
 
 /// Inputs of an op golden: (name, tensor, needs gradient).
@@ -207,7 +244,6 @@ type OpInputs = Vec<(&'static str, Tensor<f32>, bool)>;
 /// the uniform of sequence `i`, position 0 (`sampling_uniform(seed, i, 0)`), the tokens chosen
 /// under four settings.
 fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
-    op_shape("sample", shape, "N,V")?;
     let (n, v) = (shape[0], shape[1]);
     let logits = normals(seed, 0, 2.0, shape);
     let mut st = SafeTensors::new();
@@ -237,6 +273,7 @@ fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
 
 /// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC).
 pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
+    check_op(op, shape)?;
     if op == "sample" {
         return sample_golden(shape, seed);
     }
@@ -244,7 +281,6 @@ pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
     let mut st = SafeTensors::new();
     let (inputs, ints): (OpInputs, Vec<(&str, Vec<usize>)>) = match op {
         "linear" => {
-            op_shape(op, shape, "N,IN,OUT")?;
             let (n, i, o) = (shape[0], shape[1], shape[2]);
             let w_std = 1.0 / (i as f32).sqrt();
             (
@@ -257,40 +293,24 @@ pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
             )
         }
         "norm" => {
-            op_shape(op, shape, "N,D")?;
             let mut g = normals(seed, 1, 0.1, &[shape[1]]);
             g.data_mut().iter_mut().for_each(|x| *x += 1.0);
             (vec![("x", normals(seed, 0, 1.0, shape), true), ("g", g, true)], vec![])
         }
-        "quick_gelu" => {
-            op_shape(op, shape, "N,D")?;
-            (vec![("x", normals(seed, 0, 2.0, shape), true)], vec![])
-        }
+        "quick_gelu" => (vec![("x", normals(seed, 0, 2.0, shape), true)], vec![]),
         "attention" | "attention_bidirectional" => {
-            op_shape(op, shape, "B,H,T,D")?;
             let d = shape[1] * shape[3];
             (vec![("qkv", normals(seed, 0, 1.0, &[shape[0], shape[2], 3 * d]), true)], vec![])
         }
-        "cross_entropy" => {
-            op_shape(op, shape, "N,V")?;
-            (
-                vec![("logits", normals(seed, 0, 2.0, shape), true)],
-                vec![("targets", integers(seed, 4, shape[0], shape[1]))],
-            )
-        }
-        "embedding" => {
-            op_shape(op, shape, "V,D,N")?;
-            (
-                vec![("table", normals(seed, 0, 1.0, &shape[..2]), true)],
-                vec![("ids", integers(seed, 4, shape[2], shape[0]))],
-            )
-        }
-        other => {
-            return Err(Error::invalid(format!(
-                "unknown --op '{other}' (known: {})",
-                GOLDEN_OPS.join(", ")
-            )))
-        }
+        "cross_entropy" => (
+            vec![("logits", normals(seed, 0, 2.0, shape), true)],
+            vec![("targets", integers(seed, 4, shape[0], shape[1]))],
+        ),
+        // embedding, the last op check_op knows.
+        _ => (
+            vec![("table", normals(seed, 0, 1.0, &shape[..2]), true)],
+            vec![("ids", integers(seed, 4, shape[2], shape[0]))],
+        ),
     };
     let vars: Vec<Var> = inputs.iter().map(|(_, t, _)| tape.param(t.clone())).collect();
     let ints_of = |name: &str| {

@@ -15,7 +15,7 @@
 //!
 //! | layer | module | what it holds |
 //! |---|---|---|
-//! | 0 | [`error`], [`rng`], [`args`], [`memory`] | errors, Philox4x32-10, argument parsing, the opt-in caching allocator |
+//! | 0 | [`error`], [`rng`], [`args`], [`memory`], [`admission`] | errors, Philox4x32-10, argument parsing, the opt-in caching allocator, the memory budget checked before allocating |
 //! | 0 | [`tensor`] | `Tensor<T>` (row-major), the `Float` trait (f32 / f64 arithmetic), deterministic tiled sgemm |
 //! | 1 | [`autodiff`] | the tape (Wengert list), `Var`, `Backward`, the finite-difference checker |
 //! | 1 | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
@@ -29,6 +29,7 @@
 //!
 //! `SPEC.md` in the repository gives the exact math, layouts, file formats, RNG and tolerances.
 
+pub mod admission;
 pub mod args;
 pub mod autodiff;
 pub mod bench;

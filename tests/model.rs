@@ -23,7 +23,10 @@ fn published_parameter_counts_without_biases() {
 fn every_preset_is_valid_and_counts_match_allocation_for_small_ones() {
     for name in ["digits", "emoji", "tiny", "small", "igpt-s", "igpt-m", "igpt-l", "igpt-xl"] {
         let c = Config::preset(name).unwrap();
-        c.validate(name).unwrap();
+        if let Err(e) = c.validate(name) {
+            // Only memory may refuse a preset (igpt-xl's 25 GiB of weights on a small machine).
+            assert!(e.to_string().contains("of memory, more than"), "{name}: {e}");
+        }
         if c.n_params(true) < 5_000_000 {
             let m = Model::init(c.clone(), 0).unwrap();
             assert_eq!(m.n_params() as u64, c.n_params(true), "{name}");
@@ -65,7 +68,7 @@ fn unsupported_or_absurd_configs_are_rejected_before_allocating() {
         (format!("{{{base}, \"n_layer\": 2.5}}"), "non-negative integer"),
         (r#"{"vocab_size": 17, "n_positions": 16, "n_embd": 9, "n_head": 2, "n_layer": 1}"#.into(), "divisible"),
         (format!("{{{base}, \"n_layer\": 2, \"attn_pdrop\": 1.5}}"), "attn_pdrop"),
-        (r#"{"vocab_size": 1000000, "n_positions": 65536, "n_embd": 32768, "n_head": 8, "n_layer": 1024}"#.into(), "exceed the limit"),
+        (r#"{"vocab_size": 1000000, "n_positions": 65536, "n_embd": 32768, "n_head": 8, "n_layer": 1024}"#.into(), "of memory, more than the"),
     ];
     for (json, want) in cases {
         let err = config_error(&json);

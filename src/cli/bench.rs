@@ -1,9 +1,11 @@
 //! `igpt bench WHAT`: benchmarks printing one JSON object per line on stdout.
 
 use super::Failure;
-use igpt::args::{parse, Command, Flag, Stop};
+use igpt::admission;
+use igpt::args::{parse, Command, Flag, Parsed};
 use igpt::bench::{bench_attention, bench_kmeans};
 use igpt::bench::{bench_sample, bench_sgemm, bench_train};
+use igpt::model::footprint;
 use igpt::model::Config;
 use igpt::ops::AttentionDims;
 use igpt::palette::{load_pixels_npy, KMeansOptions};
@@ -29,35 +31,35 @@ const CMD: Command = Command {
         Flag::one("pixels", "FILE", "kmeans: pixels .npy (N, 3) to cluster (e.g. a photo set)"),
         Flag::one("k", "K", "kmeans: number of clusters (default 512)"),
         Flag::one("reps", "R", "timed repetitions per measurement (default 7; sample: 3)"),
-        Flag::one("threads", "N", "worker threads (default: all cores)"),
+        Flag::one("threads", "N", "worker threads, 1..=1024 (default: one per core)"),
     ],
 };
 
 pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&CMD, argv)?;
-    let reps = p.parse_or("reps", 7usize)?;
-    let pool = super::thread_pool(p.parse_or("threads", 0usize)?)?;
+    let reps = p.positive("reps", 7usize)?;
+    let pool = super::thread_pool(&p)?;
     match p.positional(0) {
         "sgemm" => {
-            let sizes = match p.parse_opt::<usize>("size")? {
-                Some(0) => {
-                    return Err(Stop::Usage("igpt bench: --size must be positive".into()).into())
-                }
+            let sizes = match p.positive_opt::<usize>("size")? {
                 Some(n) => vec![n],
                 None => vec![256, 512, 1024, 2048],
             };
             for n in sizes {
+                super::admit(&p, &format!("--size {n}"), admission::sgemm(n))?;
                 println!("{}", pool.install(|| bench_sgemm(n, n, n, reps)).json());
             }
             Ok(())
         }
         "attention" => {
             let shapes = match p.str("shape") {
-                Some(s) => vec![parse_bhtd(s)?],
+                Some(s) => vec![parse_bhtd(&p, s)?],
                 None => vec![[1, 8, 1024, 64], [4, 8, 1024, 32]],
             };
             let causal = !p.switch("bidirectional");
             for [b, h, t, d] in shapes {
+                let what = format!("--shape {b}x{h}x{t}x{d}");
+                super::admit(&p, &what, admission::fused_attention(b, h, t, d))?;
                 let dims = AttentionDims { batch: b, seq: t, n_head: h, head_dim: d };
                 for r in pool.install(|| bench_attention(dims, causal, reps)) {
                     println!(
@@ -70,7 +72,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         }
         "sample" => {
             let shapes = match p.str("config") {
-                Some(name) => vec![(name.to_string(), p.parse_or("batch", 1usize)?)],
+                Some(name) => vec![(name.to_string(), p.positive("batch", 1usize)?)],
                 None => vec![
                     ("igpt-s".into(), 1),
                     ("igpt-s".into(), 8),
@@ -78,21 +80,22 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                     ("small".into(), 8),
                 ],
             };
+            let reps = p.positive("reps", 3usize)?;
             for (name, batch) in shapes {
-                let config = Config::preset(&name)?;
-                let tokens = p.parse_or("tokens", config.n_positions)?;
-                let reps = p.parse_or("reps", 3usize)?;
+                let config = preset(&p, &name)?;
+                let tokens = positions(&p, "tokens", &config)?;
+                let what = format!("--config {name} --batch {batch} --tokens {tokens}");
+                super::admit(&p, &what, footprint::decoding(&config, batch, tokens))?;
                 let r = pool.install(|| bench_sample(&name, config, batch, tokens, reps))?;
                 println!("{}", r.json());
             }
             Ok(())
         }
         "kmeans" => {
-            let file = p.str("pixels").ok_or_else(|| {
-                Stop::Usage("igpt bench kmeans: --pixels FILE is required".into())
-            })?;
+            let file =
+                p.str("pixels").ok_or_else(|| p.usage("kmeans: --pixels FILE is required"))?;
+            let k = p.positive("k", 512usize)?;
             let (points, channels) = load_pixels_npy(Path::new(file))?;
-            let k = p.parse_or("k", 512usize)?;
             let b = pool
                 .install(|| bench_kmeans(&points, channels, k, reps, &KMeansOptions::default()))?;
             println!(
@@ -104,14 +107,13 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         "train" => {
             let shapes = match p.str("config") {
                 Some(name) => {
-                    let config = Config::preset(name)?;
-                    let seq = p.parse_or("seq", config.n_positions)?;
+                    let seq = positions(&p, "seq", &preset(&p, name)?)?;
                     let default_batch = match name {
                         "digits" => 64,
                         "igpt-s" | "igpt-m" | "igpt-l" | "igpt-xl" => 1,
                         _ => 4,
                     };
-                    vec![(name.to_string(), p.parse_or("batch", default_batch)?, seq)]
+                    vec![(name.to_string(), p.positive("batch", default_batch)?, seq)]
                 }
                 None => vec![
                     ("digits".into(), 64, 64),
@@ -120,7 +122,9 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                 ],
             };
             for (name, batch, seq) in shapes {
-                let config = Config::preset(&name)?;
+                let config = preset(&p, &name)?;
+                let what = format!("--config {name} --batch {batch} --seq {seq}");
+                super::admit(&p, &what, footprint::training(&config, batch, seq))?;
                 println!(
                     "{}",
                     pool.install(|| bench_train(&name, config, batch, seq, reps))?.json()
@@ -128,19 +132,27 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             }
             Ok(())
         }
-        other => Err(Stop::Usage(format!(
-            "igpt bench: unknown benchmark '{other}' (see 'igpt bench --help')"
-        ))
-        .into()),
+        other => Err(p.usage(format!("unknown benchmark '{other}'")).into()),
     }
 }
 
-/// `BxHxTxD`, e.g. `1x8x1024x64`.
-fn parse_bhtd(s: &str) -> Result<[usize; 4], Failure> {
+/// The preset `name`; an unknown one is a usage error.
+fn preset(p: &Parsed, name: &str) -> Result<Config, Failure> {
+    Ok(Config::preset(name).map_err(|e| p.usage(e))?)
+}
+
+/// `--name T` tokens per sequence, 1..=n_positions (default n_positions).
+fn positions(p: &Parsed, name: &str, config: &Config) -> Result<usize, Failure> {
+    let most = config.n_positions;
+    let rule = format!("lie in 1..={most} (n_positions)");
+    Ok(p.parse_where(name, |t| (1..=most).contains(&t), &rule)?.unwrap_or(most))
+}
+
+/// `BxHxTxD`, e.g. `1x8x1024x64`, every size positive.
+fn parse_bhtd(p: &Parsed, s: &str) -> Result<[usize; 4], Failure> {
     let v: Vec<usize> = s.split('x').filter_map(|x| x.parse().ok()).collect();
     match v.as_slice() {
-        &[b, h, t, d] if b * h * t * d > 0 => Ok([b, h, t, d]),
-        _ => Err(Stop::Usage(format!("igpt bench: --shape must look like 1x8x1024x64, got '{s}'"))
-            .into()),
+        &[b, h, t, d] if ![b, h, t, d].contains(&0) => Ok([b, h, t, d]),
+        _ => Err(p.usage(format!("--shape must look like 1x8x1024x64, got '{s}'")).into()),
     }
 }

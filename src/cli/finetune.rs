@@ -5,6 +5,7 @@ use super::probe::run_data;
 use super::Failure;
 use igpt::args::{parse, Command, Flag};
 use igpt::data::{ImageSet, Splits};
+use igpt::model::footprint;
 use igpt::model::{shift_right_with_sos, Model, TokenBatch};
 use igpt::palette::save_preprocessor_config;
 use igpt::train::trainer::Progress;
@@ -72,28 +73,30 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&FINETUNE, argv)?;
     let dir = Path::new(p.required("model")?);
     let out = PathBuf::from(p.required("out")?);
-    let mut model = Model::load(dir)?;
-    let (spec, data) = run_data(dir, p.str("data"))?;
-    let (train, val) = split_validation(&data.train)?;
-    model.add_score_head(data.train.classes.len())?;
-    if let Some(drop) = p.parse_opt::<f32>("dropout")? {
-        (model.config.resid_pdrop, model.config.embd_pdrop) = (drop, drop);
-        model.config.validate("--dropout")?;
-    }
+    let dropout = p.parse_where("dropout", |x| (0.0..1.0).contains(&x), "lie in [0, 1)")?;
     let clf_only = p.switch("clf-only");
     let cfg = TrainConfig {
-        data: spec.clone(),
-        steps: p.parse_or("steps", 300usize)?,
-        batch: p.parse_or("batch", 64usize)?,
-        lr: p.parse_or("lr", 2e-3f64)?,
+        steps: p.positive("steps", 300usize)?,
+        batch: p.positive("batch", 64usize)?,
+        lr: p.positive("lr", 2e-3f64)?,
         warmup: 10,
-        eval_every: p.parse_or("eval-every", 25usize)?,
+        eval_every: p.positive("eval-every", 25usize)?,
         checkpoint_every: usize::MAX,
-        patience: Some(p.parse_or("patience", 4usize)?),
+        patience: Some(p.positive("patience", 4usize)?),
         seed: p.parse_or("seed", 0u64)?,
         objective: if clf_only { TrainObjective::Classify } else { TrainObjective::Joint },
         ..TrainConfig::digits_default()
     };
+    let mut model = Model::load(dir)?;
+    let (spec, data) = run_data(dir, p.str("data"))?;
+    let (train, val) = split_validation(&data.train)?;
+    model.add_score_head(data.train.classes.len())?;
+    if let Some(drop) = dropout {
+        (model.config.resid_pdrop, model.config.embd_pdrop) = (drop, drop);
+    }
+    let what = format!("--batch {}: fine-tuning on {} images at a time", cfg.batch, cfg.batch);
+    super::admit(&p, &what, footprint::training(&model.config, cfg.batch, train.seq_len()))?;
+    let cfg = TrainConfig { data: spec.clone(), ..cfg };
     let test = data.test.clone();
     let splits = Splits {
         train,

@@ -1,8 +1,14 @@
 //! The `igpt` command: a thin layer that parses arguments and calls the library.
 //!
-//! Exit status: 0 on success, 1 when the work fails (a bad file, a failed verification),
-//! 2 on a usage error (unknown flag, missing or unparsable value).
-
+//! Exit status, decided in one place ([`exit_status`]):
+//! - 0 on success (and for `--help`);
+//! - 2 for a usage error ([`Failure::Usage`]): an unknown command or flag, a missing, empty or
+//!   unparsable value, a value outside its flag's range, a combination of flags that cannot go
+//!   together, a flag value that does not fit the data it applies to, or sizes asked for by
+//!   flags that do not fit in memory. Commands decide this where they read and check their
+//!   flags (`igpt::args`), so it never depends on the wording of a library error;
+//! - 1 when the work fails ([`Failure::Error`]): a missing, unreadable or malformed file, a file
+//!   that does not fit another one or the memory, a failed verification, a diverged run.
 mod bench;
 mod finetune;
 mod model;
@@ -11,11 +17,13 @@ mod probe;
 mod sample;
 mod train;
 
-use igpt::args::Stop;
+use igpt::args::{Parsed, Stop};
 
-/// What a subcommand returns: success, a usage problem, or a runtime error.
+/// Why a subcommand stopped short of success.
 pub enum Failure {
+    /// `--help`, or a usage error (exit 2).
     Usage(Stop),
+    /// The work failed (exit 1).
     Error(igpt::Error),
 }
 
@@ -33,12 +41,24 @@ impl From<igpt::Error> for Failure {
 
 type Run = fn(&[String]) -> Result<(), Failure>;
 
-/// The worker pool of `--threads N` (0: one thread per core). Kernels and sgemm tiles run on it.
-fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, Failure> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| igpt::Error::invalid(format!("cannot start {threads} threads: {e}")).into())
+/// The most worker threads `--threads` may ask for: far beyond any core count igpt runs on,
+/// small enough that thread stacks cannot exhaust memory.
+const MAX_THREADS: usize = 1024;
+
+/// The worker pool of `--threads N` (1..=[`MAX_THREADS`]; absent: one thread per core). Kernels
+/// and sgemm tiles run on it.
+fn thread_pool(p: &Parsed) -> Result<rayon::ThreadPool, Failure> {
+    let rule = format!("lie in 1..={MAX_THREADS} (leave it out for one thread per core)");
+    let threads = p.parse_where("threads", |n| (1..=MAX_THREADS).contains(&n), &rule)?;
+    rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build().map_err(|e| {
+        igpt::Error::invalid(format!("cannot start {threads:?} worker threads: {e}")).into()
+    })
+}
+
+/// Refuses, as a usage error naming `what` (the flags that ask for it), an estimate of `bytes`
+/// that does not fit the memory budget (`igpt::admission`).
+fn admit(p: &Parsed, what: &str, bytes: f64) -> Result<(), Failure> {
+    igpt::admission::admit(what, bytes).map_err(|e| p.usage(e).into())
 }
 
 /// The subcommands: name, one-line summary, entry point.
@@ -86,18 +106,30 @@ pub fn main(argv: &[String]) -> i32 {
         eprintln!("igpt: unknown command '{first}' (see 'igpt --help')");
         return 2;
     };
+    if let Err(e) = igpt::admission::budget() {
+        eprintln!("igpt: {e}");
+        return 2;
+    }
     match run(&argv[1..]) {
         Ok(()) => 0,
-        Err(Failure::Usage(Stop::Help(text))) => {
+        Err(failure) => exit_status(first, failure),
+    }
+}
+
+/// Prints why `command` stopped and returns its exit status: the one place that maps a
+/// [`Failure`] to 0, 1 or 2 (see the module doc).
+fn exit_status(command: &str, failure: Failure) -> i32 {
+    match failure {
+        Failure::Usage(Stop::Help(text)) => {
             print!("{text}");
             0
         }
-        Err(Failure::Usage(Stop::Usage(msg))) => {
+        Failure::Usage(Stop::Usage(msg)) => {
             eprintln!("{msg}");
             2
         }
-        Err(Failure::Error(e)) => {
-            eprintln!("igpt {first}: error: {e}");
+        Failure::Error(e) => {
+            eprintln!("igpt {command}: error: {e}");
             1
         }
     }

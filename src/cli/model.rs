@@ -1,9 +1,11 @@
 //! `igpt init`, `igpt forward`, `igpt golden`, `igpt verify`: models and golden files.
 
 use super::Failure;
-use igpt::args::{parse, Command, Flag, Parsed, Stop};
+use igpt::admission;
+use igpt::args::{parse, Command, Flag, Parsed};
 use igpt::golden::{format_report, model_golden, op_golden, verify, GoldenOptions, Tolerances};
 use igpt::io::safetensors::SafeTensors;
+use igpt::model::footprint;
 use igpt::model::hf::load_config;
 use igpt::model::{Config, Model, Objective, TokenBatch};
 use igpt::rng::Philox;
@@ -11,8 +13,10 @@ use igpt::train::AdamWConfig;
 use igpt::Error;
 use std::path::Path;
 
-/// `--config NAME|config.json`: a preset name or a path to an HF `config.json`.
-pub fn config_arg(spec: &str) -> Result<Config, Failure> {
+/// `--config NAME|config.json`: a preset name or a path to an HF `config.json` (or a model
+/// directory). An unknown preset, or one whose weights do not fit in memory, is a usage error; a
+/// config file that is malformed or too large is failed work.
+pub fn config_arg(p: &Parsed, spec: &str) -> Result<Config, Failure> {
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "json") {
         let json = igpt::io::json::read_json(path)?;
@@ -21,7 +25,8 @@ pub fn config_arg(spec: &str) -> Result<Config, Failure> {
     if path.is_dir() {
         return Ok(load_config(path)?);
     }
-    Ok(Config::preset(spec)?)
+    let preset = Config::preset(spec).and_then(|c| c.validate(spec).map(|()| c));
+    Ok(preset.map_err(|e| p.usage(e))?)
 }
 
 const INIT: Command = Command {
@@ -37,9 +42,20 @@ const INIT: Command = Command {
 
 pub fn init(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&INIT, argv)?;
-    let config = config_arg(p.required("config")?)?;
+    let spec = p.required("config")?;
+    let config = config_arg(&p, spec)?;
     let out = Path::new(p.required("out")?);
     let seed = p.parse_or("seed", 0u64)?;
+    // The weights, their safetensors copy and the file's bytes; too many for a config file is
+    // failed work, for a preset a usage error.
+    let what =
+        format!("--config {spec}: initialising and saving {} parameters", config.n_params(true));
+    let bytes = 3.0 * footprint::weights(&config);
+    if Path::new(spec).exists() {
+        admission::admit(&what, bytes)?;
+    } else {
+        super::admit(&p, &what, bytes)?;
+    }
     let model = Model::init(config, seed)?;
     model.save(out)?;
     eprintln!("igpt init: {} parameters written to {}", model.n_params(), out.display());
@@ -62,7 +78,10 @@ const FORWARD: Command = Command {
 pub fn forward(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&FORWARD, argv)?;
     let model = Model::load(Path::new(p.required("model")?))?;
-    let batch = TokenBatch::read_npy(Path::new(p.required("tokens")?), &model.config)?;
+    let tokens = p.required("tokens")?;
+    let batch = TokenBatch::read_npy(Path::new(tokens), &model.config)?;
+    let what = format!("{tokens}: a forward pass of {} × {} tokens", batch.batch, batch.seq);
+    admission::admit(&what, footprint::forward(&model.config, batch.batch, batch.seq))?;
     let out = model.forward(&batch, p.switch("hidden-states"));
     let mut st = SafeTensors::new();
     if let Some(l) = &out.logits {
@@ -104,10 +123,8 @@ pub fn golden(argv: &[String]) -> Result<(), Failure> {
     let out = Path::new(p.required("out")?);
     let seed = p.parse_or("seed", 0u64)?;
     let st = match p.str("op") {
-        Some(op) => {
-            let shape = parse_shape(p.required("shape")?)?;
-            op_golden(op, &shape, seed)?
-        }
+        // Every input of an op golden is a flag: whatever it refuses is a usage error.
+        Some(op) => op_golden(op, &parse_shape(&p)?, seed).map_err(|e| p.usage(e))?,
         None => model_golden_from_args(&p, seed)?,
     };
     st.write(out)?;
@@ -115,51 +132,62 @@ pub fn golden(argv: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn parse_shape(s: &str) -> Result<Vec<usize>, Failure> {
-    s.split(',').map(|x| x.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>().map_err(|_| {
-        Stop::Usage(format!("igpt golden: --shape must be comma-separated sizes, got '{s}'")).into()
-    })
+/// `--shape A,B,…`: sizes, comma-separated (the op checks how many and that they are positive).
+fn parse_shape(p: &Parsed) -> Result<Vec<usize>, Failure> {
+    let s = p.required("shape")?;
+    s.split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| p.usage(format!("--shape must be comma-separated sizes, got '{s}'")).into())
 }
 
 fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure> {
     let (model, seed_used) = match (p.str("model"), p.str("config")) {
         (Some(dir), None) => (Model::load(Path::new(dir))?, None),
-        (None, Some(c)) => (Model::init(config_arg(c)?, seed)?, Some(seed)),
+        (None, Some(c)) => (Model::init(config_arg(p, c)?, seed)?, Some(seed)),
         _ => {
-            return Err(Stop::Usage(
-                "igpt golden: give exactly one of --model DIR or --config NAME (or --op)".into(),
-            )
-            .into())
+            let msg = "give exactly one of --model DIR or --config NAME (or --op)";
+            return Err(p.usage(msg).into());
         }
     };
     let batch = match p.str("tokens") {
-        Some(path) => TokenBatch::read_npy(Path::new(path), &model.config)?,
-        None => random_tokens(
-            &model.config,
-            p.parse_or("batch", 2usize)?,
-            p.parse_or("seq", model.config.n_positions)?,
-            seed,
-        )?,
+        Some(path) => {
+            let batch = TokenBatch::read_npy(Path::new(path), &model.config)?;
+            let (b, t) = (batch.batch, batch.seq);
+            let what = format!("{path}: a golden of {b} × {t} tokens");
+            admission::admit(&what, footprint::golden(&model.config, b, t))?;
+            batch
+        }
+        None => random_batch(p, &model.config, seed)?,
     };
     let objective = match p.str("labels") {
         Some(path) => Objective::Classify { labels: read_labels(Path::new(path), batch.batch)? },
         None => Objective::HfShifted,
     };
-    let lr = p.parse_or("lr", 1e-3f64)?;
-    let weight_decay = p.parse_or("weight-decay", 0.0f64)?;
-    if !(lr.is_finite() && lr > 0.0 && weight_decay.is_finite() && weight_decay >= 0.0) {
-        return Err(Stop::Usage(
-            "igpt golden: --lr must be positive and --weight-decay non-negative".into(),
-        )
-        .into());
-    }
+    let weight_decay = p.parse_where("weight-decay", |x| x >= 0.0, "be non-negative")?;
     let opts = GoldenOptions {
+        // 0 steps: no AdamW record.
         steps: p.parse_or("steps", 0usize)?,
-        lr,
-        adamw: AdamWConfig { weight_decay, ..AdamWConfig::default() },
+        lr: p.positive("lr", 1e-3f64)?,
+        adamw: AdamWConfig { weight_decay: weight_decay.unwrap_or(0.0), ..AdamWConfig::default() },
         seed: seed_used.or(p.str("tokens").is_none().then_some(seed)),
     };
     Ok(model_golden(&model, &batch, &objective, &opts)?)
+}
+
+/// `--batch B --seq T` random tokens, once their golden fits in memory.
+fn random_batch(p: &Parsed, config: &Config, seed: u64) -> Result<TokenBatch, Failure> {
+    let b = p.positive("batch", 2usize)?;
+    let positions = config.n_positions;
+    let t = p.parse_where(
+        "seq",
+        |t| (1..=positions).contains(&t),
+        &format!("lie in 1..={positions} (n_positions)"),
+    )?;
+    let t = t.unwrap_or(positions);
+    let what = format!("--batch {b} --seq {t}: a golden of {b} × {t} tokens");
+    super::admit(p, &what, footprint::golden(config, b, t))?;
+    random_tokens(config, b, t, seed)
 }
 
 /// Random colour ids `[b, t]`, row-major, from Philox stream 0 of `seed`: id `i` is
@@ -221,21 +249,14 @@ const VERIFY: Command = Command {
 
 pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&VERIFY, argv)?;
+    let non_negative = |x: f64| x >= 0.0;
+    let rtol = p.parse_where("rtol", non_negative, "be non-negative")?;
+    let atol = p.parse_where("atol", non_negative, "be non-negative")?;
     let ref_path = p.required("reference")?;
     let reference = SafeTensors::read(Path::new(ref_path))?;
     let candidate = SafeTensors::read(Path::new(p.required("candidate")?))?;
     let mut tol = Tolerances::from_reference(&reference, ref_path)?;
-    if let Some(r) = p.parse_opt::<f64>("rtol")? {
-        tol.rtol = r;
-    }
-    if let Some(a) = p.parse_opt::<f64>("atol")? {
-        tol.atol = a;
-    }
-    if !(tol.rtol >= 0.0 && tol.atol >= 0.0) {
-        return Err(
-            Stop::Usage("igpt verify: --rtol and --atol must be non-negative".into()).into()
-        );
-    }
+    (tol.rtol, tol.atol) = (rtol.unwrap_or(tol.rtol), atol.unwrap_or(tol.atol));
     let reports = verify(&reference, &candidate, &tol);
     print!("{}", format_report(&reports));
     let failed = reports.iter().filter(|r| r.failure.is_some()).count();

@@ -1,6 +1,7 @@
 //! `igpt palette fit` and `igpt quantize`: colour palettes and image → token conversion.
 
 use super::Failure;
+use igpt::admission;
 use igpt::args::{parse, Command, Flag, Stop};
 use igpt::data::sources::image_files;
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
@@ -48,31 +49,32 @@ pub fn palette(argv: &[String]) -> Result<(), Failure> {
 
 fn fit(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&FIT, argv)?;
-    let k = p
-        .parse_opt::<usize>("k")?
-        .ok_or_else(|| Stop::Usage("igpt palette fit: --k is required".into()))?;
+    let k = p.positive_opt::<usize>("k")?.ok_or_else(|| p.usage("--k is required"))?;
     let out = PathBuf::from(p.required("out")?);
-    let size = p.parse_or("size", 32usize)?;
-    let (points, channels) = match (p.str("images"), p.str("pixels")) {
-        (Some(dir), None) => {
-            (pixels_for_fit(&image_paths(Path::new(dir))?, Some((size, size)))?, 3)
-        }
-        (None, Some(file)) => load_pixels_npy(Path::new(file))?,
-        _ => {
-            return Err(Stop::Usage(
-                "igpt palette fit: give exactly one of --images DIR or --pixels FILE".into(),
-            )
-            .into())
-        }
-    };
+    let size = p.positive("size", 32usize)?;
     let opts = KMeansOptions {
         seed: p.parse_or("seed", 0u64)?,
-        max_iter: p.parse_or("max-iter", 300usize)?,
-        max_points: p.parse_opt("max-points")?,
+        max_iter: p.positive("max-iter", 300usize)?,
+        max_points: p.positive_opt("max-points")?,
         ..KMeansOptions::default()
     };
-    let start = Instant::now();
+    let (points, channels) = match (p.str("images"), p.str("pixels")) {
+        (Some(dir), None) => {
+            let files = image_paths(Path::new(dir))?;
+            let what = format!("--size {size}: {} images of {size}×{size} pixels", files.len());
+            super::admit(&p, &what, admission::images(files.len(), size, size))?;
+            (pixels_for_fit(&files, Some((size, size)))?, 3)
+        }
+        (None, Some(file)) => load_pixels_npy(Path::new(file))?,
+        _ => return Err(p.usage("give exactly one of --images DIR or --pixels FILE").into()),
+    };
     let n = points.len() / channels;
+    // Fewer points than colours is a flag that does not fit its data: a usage error.
+    let kept = opts.max_points.map_or(n, |m| m.min(n));
+    if k > kept {
+        return Err(p.usage(format!("--k {k} exceeds the {kept} points to cluster")).into());
+    }
+    let start = Instant::now();
     let result = fit_kmeans(&points, n, channels, k, &opts)?;
     let seconds = start.elapsed().as_secs_f64();
     save_palette_npy(&Palette::from_centers(&result.centers, channels)?, &out)?;
@@ -112,19 +114,18 @@ pub fn quantize(argv: &[String]) -> Result<(), Failure> {
     let palette_path = Path::new(p.required("palette")?);
     let images = p.many("images");
     if images.is_empty() {
-        return Err(Stop::Usage("igpt quantize: --images is required".into()).into());
+        return Err(p.usage("--images is required").into());
     }
+    let flag_size = p.positive_opt::<usize>("size")?;
     let config_size = if palette_path.extension().is_some_and(|e| e == "json") {
         read_preprocessor_config(palette_path)?.size
     } else {
         None
     };
     let palette = load_palette(palette_path)?;
-    let size = match p.parse_opt::<usize>("size")? {
-        Some(0) => return Err(Stop::Usage("igpt quantize: --size must be positive".into()).into()),
-        Some(s) => (s, s),
-        None => config_size.unwrap_or((32, 32)),
-    };
+    let size = flag_size.map_or(config_size.unwrap_or((32, 32)), |s| (s, s));
+    let what = format!("{} images of {}×{} pixels (--size)", images.len(), size.0, size.1);
+    super::admit(&p, &what, admission::images(images.len(), size.0, size.1))?;
     let tokens: Vec<Vec<u32>> = images
         .par_iter()
         .map(|f| image_to_tokens(Path::new(f), &palette, size.0, size.1))

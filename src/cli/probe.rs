@@ -2,7 +2,7 @@
 //! baseline — the representation half of iGPT.
 
 use super::Failure;
-use igpt::args::{parse, Command, Flag, Stop};
+use igpt::args::{parse, Command, Flag};
 use igpt::data::{load_data, DataOptions, ImageSet, Splits};
 use igpt::io::json::{parse_json, Json};
 use igpt::io::safetensors::SafeTensors;
@@ -101,6 +101,7 @@ fn raw_pixels(set: &ImageSet, max: usize) -> Result<(Vec<u8>, usize), Failure> {
 
 pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&PROBE, argv)?;
+    let max = p.positive("max-images", usize::MAX)?;
     let dir = Path::new(p.required("model")?);
     let model = Model::load(dir)?;
     let (spec, data) = run_data(dir, p.str("data"))?;
@@ -119,13 +120,9 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             .map(|x| x.trim().parse::<usize>().ok().filter(|&l| l <= model.config.n_layer))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
-                Stop::Usage(format!(
-                    "igpt probe: --layers must be 'all' or layers in 0..={}",
-                    model.config.n_layer
-                ))
+                p.usage(format!("--layers must be 'all' or layers in 0..={}", model.config.n_layer))
             })?,
     };
-    let max = p.parse_or("max-images", usize::MAX)?;
     let input = if p.switch("bert") { FeatureInput::Unmasked } else { FeatureInput::SosShifted };
     if p.switch("checkpoints") {
         return probe_checkpoints(dir, &data, &layers, input, max);

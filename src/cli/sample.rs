@@ -2,8 +2,9 @@
 
 use super::probe::run_data;
 use super::Failure;
-use igpt::args::{parse, Command, Flag, Parsed, Stop};
+use igpt::args::{parse, Command, Flag, Parsed};
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
+use igpt::model::footprint;
 use igpt::model::Model;
 use igpt::palette::{image_to_tokens, read_preprocessor_config, Palette};
 use igpt::sample::pictures::{completion_grid, sample_grid};
@@ -18,14 +19,21 @@ const SAMPLING_FLAGS: [Flag; 4] = [
     Flag::one("seed", "S", "Philox seed (default 0)"),
 ];
 
-fn settings(p: &Parsed, command: &str) -> Result<SamplingSettings, Failure> {
+/// The sampling flags, checked (negative temperature, `--top-k 0`, `--top-p` outside (0, 1]).
+fn settings(p: &Parsed) -> Result<SamplingSettings, Failure> {
     let s = SamplingSettings {
         temperature: p.parse_or("temperature", 1.0f64)?,
         top_k: p.parse_opt("top-k")?,
         top_p: p.parse_opt("top-p")?,
     };
-    s.validate().map_err(|e| Stop::Usage(format!("{command}: {e}")))?;
+    s.validate().map_err(|e| p.usage(e))?;
     Ok(s)
+}
+
+/// Refuses, as a usage error, `n` sequences of `len` tokens that do not fit in memory.
+fn admit_decoding(p: &Parsed, model: &Model, n: usize, len: usize) -> Result<(), Failure> {
+    let what = format!("--n {n}: decoding {n} sequences of {len} tokens");
+    super::admit(p, &what, footprint::decoding(&model.config, n, len))
 }
 
 /// The model and its palette and image size (from `preprocessor_config.json`).
@@ -68,13 +76,11 @@ const SAMPLE: Command = Command {
 
 pub fn sample(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&SAMPLE, argv)?;
-    let s = settings(&p, SAMPLE.name)?;
-    let n = p.parse_or("n", 16usize)?;
-    if n == 0 {
-        return Err(Stop::Usage("igpt sample: --n must be positive".into()).into());
-    }
+    let s = settings(&p)?;
+    let n = p.positive("n", 16usize)?;
     let out = Path::new(p.required("out")?);
     let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
+    admit_decoding(&p, &model, n, w * h)?;
     let seed = p.parse_or("seed", 0u64)?;
     let (grid, seqs) = sample_grid(&model, &palette, (w, h), (n, 8.min(n)), &s, seed)?;
     grid.save_png(out)?;
@@ -106,27 +112,24 @@ const COMPLETE: Command = Command {
 
 pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&COMPLETE, argv)?;
-    let s = settings(&p, COMPLETE.name)?;
-    let n = p.parse_or("n", 4usize)?;
+    let s = settings(&p)?;
+    let n = p.positive("n", 4usize)?;
+    let count = p.positive("count", 8usize)?;
     let files = p.many("images");
-    if files.is_empty() == p.str("data").is_none() || n == 0 {
-        return Err(Stop::Usage(
-            "igpt complete: give either --images FILE... or --data SPEC, and a positive --n".into(),
-        )
-        .into());
+    if files.is_empty() == p.str("data").is_none() {
+        return Err(p.usage("give either --images FILE... or --data SPEC").into());
     }
     let out = Path::new(p.required("out")?);
     let dir = Path::new(p.required("model")?);
     let (model, palette, w, h) = load(dir)?;
     let keep_rows = p.parse_or("keep-rows", h / 2)?;
     if keep_rows > h {
-        return Err(Stop::Usage(format!(
-            "igpt complete: --keep-rows {keep_rows} is past the image height {h}"
-        ))
-        .into());
+        return Err(p
+            .usage(format!("--keep-rows {keep_rows} is past the image height {h}"))
+            .into());
     }
     let originals = match p.str("data") {
-        Some(spec) => test_images(dir, spec, p.parse_or("count", 8usize)?, (w, h))?,
+        Some(spec) => test_images(&p, dir, spec, count, (w, h))?,
         None => files
             .iter()
             .map(|f| {
@@ -135,22 +138,22 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
             })
             .collect::<igpt::Result<Vec<Vec<usize>>>>()?,
     };
+    admit_decoding(&p, &model, originals.len().saturating_mul(n), w * h)?;
     let seed = p.parse_or("seed", 0u64)?;
     let keep = keep_rows * w;
     completion_grid(&model, &originals, &palette, (w, h), keep, n, &s, seed)?.save_png(out)?;
     Ok(())
 }
 
-/// The first `count` test images of `--data spec`, quantised as the run in `dir` quantises.
+/// The first `count` test images of `--data spec`, quantised as the run in `dir` quantises;
+/// images of another size than the model draws are a usage error (`--data` does not fit).
 fn test_images(
+    p: &Parsed,
     dir: &Path,
     spec: &str,
     count: usize,
     size: (usize, usize),
 ) -> Result<Vec<Vec<usize>>, Failure> {
-    if count == 0 {
-        return Err(Stop::Usage("igpt complete: --count must be positive".into()).into());
-    }
     let (_, data) = run_data(dir, Some(spec))?;
     let test = &data.test;
     if (test.width, test.height) != size {
@@ -162,7 +165,7 @@ fn test_images(
             size.0,
             size.1
         );
-        return Err(Error::invalid(msg).into());
+        return Err(p.usage(msg).into());
     }
     let n = count.min(test.len());
     Ok((0..n).map(|i| test.image(i).iter().map(|&t| usize::from(t)).collect()).collect())

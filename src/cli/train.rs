@@ -4,10 +4,11 @@
 
 use super::model::config_arg;
 use super::Failure;
-use igpt::args::{parse, Command, Flag, Stop};
+use igpt::args::{parse, Command, Flag, Parsed};
 use igpt::data::emoji::EmojiOptions;
-use igpt::data::{load_data, DataOptions, Splits};
+use igpt::data::{check_data_options, load_data, DataOptions, Splits};
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
+use igpt::model::footprint;
 use igpt::model::{Config, Model};
 use igpt::train::pictures::draw_run_pictures;
 use igpt::train::trainer::{LogRow, Progress};
@@ -36,10 +37,10 @@ const TRAIN: Command = Command {
         Flag::one("objective", "ar|bert", "autoregressive (default) or BERT"),
         Flag::switch("flip", "random horizontal flips"),
         Flag::one("seed", "S", "seed of initialisation, data order, dropout (default 0)"),
-        Flag::one("threads", "N", "worker threads (default: all cores)"),
+        Flag::one("threads", "N", "worker threads, 1..=1024 (default: one per core)"),
         Flag::one("eval-every", "N", "test-loss evaluation interval in steps (default 100; emoji 200)"),
         Flag::one("checkpoint-every", "N", "checkpoint interval in steps (default 250; emoji 400)"),
-        Flag::one("save-every", "N", "also keep the model every N steps in checkpoints/ (for igpt probe --checkpoints)"),
+        Flag::one("save-every", "N", "also keep the model every N steps in checkpoints/ (for igpt probe --checkpoints; default 0: none)"),
         Flag::one("out", "DIR", "run directory (default runs/<data name>)"),
         Flag::switch("export-tokens", "write the quantised splits to DIR/tokens/ (.npy int64) for reference implementations"),
         Flag::switch("resume", "continue the run in --out from its last checkpoint"),
@@ -49,48 +50,10 @@ const TRAIN: Command = Command {
 pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&TRAIN, argv)?;
     let data_spec = p.str("data").unwrap_or("digits");
-    let pool = super::thread_pool(p.parse_or("threads", 0usize)?)?;
-    let mut cfg = TrainConfig::for_data(data_spec);
-    cfg.data = data_spec.to_string();
-    let vendors = p.str("vendors").map(EmojiOptions::parse_vendors).transpose();
-    cfg.vendors = vendors.map_err(|e| Stop::Usage(format!("igpt train: {e}")))?;
-    cfg.image_size = p.parse_opt("image-size")?;
-    // 256×256 = 2¹⁶ tokens, the most positions a model may have.
-    if cfg.image_size.is_some_and(|s| !(1..=256).contains(&s)) {
-        return Err(Stop::Usage("igpt train: --image-size must lie in 1..=256".into()).into());
-    }
-    cfg.steps = p.parse_or("steps", cfg.steps)?;
-    cfg.batch = p.parse_or("batch", cfg.batch)?;
-    cfg.accumulation = p.parse_or("accumulation", cfg.accumulation)?;
-    cfg.lr = p.parse_or("lr", cfg.lr)?;
-    cfg.min_lr = p.parse_or("min-lr", cfg.min_lr)?;
-    cfg.warmup = p.parse_or("warmup", cfg.warmup)?;
-    let clip = p.parse_or("clip", 1.0f64)?;
-    cfg.clip = (clip > 0.0).then_some(clip);
-    cfg.adamw.weight_decay = p.parse_or("weight-decay", cfg.adamw.weight_decay)?;
-    cfg.seed = p.parse_or("seed", cfg.seed)?;
-    cfg.flip = p.switch("flip");
-    cfg.eval_every = p.parse_or("eval-every", cfg.eval_every)?;
-    cfg.checkpoint_every = p.parse_or("checkpoint-every", cfg.checkpoint_every)?;
-    cfg.save_every = p.parse_or("save-every", 0usize)?;
-    cfg.objective = match p.str("objective").unwrap_or("ar") {
-        "ar" => TrainObjective::Autoregressive,
-        "bert" => TrainObjective::Bert,
-        other => {
-            return Err(Stop::Usage(format!(
-                "igpt train: --objective must be ar or bert, got '{other}'"
-            ))
-            .into())
-        }
-    };
-    cfg.validate()?;
-    let dropout = p.parse_or("dropout", 0.1f32)?;
-    if !(0.0..1.0).contains(&dropout) {
-        return Err(Stop::Usage(format!(
-            "igpt train: --dropout must lie in [0, 1), got {dropout}"
-        ))
-        .into());
-    }
+    let pool = super::thread_pool(&p)?;
+    let cfg = recipe(&p, data_spec)?;
+    let dropout = p.parse_where("dropout", |x| (0.0..1.0).contains(&x), "lie in [0, 1)")?;
+    let dropout = dropout.unwrap_or(0.1f32);
     let out = p.str("out").map(PathBuf::from).unwrap_or_else(|| default_out(data_spec));
     pool.install(|| {
         let opts = DataOptions {
@@ -102,7 +65,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         };
         let data = load_data(data_spec, &opts)?;
         let config_name = p.str("config").unwrap_or_else(|| default_config(data_spec));
-        let mut config = config_arg(config_name)?;
+        let mut config = config_arg(&p, config_name)?;
         let vocab = data.train.palette.len() + 1;
         if Config::preset(config_name).is_ok() {
             // A preset takes its vocabulary from the palette, its positions from the image size
@@ -114,6 +77,12 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             return Err(igpt::Error::invalid(msg).into());
         }
         config.validate(config_name)?;
+        let (micro, seq) = (cfg.batch / cfg.accumulation, data.train.seq_len());
+        let what = format!("training {config_name} on {micro} images of {seq} tokens at a time, evaluating on {} (--batch / --accumulation)", cfg.batch);
+        // Evaluation runs forward passes of the whole --batch.
+        let step = footprint::training(&config, micro, seq);
+        let evaluation = footprint::forward(&config, cfg.batch, seq);
+        super::admit(&p, &what, step.max(evaluation))?;
         if config.attn_pdrop > 0.0 {
             eprintln!("igpt train: warning: attn_pdrop = {} is not applied (igpt drops out embeddings and residuals only)", config.attn_pdrop);
         }
@@ -151,6 +120,45 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         );
         Ok(())
     })
+}
+
+/// The recipe of `--data spec` with the flags that change it, every value checked: a value out
+/// of range or a combination that cannot train is a usage error.
+fn recipe(p: &Parsed, data_spec: &str) -> Result<TrainConfig, Failure> {
+    let mut cfg = TrainConfig::for_data(data_spec);
+    cfg.data = data_spec.to_string();
+    let vendors = p.str("vendors").map(EmojiOptions::parse_vendors).transpose();
+    cfg.vendors = vendors.map_err(|e| p.usage(e))?;
+    // 256×256 = 2¹⁶ tokens, the most positions a model may have.
+    cfg.image_size = p.parse_where("image-size", |s| (1..=256).contains(&s), "lie in 1..=256")?;
+    cfg.steps = p.positive("steps", cfg.steps)?;
+    cfg.batch = p.positive("batch", cfg.batch)?;
+    cfg.accumulation = p.positive("accumulation", cfg.accumulation)?;
+    cfg.lr = p.positive("lr", cfg.lr)?;
+    cfg.min_lr = p.parse_where("min-lr", |x| x >= 0.0, "be non-negative")?.unwrap_or(cfg.min_lr);
+    cfg.warmup = p.parse_or("warmup", cfg.warmup)?;
+    let clip = p.parse_where("clip", |x| x >= 0.0, "be non-negative (0: no clipping)")?;
+    cfg.clip = clip.map_or(cfg.clip, |c| (c > 0.0).then_some(c));
+    let decay = p.parse_where("weight-decay", |x| x >= 0.0, "be non-negative")?;
+    cfg.adamw.weight_decay = decay.unwrap_or(cfg.adamw.weight_decay);
+    cfg.seed = p.parse_or("seed", cfg.seed)?;
+    cfg.flip = p.switch("flip");
+    cfg.eval_every = p.positive("eval-every", cfg.eval_every)?;
+    cfg.checkpoint_every = p.positive("checkpoint-every", cfg.checkpoint_every)?;
+    cfg.save_every = p.parse_or("save-every", 0usize)?;
+    cfg.objective = match p.str("objective").unwrap_or("ar") {
+        "ar" => TrainObjective::Autoregressive,
+        "bert" => TrainObjective::Bert,
+        other => {
+            return Err(p.usage(format!("--objective must be ar or bert, got '{other}'")).into())
+        }
+    };
+    // What is left are combinations (min-lr above lr, a batch that does not split into
+    // micro-batches): flags only, so a usage error too.
+    cfg.validate().map_err(|e| p.usage(e))?;
+    check_data_options(data_spec, cfg.image_size, cfg.vendors.as_deref())
+        .map_err(|e| p.usage(e))?;
+    Ok(cfg)
 }
 
 /// The preset a data set trains by default.

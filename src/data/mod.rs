@@ -7,4 +7,4 @@ pub mod emoji;
 pub mod sources;
 
 pub use dataset::{ImageSet, Splits};
-pub use sources::{load_data, DataOptions, EMOJI_DEFAULT_SIZE};
+pub use sources::{check_data_options, load_data, DataOptions, EMOJI_DEFAULT_SIZE};

@@ -85,10 +85,14 @@ impl Default for DataOptions<'_> {
     }
 }
 
-/// Loads `--data SPEC` (see the module doc), quantised with the given palette or a fitted one.
-pub fn load_data(spec: &str, opts: &DataOptions) -> Result<Splits> {
-    let emoji = spec.starts_with("emoji:");
-    if opts.vendors.is_some() && !emoji {
+/// Checks that an image size and vendors apply to `--data spec` (reading nothing), so that a
+/// command can report a wrong combination of flags before it loads anything.
+pub fn check_data_options(
+    spec: &str,
+    image_size: Option<usize>,
+    vendors: Option<&[String]>,
+) -> Result<()> {
+    if vendors.is_some() && !spec.starts_with("emoji:") {
         return Err(Error::invalid(format!("--data {spec}: vendors apply to emoji data only")));
     }
     let fixed_size = match spec {
@@ -96,12 +100,18 @@ pub fn load_data(spec: &str, opts: &DataOptions) -> Result<Splits> {
         _ if spec.starts_with("cifar10:") => Some(32),
         _ => None,
     };
-    if let (Some(native), Some(size)) = (fixed_size, opts.image_size) {
+    if let (Some(native), Some(size)) = (fixed_size, image_size) {
         if size != native {
             let msg = format!("--data {spec}: its images are {native}×{native}, not {size}×{size}");
             return Err(Error::invalid(msg));
         }
     }
+    Ok(())
+}
+
+/// Loads `--data SPEC` (see the module doc), quantised with the given palette or a fitted one.
+pub fn load_data(spec: &str, opts: &DataOptions) -> Result<Splits> {
+    check_data_options(spec, opts.image_size, opts.vendors)?;
     if spec == "digits" {
         return digits();
     }

@@ -3,8 +3,10 @@
 //! `config.json` is read and written with HF's key names so that a directory igpt saves loads in
 //! `transformers` and vice versa. Settings igpt does not implement (tied embeddings, cross
 //! attention, unscaled or layer-scaled attention, other activations) are **rejected** with a
-//! clear error rather than silently ignored, and sizes are bounded before anything is allocated.
+//! clear error rather than silently ignored, and sizes are bounded, the weights by the memory
+//! available, before anything is allocated.
 
+use crate::admission;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 
@@ -49,15 +51,14 @@ pub struct Config {
     pub num_labels: Option<usize>,
 }
 
-/// Upper bounds checked before allocating: far beyond any published iGPT, small enough that a
-/// corrupt or hostile `config.json` cannot request absurd memory.
+/// Upper bounds of each size: far beyond any published iGPT, small enough that sizes derived
+/// from them cannot overflow. What a configuration may ask for in all is bounded by memory
+/// (`crate::admission`): its weights must fit.
 const MAX_VOCAB: usize = 1 << 20;
 const MAX_POSITIONS: usize = 1 << 16;
 const MAX_EMBD: usize = 1 << 15;
 const MAX_LAYERS: usize = 1024;
 const MAX_LABELS: usize = 1 << 16;
-/// 2³⁴ parameters (64 GiB of f32): the most any configuration may ask for.
-const MAX_PARAMS: u64 = 1 << 34;
 
 impl Config {
     /// The MLP width: `n_inner` or `4·n_embd`.
@@ -113,7 +114,8 @@ impl Config {
         Ok(c)
     }
 
-    /// Checks that every size is positive, consistent and bounded. `origin` names the source.
+    /// Checks that every size is positive, consistent and bounded, and that the weights fit in
+    /// memory now (see `crate::admission`). `origin` names the source.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let bad = |msg: String| Err(Error::format(origin, msg));
         let bounded = [
@@ -151,13 +153,9 @@ impl Config {
                 self.layer_norm_epsilon
             ));
         }
-        if self.n_params(true) > MAX_PARAMS {
-            return bad(format!(
-                "{} parameters exceed the limit of {MAX_PARAMS}",
-                self.n_params(true)
-            ));
-        }
-        Ok(())
+        let what = format!("a model of {} parameters (its weights alone)", self.n_params(true));
+        admission::admit(&what, super::footprint::weights(self))
+            .map_err(|e| Error::format(origin, e.to_string()))
     }
 
     /// The number of parameters, counted from the shapes (nothing is allocated). With

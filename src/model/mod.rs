@@ -21,6 +21,7 @@
 pub mod block;
 pub mod config;
 pub mod decode;
+pub mod footprint;
 pub mod forward;
 pub mod hf;
 pub mod params;
