@@ -386,8 +386,9 @@ fn train_probe_and_complete_on_the_mini_emoji_package() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let png = igpt::palette::load_image_rgb(&grid).unwrap();
-    // 2 rows of 4 cells (original, kept half, 2 completions) of 64 px, with 2 px gaps.
-    assert_eq!((png.width, png.height), (4 * 66 + 2, 2 * 66 + 2));
+    // 2 rows of 4 cells (original, kept half, 2 completions) of 48 px (16 px enlarged 3×), with
+    // 2 px gaps.
+    assert_eq!((png.width, png.height), (4 * 50 + 2, 2 * 50 + 2));
     let o = igpt(&["probe", "--model", s(&run), "--layers", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("{\"layer\":\"pixels\""));
