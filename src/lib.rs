@@ -24,6 +24,7 @@
 //! | [`probe`] | linear-probe features and logistic regression |
 //! | [`golden`] | golden files and verification of a candidate |
 //! | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
+//! | [`fuzzing`] | every fuzz target: each file reader's entry point and the properties it checks |
 //! | [`rng`] | Philox4x32-10, the counter-based generator behind every random draw |
 //! | [`memory`] | an opt-in global allocator that reuses large blocks across training steps |
 //! | [`plot`], [`bench`](mod@bench), [`args`] | pictures, benchmarks, command-line parsing |
@@ -35,6 +36,7 @@ pub mod autodiff;
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod fuzzing;
 pub mod golden;
 pub mod io;
 pub mod kernels;
