@@ -105,8 +105,8 @@ fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
 /// [`create_temp`]), for a caller that knows no other process writes `path` now (a training
 /// run owns its run directory); a kill at each checkpoint would otherwise pile them up.
 pub fn remove_temporaries(path: &Path) -> Result<()> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Some(name) = path.file_name() else { return Ok(()) };
+    let dir = containing_dir(path);
     let prefix = format!(".{}.tmp.", name.to_string_lossy());
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -134,14 +134,19 @@ fn write_and_sync(mut file: File, tmp: &Path, bytes: &[u8], fault: &fault::Armed
     file.sync_all().map_err(|e| Error::io(tmp, e))
 }
 
+/// The directory holding `path` (`.` for a bare file name).
+fn containing_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Makes the rename durable by syncing the containing directory (POSIX only: other systems
 /// cannot open a directory as a file).
 fn sync_dir(path: &Path) -> Result<()> {
     if cfg!(unix) {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let dir = containing_dir(path);
         let handle = File::open(dir).map_err(|e| Error::io(dir, e))?;
         handle.sync_all().map_err(|e| Error::io(dir, e))?;
     }
