@@ -25,7 +25,7 @@
 //! | 5 | [`palette`], [`plot`] | k-means, quantize, Pillow-exact resize, images; line plots and image grids |
 //! | 6 | [`data`], [`sample`] | the embedded digits, CIFAR-10, image folders, the emoji package; sampling and completion |
 //! | 7 | [`probe`], [`train`] | linear probe; the training step, trainer, checkpoints, pictures |
-//! | 8 | [`golden`], [`bench`](mod@bench) | golden files and verification; every benchmark |
+//! | 8 | [`golden`], [`bench`](mod@bench), [`fuzzing`] | golden files and verification; every benchmark; every fuzz target (each file reader's entry point and the properties it checks) |
 //!
 //! `SPEC.md` in the repository gives the exact math, layouts, file formats, RNG and tolerances.
 
@@ -35,6 +35,7 @@ pub mod autodiff;
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod fuzzing;
 pub mod golden;
 pub mod io;
 pub mod kernels;

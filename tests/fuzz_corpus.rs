@@ -1,4 +1,4 @@
-//! Runs every fuzz target of `igpt::io::fuzzing::TARGETS` on stable Rust, so CI exercises the
+//! Runs every fuzz target of `igpt::fuzzing::TARGETS` on stable Rust, so CI exercises the
 //! readers without cargo-fuzz: each seed file in `fuzz/corpus/<target>/`, then thousands of
 //! deterministic mutations of the seeds (bit flips, byte insertions and deletions,
 //! truncations, length-field tweaks, token insertions, splices of two seeds), half of them with
@@ -8,7 +8,7 @@
 //! then reports the target, the seed, the mutation number and the input in hex. Adding a target
 //! to `TARGETS` (plus its corpus folder) is all it takes to have it run here.
 
-use igpt::io::fuzzing::{FuzzFn, TARGETS};
+use igpt::fuzzing::{FuzzFn, TARGETS};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,8 @@
-//! Fuzzes igpt's config.json reader: see `igpt::io::fuzzing::fuzz_config` for what is checked.
+//! Fuzzes igpt's config.json reader: see `igpt::fuzzing::fuzz_config` for what is checked.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    igpt::io::fuzzing::fuzz_config(data);
+    igpt::fuzzing::fuzz_config(data);
 });

@@ -78,13 +78,13 @@ impl EmojiOptions {
 }
 
 /// One entry of `emoji.json`, as far as the protocol reads it.
-struct Entry {
-    unified: String,
-    category: String,
+pub(crate) struct Entry {
+    pub(crate) unified: String,
+    pub(crate) category: String,
     sheet_x: usize,
     sheet_y: usize,
     /// `has_img_<vendor>` for each vendor of the options, in their order.
-    drawn_by: Vec<bool>,
+    pub(crate) drawn_by: Vec<bool>,
 }
 
 /// One emoji image of the data set.
@@ -183,7 +183,7 @@ fn outside_sheet(package: &Package, i: usize, e: &Entry, sheet: &str, img: &Rgba
 }
 
 /// The entries of `emoji.json` that at least one vendor of `opts` drew, `Component` excluded.
-fn parse_entries(bytes: &[u8], origin: &str, opts: &EmojiOptions) -> Result<Vec<Entry>> {
+pub(crate) fn parse_entries(bytes: &[u8], origin: &str, opts: &EmojiOptions) -> Result<Vec<Entry>> {
     let json = parse_json(bytes, origin)?;
     let list = json
         .as_array()
@@ -235,7 +235,7 @@ fn parse_entry(item: &Json, i: usize, origin: &str, opts: &EmojiOptions) -> Resu
 }
 
 /// The class names: the distinct categories of the entries, sorted.
-fn class_names(entries: &[Entry]) -> Vec<String> {
+pub(crate) fn class_names(entries: &[Entry]) -> Vec<String> {
     let mut names: Vec<String> = entries.iter().map(|e| e.category.clone()).collect();
     names.sort();
     names.dedup();

@@ -170,35 +170,39 @@ fn read_cifar(spec: &str) -> Result<(RgbSet, RgbSet)> {
 
 /// Parses CIFAR-10 binary batch files into one RGB set (planar RGB → interleaved).
 fn read_cifar_files(files: &[PathBuf]) -> Result<RgbSet> {
-    let mut set = RgbSet {
-        width: 32,
-        height: 32,
-        pixels: Vec::new(),
-        labels: Vec::new(),
-        classes: CIFAR_CLASSES.map(String::from).to_vec(),
-    };
+    let mut set = RgbSet::new(32, CIFAR_CLASSES.map(String::from).to_vec());
     for path in files {
-        let origin = path.display().to_string();
-        let bytes = crate::io::read_bytes(path)?;
-        if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
-            let msg = format!("{} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records (truncated?)", bytes.len());
-            return Err(Error::format(&origin, msg));
-        }
-        for (r, rec) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
-            if rec[0] >= 10 {
-                return Err(Error::format(
-                    &origin,
-                    format!("record {r}: label {} is not 0..9", rec[0]),
-                ));
-            }
-            set.labels.push(u16::from(rec[0]));
-            let planes = &rec[1..];
-            for i in 0..1024 {
-                set.pixels.extend([planes[i], planes[1024 + i], planes[2048 + i]]);
-            }
-        }
+        let (labels, pixels) =
+            parse_cifar_batch(&crate::io::read_bytes(path)?, &path.display().to_string())?;
+        set.labels.extend(labels);
+        set.pixels.extend(pixels);
     }
     Ok(set)
+}
+
+/// Parses the contents of one CIFAR-10 binary batch: the labels and the images as interleaved
+/// RGB (`32·32·3` bytes each); `origin` names the file in errors.
+pub(crate) fn parse_cifar_batch(bytes: &[u8], origin: &str) -> Result<(Vec<u16>, Vec<u8>)> {
+    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+        let msg = format!(
+            "{} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records (truncated?)",
+            bytes.len()
+        );
+        return Err(Error::format(origin, msg));
+    }
+    let mut labels = Vec::with_capacity(bytes.len() / CIFAR_RECORD);
+    let mut pixels = Vec::with_capacity(bytes.len() / CIFAR_RECORD * (CIFAR_RECORD - 1));
+    for (r, rec) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
+        if rec[0] >= 10 {
+            return Err(Error::format(origin, format!("record {r}: label {} is not 0..9", rec[0])));
+        }
+        labels.push(u16::from(rec[0]));
+        let planes = &rec[1..];
+        for i in 0..1024 {
+            pixels.extend([planes[i], planes[1024 + i], planes[2048 + i]]);
+        }
+    }
+    Ok((labels, pixels))
 }
 
 /// PNG/JPEG files under `dir`, recursively, sorted.

@@ -12,7 +12,8 @@ use super::config::Config;
 use super::params::{param_specs, Layout};
 use super::Model;
 use crate::error::{Error, Result};
-use crate::io::json::{read_json, write_json};
+use crate::io::json::{parse_json, write_json};
+use crate::io::read_bytes;
 use crate::io::safetensors::SafeTensors;
 use crate::tensor::Tensor;
 use std::path::Path;
@@ -31,7 +32,12 @@ fn is_legacy_buffer(name: &str) -> bool {
 /// Reads `dir/config.json`.
 pub fn load_config(dir: &Path) -> Result<Config> {
     let path = dir.join(CONFIG_FILE);
-    Config::from_json(&read_json(&path)?, &path.display().to_string())
+    config_from_bytes(&read_bytes(&path)?, &path.display().to_string())
+}
+
+/// Parses `config.json` contents; `origin` names the file in errors.
+fn config_from_bytes(bytes: &[u8], origin: &str) -> Result<Config> {
+    Config::from_json(&parse_json(bytes, origin)?, origin)
 }
 
 impl Model {
@@ -39,9 +45,24 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Model> {
         let config = load_config(dir)?;
         let path = dir.join(WEIGHTS_FILE);
-        let origin = path.display().to_string();
-        let file = SafeTensors::read(&path)?;
-        Model::from_safetensors(config, &file, &origin)
+        Model::from_weights_bytes(config, &read_bytes(&path)?, &path.display().to_string())
+    }
+
+    /// A model from the contents of a directory's `config.json` and `model.safetensors` (what
+    /// [`Model::load`] reads, e.g. taken from an archive); the names are used in errors.
+    pub fn from_file_bytes(
+        config: &[u8],
+        config_name: &str,
+        weights: &[u8],
+        weights_name: &str,
+    ) -> Result<Model> {
+        let config = config_from_bytes(config, config_name)?;
+        Model::from_weights_bytes(config, weights, weights_name)
+    }
+
+    /// A model of `config` from `model.safetensors` contents.
+    fn from_weights_bytes(config: Config, weights: &[u8], origin: &str) -> Result<Model> {
+        Model::from_safetensors(config, &SafeTensors::parse(weights, origin)?, origin)
     }
 
     /// Builds a model of `config` from the tensors of `file` (see the module doc for the rules).

@@ -49,12 +49,16 @@ pub struct PreprocessorConfig {
 
 /// Reads a palette from a `.npy` file or a `preprocessor_config.json` (detected by content).
 pub fn load_palette(path: &Path) -> Result<Palette> {
-    let bytes = read_bytes(path)?;
-    let name = path.display().to_string();
+    palette_from_bytes(&read_bytes(path)?, &path.display().to_string())
+}
+
+/// Parses the contents of a palette file, `.npy` or `preprocessor_config.json` (detected by
+/// content); `name` is used in errors.
+pub fn palette_from_bytes(bytes: &[u8], name: &str) -> Result<Palette> {
     if bytes.starts_with(MAGIC) {
-        palette_from_npy(&bytes, &name)
+        palette_from_npy(bytes, name)
     } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        Ok(preprocessor_config_from_bytes(&bytes, &name)?.palette)
+        Ok(preprocessor_config_from_bytes(bytes, name)?.palette)
     } else {
         Err(Error::format(name, "neither a .npy file nor a preprocessor_config.json"))
     }

@@ -29,7 +29,7 @@
 
 use super::resize::resize_bilinear_pillow_u8;
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::{read_bytes, write_atomic};
 use image::{DynamicImage, ImageEncoder};
 use std::path::Path;
 
@@ -97,26 +97,40 @@ fn scaled_size(width: usize, height: usize, factor: usize) -> Result<(usize, usi
 /// Reads a PNG or JPEG file (format from its contents) and converts it to RGB as described in the
 /// module doc. Unreadable files, non-images and empty files are errors naming the file.
 pub fn load_image_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| Error::io(path, e))?;
-    let decoded = reader.decode().map_err(|e| {
-        Error::format(path.display(), format!("not a readable PNG/JPEG image: {e}"))
-    })?;
-    to_rgb_like_pillow(decoded).map_err(|msg| Error::format(path.display(), msg))
+    decode_image_rgb(&read_bytes(path)?, &path.display().to_string())
 }
 
 /// Decodes PNG or JPEG bytes (e.g. from an archive) to RGB; `name` is used in error messages.
 pub fn decode_image_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
-    let decoded = image::load_from_memory(bytes)
-        .map_err(|e| Error::format(name, format!("not a readable PNG/JPEG image: {e}")))?;
-    to_rgb_like_pillow(decoded).map_err(|msg| Error::format(name, msg))
+    to_rgb_like_pillow(decode_limited(bytes, name)?).map_err(|msg| Error::format(name, msg))
 }
 
-/// Largest image [`decode_image_rgba`] decodes: 2¹⁴ pixels a side and 2²⁶ pixels in all
-/// (256 MiB of RGBA), so a hostile header cannot make the decoder allocate without bound.
+/// Largest image igpt decodes: 2¹⁴ pixels a side and 2²⁶ pixels in all (256 MiB of RGBA), so a
+/// hostile header cannot make the decoder allocate without bound.
 const MAX_DECODE_SIDE: u32 = 1 << 14;
 const MAX_DECODE_PIXELS: u64 = 1 << 26;
+
+/// Decodes PNG or JPEG bytes (format from their contents) under igpt's limits, checking the
+/// header's size before any pixel is decoded: every image igpt reads goes through here.
+fn decode_limited(bytes: &[u8], name: &str) -> Result<DynamicImage> {
+    let bad =
+        |e: image::ImageError| Error::format(name, format!("not a readable PNG/JPEG image: {e}"));
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::format(name, e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_PIXELS * 8);
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(bad)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    if u64::from(w) * u64::from(h) > MAX_DECODE_PIXELS {
+        let msg = format!("{w}×{h} pixels is more than igpt decodes ({MAX_DECODE_PIXELS})");
+        return Err(Error::format(name, msg));
+    }
+    DynamicImage::from_decoder(decoder).map_err(bad)
+}
 
 /// An 8-bit RGBA image, `width × height` pixels of `[r, g, b, a]`, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,28 +165,16 @@ impl RgbaImage {
 /// alpha become opaque), refusing images over 2¹⁴ pixels a side or 2²⁶ pixels; `name` is used
 /// in error messages.
 pub fn decode_image_rgba(bytes: &[u8], name: &str) -> Result<RgbaImage> {
-    let bad =
-        |e: image::ImageError| Error::format(name, format!("not a readable PNG/JPEG image: {e}"));
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::format(name, e.to_string()))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODE_SIDE);
-    limits.max_image_height = Some(MAX_DECODE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_PIXELS * 8);
-    reader.limits(limits);
-    // The header's size is checked before any pixel is decoded, not after.
-    let decoder = reader.into_decoder().map_err(bad)?;
-    let (w, h) = image::ImageDecoder::dimensions(&decoder);
-    if u64::from(w) * u64::from(h) > MAX_DECODE_PIXELS {
-        let msg = format!("{w}×{h} pixels is more than igpt decodes ({MAX_DECODE_PIXELS})");
-        return Err(Error::format(name, msg));
-    }
-    let decoded = DynamicImage::from_decoder(decoder).map_err(bad)?;
-    let (width, height) = (w as usize, h as usize);
+    let decoded = decode_limited(bytes, name)?;
+    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
+    let color = decoded.color();
     let pixels = match decoded {
         DynamicImage::ImageRgba8(b) => b.into_raw(),
-        DynamicImage::ImageRgba16(b) => b.iter().map(|&v| high_byte(v)).collect(),
+        // The image crate's 16 → 8-bit conversion rounds; Pillow (and `to_rgb_like_pillow`)
+        // keeps the high byte, so convert at 16 bits and take it.
+        other if color.bits_per_pixel() == 16 * u16::from(color.channel_count()) => {
+            other.to_rgba16().iter().map(|&v| high_byte(v)).collect()
+        }
         other => other.to_rgba8().into_raw(),
     };
     Ok(RgbaImage { width, height, pixels })
@@ -355,6 +357,27 @@ mod tests {
         }
         let e = decode_image_rgba(&png, "huge.png").unwrap_err().to_string();
         assert!(e.contains("huge.png") && e.contains("9000×9000"), "{e}");
+        // The RGB reader, files included, goes through the same limits.
+        let e = decode_image_rgb(&png, "huge.png").unwrap_err().to_string();
+        assert!(e.contains("9000×9000"), "{e}");
+    }
+
+    #[test]
+    fn sixteen_bit_samples_keep_their_high_byte_in_rgb_and_rgba() {
+        // 0x10FF: the high byte is 0x10; the image crate's rounding, (v + 128) / 257, gives 0x11.
+        let sample = 0x10FFu16.to_ne_bytes();
+        for (color, channels) in [
+            (image::ExtendedColorType::L16, 1),
+            (image::ExtendedColorType::La16, 2),
+            (image::ExtendedColorType::Rgb16, 3),
+        ] {
+            let mut bytes = Vec::new();
+            let px: Vec<u8> = (0..channels).flat_map(|_| sample).collect();
+            image::codecs::png::PngEncoder::new(&mut bytes).write_image(&px, 1, 1, color).unwrap();
+            assert_eq!(decode_image_rgb(&bytes, "x.png").unwrap().pixels, [0x10; 3], "{color:?}");
+            let rgba = decode_image_rgba(&bytes, "x.png").unwrap().pixels;
+            assert_eq!(rgba[..3], [0x10; 3], "{color:?}");
+        }
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub struct RunState {
 /// Writes `state` to `dir/trainer_state.safetensors` atomically; `train_config` (JSON) is
 /// recorded so a resume can check it continues the same run.
 pub fn save_state(dir: &Path, state: &RunState, train_config: &str) -> Result<()> {
+    state_to_safetensors(state, train_config)?.write(&dir.join(STATE_FILE))
+}
+
+/// The contents of `trainer_state.safetensors` for `state` (see the module doc).
+pub fn state_to_safetensors(state: &RunState, train_config: &str) -> Result<SafeTensors> {
     let mut st = SafeTensors::new();
     let m = &state.model;
     for (prefix, tensors) in
@@ -48,7 +53,7 @@ pub fn save_state(dir: &Path, state: &RunState, train_config: &str) -> Result<()
     st.metadata.push(("model_config".into(), m.config.to_json().to_compact()?));
     st.metadata.push(("train_config".into(), train_config.into()));
     st.metadata.push(("igpt_version".into(), env!("CARGO_PKG_VERSION").into()));
-    st.write(&dir.join(STATE_FILE))
+    Ok(st)
 }
 
 /// Restores a run from `dir/trainer_state.safetensors` into `fresh` (a model of the same
@@ -56,26 +61,34 @@ pub fn save_state(dir: &Path, state: &RunState, train_config: &str) -> Result<()
 /// training configuration differs from `train_config`.
 pub fn load_state(dir: &Path, fresh: RunState, train_config: &str) -> Result<RunState> {
     let path = dir.join(STATE_FILE);
-    let origin = path.display().to_string();
-    let st = SafeTensors::read(&path)?;
+    restore_state(&SafeTensors::read(&path)?, &path.display().to_string(), fresh, train_config)
+}
+
+/// [`load_state`] from the parsed file; `origin` names it in errors.
+pub fn restore_state(
+    st: &SafeTensors,
+    origin: &str,
+    fresh: RunState,
+    train_config: &str,
+) -> Result<RunState> {
     let meta = |k: &str| {
         st.get_metadata(k)
-            .ok_or_else(|| Error::format(&origin, format!("metadata '{k}' is missing")))
+            .ok_or_else(|| Error::format(origin, format!("metadata '{k}' is missing")))
     };
     if meta("train_config")? != train_config {
         let msg = format!(
             "was written by a run with different settings; resume with the same flags\n  saved:   {}\n  now:     {train_config}",
             meta("train_config")?
         );
-        return Err(Error::format(&origin, msg));
+        return Err(Error::format(origin, msg));
     }
     if meta("model_config")? != fresh.model.config.to_json().to_compact()? {
-        return Err(Error::format(&origin, "holds a model of a different configuration"));
+        return Err(Error::format(origin, "holds a model of a different configuration"));
     }
     let number = |k: &str| -> Result<usize> {
         meta(k)?
             .parse()
-            .map_err(|_| Error::format(&origin, format!("metadata '{k}' is not a number")))
+            .map_err(|_| Error::format(origin, format!("metadata '{k}' is not a number")))
     };
     let RunState { mut model, mut opt, .. } = fresh;
     for (prefix, tensors) in
@@ -85,7 +98,7 @@ pub fn load_state(dir: &Path, fresh: RunState, train_config: &str) -> Result<Run
             let (shape, data) = st.get_f32(&format!("{prefix}.{}", spec.name))?;
             if shape != spec.shape {
                 return Err(Error::format(
-                    &origin,
+                    origin,
                     format!(
                         "{prefix}.{} has shape {shape:?}, expected {:?}",
                         spec.name, spec.shape

@@ -23,6 +23,7 @@ use super::step::{train_step, StepOptions, StepOutcome};
 use crate::data::dataset::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::io::json::Json;
+use crate::model::hf::WEIGHTS_FILE;
 use crate::model::{bert_mask, DropoutRng, Model, Objective, TokenBatch};
 use crate::rng::{streams, Philox};
 use std::path::{Path, PathBuf};
@@ -390,6 +391,10 @@ impl Trainer<'_> {
             )));
         }
         std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))?;
+        // The run owns its directory: what a killed predecessor was writing is garbage.
+        for file in [STATE_FILE, WEIGHTS_FILE] {
+            crate::io::remove_temporaries(&self.out.join(file))?;
+        }
         let cfg_json = cfg.to_json()?;
         let opt = AdamW::new(cfg.adamw, &model.params);
         let mut state = RunState { model, opt, step: 0 };
@@ -471,6 +476,11 @@ impl Trainer<'_> {
                 break;
             }
         }
+        if state.step == first_step {
+            // Resumed with no step left: the run may have been killed between writing the
+            // state and the exports of its last checkpoint, so write them all again.
+            self.checkpoint(&state, &cfg_json, &log)?;
+        }
         let steps_run = (state.step - first_step) as f64;
         let tokens_per_s = steps_run * tokens_per_step / start.elapsed().as_secs_f64().max(1e-9);
         let seconds = seconds_before + start.elapsed().as_secs_f64();
@@ -514,11 +524,13 @@ impl Trainer<'_> {
         evaluate(model, set, &self.cfg, self.cfg.eval_images)
     }
 
-    /// Writes the resumable state, the HF model files and the log; then the caller's hook.
+    /// Writes the log, the resumable state and the HF model files; then the caller's hook.
+    /// The log goes first: a run killed before its state is written resumes from the previous
+    /// state and drops the log's later rows, so no row is ever missing.
     fn checkpoint(&self, state: &RunState, cfg_json: &str, log: &[LogRow]) -> Result<()> {
+        write_log(&self.out.join(LOG_FILE), log)?;
         save_state(&self.out, state, cfg_json)?;
         state.model.save(&self.out)?;
-        write_log(&self.out.join(LOG_FILE), log)?;
         if let Some(hook) = self.on_checkpoint {
             hook(&state.model, &self.out, log)?;
         }

@@ -1,0 +1,8 @@
+//! Fuzzes the preprocessor_config.json reader: see `igpt::fuzzing::fuzz_preprocessor_config` for what is checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    igpt::fuzzing::fuzz_preprocessor_config(data);
+});
