@@ -102,7 +102,7 @@ fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
 }
 
 /// Removes the temporaries of `path` that writers killed mid-write left behind (see
-/// [`create_temp`]), for a caller that knows no other process writes `path` now (a training
+/// `create_temp`), for a caller that knows no other process writes `path` now (a training
 /// run owns its run directory); a kill at each checkpoint would otherwise pile them up.
 pub fn remove_temporaries(path: &Path) -> Result<()> {
     let Some(name) = path.file_name() else { return Ok(()) };

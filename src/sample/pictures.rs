@@ -18,7 +18,7 @@ const GAP: usize = 2;
 /// The colour of the hidden part of a completion prompt: a neutral grey no palette stands for.
 const HIDDEN: Rgb = [128, 128, 128];
 
-/// `w × h` images laid out `cols` wide, each enlarged to about [`CELL_PIXELS`].
+/// `w × h` images laid out `cols` wide, each enlarged to about `CELL_PIXELS`.
 pub fn cell_grid(images: &[Vec<Rgb>], (w, h): (usize, usize), cols: usize) -> Result<Canvas> {
     let scale = (CELL_PIXELS / w.max(h).max(1)).max(1);
     image_grid(images, w, h, cols, scale, GAP)
