@@ -318,7 +318,7 @@ pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
     };
     let y = match op {
         "linear" => ops::linear(&mut tape, &Simd, vars[0], vars[1], Some(vars[2])),
-        "norm" => ops::rms_norm(&mut tape, vars[0], vars[1], 1e-5),
+        "norm" => ops::rms_norm(&mut tape, &Reference, vars[0], vars[1], 1e-5),
         "quick_gelu" => ops::quick_gelu(&mut tape, &Simd, vars[0]),
         "attention" => ops::attention(&mut tape, &Reference, vars[0], shape[1], true),
         "attention_bidirectional" => {

@@ -34,7 +34,8 @@ pub use decode::KvCache;
 use crate::ops::{AttentionDims, AttentionForward, Kernels};
 use crate::tensor::{MatRef, Start};
 
-/// f32's fast kernels behind `ops::Kernels` (see the module doc's table for each one's twin).
+/// f32's fast kernels behind `ops::Kernels` (see the module doc's table for each one's twin);
+/// the norm keeps the trait's reference (it is a small share of a step).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Simd;
 

@@ -22,7 +22,7 @@ use crate::kernels::pages::StreamBuffer;
 use crate::kernels::skinny::{pack_panels, panels_len, skinny_linear, Panels};
 use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
-use crate::ops::norm::rms;
+use crate::ops::Kernels;
 use crate::tensor::Tensor;
 
 /// A model and the caches of the sequences it is decoding.
@@ -96,16 +96,12 @@ impl PackedWeights {
     }
 }
 
-/// `x / sqrt(mean(x²) + ε) · g` for every row.
-fn norm_rows(x: &[f32], g: &Tensor<f32>, eps: f64) -> Vec<f32> {
-    let d = g.len();
-    let eps = eps as f32;
-    x.chunks(d)
-        .flat_map(|row| {
-            let s = rms(row, eps);
-            row.iter().zip(g.data()).map(move |(&v, &gi)| v / s * gi)
-        })
-        .collect()
+/// `x / sqrt(mean(x²) + ε) · g` for every row, by `kernels` (the same kernel as the tape's norm).
+fn norm_rows(kernels: &dyn Kernels<f32>, x: &[f32], g: &Tensor<f32>, eps: f64) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    let mut rms = vec![0.0; x.len() / g.len()];
+    kernels.rms_norm_rows(x, g.data(), eps as f32, &mut y, &mut rms);
+    y
 }
 
 /// The block's steps for one new row per sequence (see `block`): weights read from the packed
@@ -124,7 +120,7 @@ impl BlockMath for DecodeBlock<'_> {
 
     fn norm(&mut self, l: usize, which: Norm, x: &Vec<f32>) -> Vec<f32> {
         let gain = &self.model.params[which.gain(&self.model.layout.block(l))];
-        norm_rows(x, gain, self.model.config.layer_norm_epsilon)
+        norm_rows(self.model.kernels(), x, gain, self.model.config.layer_norm_epsilon)
     }
 
     fn linear(&mut self, l: usize, which: Proj, x: &Vec<f32>) -> Vec<f32> {
@@ -221,7 +217,7 @@ impl<'a> Decoder<'a> {
             return Err(e);
         }
         let pw = &self.weights;
-        let x = norm_rows(&h, &p[m.layout.ln_f()], c.layer_norm_epsilon);
+        let x = norm_rows(m.kernels(), &h, &p[m.layout.ln_f()], c.layer_norm_epsilon);
         let logits = pw.linear(&x, b, pw.lm_head, &pw.zero_bias);
         let v = pw.lm_head.d_out;
         self.pos += 1;

@@ -75,7 +75,7 @@ impl<T: Float> BlockMath for TapeBlock<'_, '_, T> {
 
     fn norm(&mut self, l: usize, which: Norm, x: &Var) -> Var {
         let g = self.p[which.gain(&self.layout.block(l))];
-        ops::rms_norm(self.tape, *x, g, self.config.layer_norm_epsilon)
+        ops::rms_norm(self.tape, self.input.kernels, *x, g, self.config.layer_norm_epsilon)
     }
 
     fn linear(&mut self, l: usize, which: Proj, x: &Var) -> Var {
@@ -138,7 +138,7 @@ pub fn trunk<T: Float>(
         ln_1.push(out.ln_1);
         h = out.h;
     }
-    let x = ops::rms_norm(tape, h, p[layout.ln_f()], config.layer_norm_epsilon);
+    let x = ops::rms_norm(tape, input.kernels, h, p[layout.ln_f()], config.layer_norm_epsilon);
     hidden.push(x);
     ForwardVars { hidden, ln_1, x }
 }

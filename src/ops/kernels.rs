@@ -1,6 +1,6 @@
 //! The dispatch trait: the hot inner loops of the ops, each with its plain reference.
 //!
-//! An op (`ops::linear`, `ops::attention`, `ops::quick_gelu`) builds its node on the tape and
+//! An op (`ops::linear`, `ops::attention`, `ops::quick_gelu`, `ops::rms_norm`) builds its node on the tape and
 //! hands the arithmetic to a [`Kernels`] value it is given. The trait's default methods *are*
 //! the references — plain loops and `tensor::gemm`, readable and exact in f64 — so
 //! [`Reference`] implements it with nothing but defaults. Faster implementations override some
@@ -14,6 +14,8 @@
 //! | [`Kernels::linear_product_new`] | `bias + A·B` into a new buffer | `tensor::gemm_new` |
 //! | [`Kernels::quick_gelu`] | `y = x·σ(1.702x)` | `elementwise::quick_gelu_scalar` |
 //! | [`Kernels::quick_gelu_backward`] | `∂x (+)= ∂y·quick_gelu'(x)` | `elementwise::quick_gelu_grad` |
+//! | [`Kernels::rms_norm_rows`] | `y = x / sqrt(mean x² + ε) · g` per row (`ln_1`, `ln_2`, `ln_f`) | `norm::rms_norm_rows_reference` |
+//! | [`Kernels::rms_norm_backward_rows`] | `∂x` and the rows' share of `∂g` | `norm::rms_norm_backward_rows_reference` |
 //! | [`Kernels::attention_forward`] | `o = softmax(QKᵀ/√hd)·V` per head | `attention::attention_reference_forward` (keeps `P`) |
 //! | [`Kernels::attention_backward`] | `∂qkv` from `∂o` | `attention::attention_reference_backward` |
 //!
@@ -24,6 +26,7 @@
 
 use super::attention::{attention_reference_backward, attention_reference_forward, AttentionDims};
 use super::elementwise::{quick_gelu_grad, quick_gelu_scalar};
+use super::norm::{rms_norm_backward_rows_reference, rms_norm_rows_reference};
 use crate::tensor::{gemm_new, gemm_start, Float, MatRef, Start};
 
 /// The output of an attention forward and what its backward needs besides `qkv` and `o`.
@@ -63,6 +66,25 @@ pub trait Kernels<T: Float>: Sync {
             let d = g * quick_gelu_grad(xi);
             *o = if accumulate { *o + d } else { d };
         }
+    }
+
+    /// The norm of rows of `x` (`[rows, n]`, `n = g.len()`): each row's
+    /// `s = sqrt(mean(x²) + ε)` into `rms`, and `y = x / s · g`.
+    fn rms_norm_rows(&self, x: &[T], g: &[T], eps: T, y: &mut [T], rms: &mut [T]) {
+        rms_norm_rows_reference(x, g, eps, y, rms)
+    }
+
+    /// The norm's backward over rows of `x` with their saved `rms`: writes (or adds, with the
+    /// flag) `∂x` into `dx` if given; returns these rows' share of `∂g`, `Σ_rows ∂y·x/s`.
+    fn rms_norm_backward_rows(
+        &self,
+        x: &[T],
+        dy: &[T],
+        g: &[T],
+        rms: &[T],
+        dx: Option<(&mut [T], bool)>,
+    ) -> Vec<T> {
+        rms_norm_backward_rows_reference(x, dy, g, rms, dx)
     }
 
     /// Multi-head attention of `qkv: [B, T, 3d]` (causal or bidirectional).

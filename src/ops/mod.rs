@@ -3,7 +3,8 @@
 //! Every op is a function `op(tape, inputs…) -> Var` that computes its output, then records a
 //! small struct implementing [`crate::autodiff::Backward`] holding exactly what its backward
 //! needs. All ops are generic over [`crate::tensor::Float`], so the gradient checks run this same
-//! code in f64. The ops with hot inner loops (`linear`, `linear_nt`, `quick_gelu`, `attention`)
+//! code in f64. The ops with hot inner loops (`linear`, `linear_nt`, `quick_gelu`, `rms_norm`,
+//! `attention`)
 //! also take a [`Kernels`] value, the dispatch trait of `kernels.rs`: its default methods are the
 //! plain references ([`Reference`]); `crate::kernels::Simd` is f32's fast implementation.
 //!

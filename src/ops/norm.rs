@@ -21,8 +21,9 @@
 //! gradient was never computed; transformers 5.x multiplies by the parameter itself, as the TF
 //! original and igpt do, and the conformance fixtures check the gain gradients.)
 
+use super::kernels::Kernels;
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{add_in_order, new_parallel, Float, Tensor, ROW_SUM_BLOCK};
+use crate::tensor::{add_in_order, Float, Tensor, ROW_SUM_BLOCK};
 use rayon::prelude::*;
 
 /// Rows per parallel task.
@@ -55,38 +56,62 @@ pub fn lane_dot<T: Float>(a: &[T], b: &[T], c: Option<&[T]>) -> T {
 ///
 /// # Panics
 /// If `g`'s length differs from `x`'s last axis.
-pub fn rms_norm<T: Float>(tape: &mut Tape<T>, x: Var, g: Var, eps: f64) -> Var {
+pub fn rms_norm<T: Float>(
+    tape: &mut Tape<T>,
+    k: &'static dyn Kernels<T>,
+    x: Var,
+    g: Var,
+    eps: f64,
+) -> Var {
     let (xv, gv) = (tape.value(x), tape.value(g));
     let n = xv.cols();
     assert_eq!(gv.len(), n, "rms_norm: gain {:?} does not fit x {:?}", gv.shape(), xv.shape());
     let eps = T::from_f64(eps);
     let xs = xv.data();
-    let rms_rows: Vec<T> =
-        (0..xv.rows()).into_par_iter().map(|r| rms(&xs[r * n..][..n], eps)).collect();
-    let y = new_parallel(xs.len(), n * ROWS_PER_TASK, |start, y_rows| {
-        let x_rows = xs[start..].chunks(n);
-        for ((y_row, x_row), &s) in y_rows.chunks_mut(n).zip(x_rows).zip(&rms_rows[start / n..]) {
-            for ((o, &xj), &gj) in y_row.iter_mut().zip(x_row).zip(gv.data()) {
-                *o = xj / s * gj;
-            }
-        }
-    });
+    let mut rms_rows = vec![T::ZERO; xv.rows()];
+    let mut y = vec![T::ZERO; xs.len()];
+    // Tasks of ROWS_PER_TASK rows, each normalised by `k`.
+    y.par_chunks_mut(n * ROWS_PER_TASK)
+        .zip(rms_rows.par_chunks_mut(ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(c, (y_rows, s_rows))| {
+            k.rms_norm_rows(
+                &xs[c * n * ROWS_PER_TASK..][..y_rows.len()],
+                gv.data(),
+                eps,
+                y_rows,
+                s_rows,
+            )
+        });
     let value = Tensor::new(xv.shape(), y);
-    tape.push_op(value, &[x, g], RmsNormBackward { x, g, rms: rms_rows })
+    tape.push_op(value, &[x, g], RmsNormBackward { x, g, rms: rms_rows, k })
 }
 
-struct RmsNormBackward<T> {
+/// The plain forward of rows of `x` (`[rows, n]`, `n = g.len()`): `s_r = sqrt(mean(x_r²) + ε)`
+/// into `rms`, then `y_rj = x_rj / s_r · g_j` (the default of `Kernels::rms_norm_rows`).
+pub fn rms_norm_rows_reference<T: Float>(x: &[T], g: &[T], eps: T, y: &mut [T], rms_out: &mut [T]) {
+    let n = g.len();
+    for ((y_row, x_row), s) in y.chunks_mut(n).zip(x.chunks(n)).zip(rms_out.iter_mut()) {
+        *s = rms(x_row, eps);
+        for ((o, &xj), &gj) in y_row.iter_mut().zip(x_row).zip(g) {
+            *o = xj / *s * gj;
+        }
+    }
+}
+
+struct RmsNormBackward<T: Float> {
     x: Var,
     g: Var,
     /// `s = sqrt(mean(x²) + ε)` of every row, saved by the forward.
     rms: Vec<T>,
+    k: &'static dyn Kernels<T>,
 }
 
 impl<T: Float> Backward<T> for RmsNormBackward<T> {
     fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
         let xv = tape.value(self.x);
         let n = xv.cols();
-        let inputs = BlockInputs { x: xv.data(), dy: dy.data(), g: tape.value(self.g).data(), n };
+        let (x, dy, g) = (xv.data(), dy.data(), tape.value(self.g).data());
         // One pass over x and ∂y: each block of rows writes its rows of ∂x and returns its
         // share of ∂g (blocks as in `sum_rows_fixed_order`, so ∂g is that function's sum).
         let partials: Vec<Vec<T>> = match grads.slot(tape, self.x) {
@@ -95,12 +120,12 @@ impl<T: Float> Backward<T> for RmsNormBackward<T> {
                 slot.buf
                     .par_chunks_mut(ROW_SUM_BLOCK * n)
                     .enumerate()
-                    .map(|(b, dx)| self.block(&inputs, b, Some((dx, accumulate))))
+                    .map(|(b, dx)| self.block(x, dy, g, b, Some((dx, accumulate))))
                     .collect()
             }
             None => (0..xv.rows().div_ceil(ROW_SUM_BLOCK))
                 .into_par_iter()
-                .map(|b| self.block(&inputs, b, None))
+                .map(|b| self.block(x, dy, g, b, None))
                 .collect(),
         };
         if let Some(mut slot) = grads.slot(tape, self.g) {
@@ -109,40 +134,47 @@ impl<T: Float> Backward<T> for RmsNormBackward<T> {
     }
 }
 
-/// What [`RmsNormBackward::block`] reads: `x`, `∂y` (`[rows, n]`) and the gain `g`.
-struct BlockInputs<'a, T> {
-    x: &'a [T],
-    dy: &'a [T],
-    g: &'a [T],
-    n: usize,
+impl<T: Float> RmsNormBackward<T> {
+    /// Rows `ROW_SUM_BLOCK·b ..` of the backward, computed by the kernels: writes (or adds)
+    /// their `∂x` into `dx` if given and returns `Σ_rows ∂y_j · x_j / s` over them.
+    fn block(&self, x: &[T], dy: &[T], g: &[T], b: usize, dx: Option<(&mut [T], bool)>) -> Vec<T> {
+        let n = g.len();
+        let r0 = b * ROW_SUM_BLOCK;
+        let rows = ROW_SUM_BLOCK.min(x.len() / n - r0);
+        let span = r0 * n..(r0 + rows) * n;
+        let rms = &self.rms[r0..r0 + rows];
+        self.k.rms_norm_backward_rows(&x[span.clone()], &dy[span], g, rms, dx)
+    }
 }
 
-impl<T: Float> RmsNormBackward<T> {
-    /// Rows `32·b ..` of the backward: writes (or adds) their `∂x` into `dx` if given and
-    /// returns `Σ_rows ∂y_j · x_j / s` over them, rows in order.
-    fn block(&self, inp: &BlockInputs<T>, b: usize, mut dx: Option<(&mut [T], bool)>) -> Vec<T> {
-        let n = inp.n;
-        let r0 = b * ROW_SUM_BLOCK;
-        let rows = ROW_SUM_BLOCK.min(inp.x.len() / n - r0);
-        let inv_n = T::ONE / T::from_f64(n as f64);
-        let mut dg = vec![T::ZERO; n];
-        for k in 0..rows {
-            let (x, dy, s) =
-                (&inp.x[(r0 + k) * n..][..n], &inp.dy[(r0 + k) * n..][..n], self.rms[r0 + k]);
-            for j in 0..n {
-                dg[j] += dy[j] * x[j] / s;
-            }
-            let Some((dx, accumulate)) = &mut dx else { continue };
-            let dx = &mut dx[k * n..][..n];
-            let rs = T::ONE / s;
-            let c = rs * rs * rs * inv_n * lane_dot(dy, inp.g, Some(x));
-            for j in 0..n {
-                let v = rs * inp.g[j] * dy[j] - c * x[j];
-                dx[j] = if *accumulate { dx[j] + v } else { v };
-            }
+/// The plain backward of rows of `x` (the default of `Kernels::rms_norm_backward_rows`): writes
+/// (or, with `accumulate`, adds) `∂x` into `dx` if given and returns `Σ_rows ∂y_j · x_j / s`,
+/// rows in order.
+pub fn rms_norm_backward_rows_reference<T: Float>(
+    x: &[T],
+    dy: &[T],
+    g: &[T],
+    rms: &[T],
+    mut dx: Option<(&mut [T], bool)>,
+) -> Vec<T> {
+    let n = g.len();
+    let inv_n = T::ONE / T::from_f64(n as f64);
+    let mut dg = vec![T::ZERO; n];
+    for (k, &s) in rms.iter().enumerate() {
+        let (x, dy) = (&x[k * n..][..n], &dy[k * n..][..n]);
+        for j in 0..n {
+            dg[j] += dy[j] * x[j] / s;
         }
-        dg
+        let Some((dx, accumulate)) = &mut dx else { continue };
+        let dx = &mut dx[k * n..][..n];
+        let rs = T::ONE / s;
+        let c = rs * rs * rs * inv_n * lane_dot(dy, g, Some(x));
+        for j in 0..n {
+            let v = rs * g[j] * dy[j] - c * x[j];
+            dx[j] = if *accumulate { dx[j] + v } else { v };
+        }
     }
+    dg
 }
 
 #[cfg(test)]

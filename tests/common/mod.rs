@@ -43,21 +43,21 @@ impl Graph for TinyTransformer {
         let mut h = ops::add(tape, tok, pos);
         for blk in 0..2 {
             let w = &p[2 + blk * PER_BLOCK..2 + (blk + 1) * PER_BLOCK];
-            let x = ops::rms_norm(tape, h, w[0], 1e-5);
+            let x = ops::rms_norm(tape, &Reference, h, w[0], 1e-5);
             let qkv = ops::linear(tape, &Reference, x, w[1], Some(w[2]));
             let qkv = ops::reshape(tape, qkv, &[self.batch, self.seq, 3 * d]);
             let a = ops::attention(tape, &Reference, qkv, self.n_head, true);
             let a = ops::reshape(tape, a, &[self.batch * self.seq, d]);
             let a = ops::linear(tape, &Reference, a, w[3], Some(w[4]));
             h = ops::add(tape, h, a);
-            let x = ops::rms_norm(tape, h, w[5], 1e-5);
+            let x = ops::rms_norm(tape, &Reference, h, w[5], 1e-5);
             let m = ops::linear(tape, &Reference, x, w[6], Some(w[7]));
             let m = ops::quick_gelu(tape, &Reference, m);
             let m = ops::linear(tape, &Reference, m, w[8], Some(w[9]));
             h = ops::add(tape, h, m);
         }
         let n = p.len();
-        let x = ops::rms_norm(tape, h, p[n - 2], 1e-5);
+        let x = ops::rms_norm(tape, &Reference, h, p[n - 2], 1e-5);
         let logits = ops::linear_nt(tape, &Reference, x, p[n - 1]);
         ops::cross_entropy_mean(tape, logits, &self.targets, None)
     }
