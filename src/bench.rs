@@ -191,6 +191,8 @@ pub struct TrainBench {
     pub config: String,
     pub batch: usize,
     pub seq: usize,
+    /// `resid_pdrop` (= `embd_pdrop`) of the timed model.
+    pub dropout: f32,
     pub median_ms: f64,
     pub tokens_per_s: f64,
     /// Model FLOPs per second: `(6·N + 12·L·T·d)` per token, `N` the non-embedding parameters.
@@ -198,11 +200,17 @@ pub struct TrainBench {
 }
 
 impl TrainBench {
-    /// `{"bench":"train","config":…,"batch":…,"seq":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
+    /// `{"bench":"train","config":…,"batch":…,"seq":…,"dropout":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
-            self.config, self.batch, self.seq, self.tokens_per_s, self.median_ms, self.gflops
+            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"dropout\":{},\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
+            self.config,
+            self.batch,
+            self.seq,
+            self.dropout,
+            self.tokens_per_s,
+            self.median_ms,
+            self.gflops
         )
     }
 }
@@ -246,7 +254,8 @@ pub fn bench_train(
     }
     let tokens_per_s = (batch * seq) as f64 / (ms * 1e-3);
     let gflops = tokens_per_s * train_flops_per_token(&model.config, seq) / 1e9;
-    Ok(TrainBench { config: name.into(), batch, seq, median_ms: ms, tokens_per_s, gflops })
+    let dropout = model.config.resid_pdrop;
+    Ok(TrainBench { config: name.into(), batch, seq, dropout, median_ms: ms, tokens_per_s, gflops })
 }
 
 /// One sampling measurement: tokens per second of cached autoregressive sampling.

@@ -24,6 +24,7 @@ const CMD: Command = Command {
         ),
         Flag::one("batch", "B", "train: batch size for --config"),
         Flag::one("seq", "T", "train: tokens per sequence for --config (default n_positions)"),
+        Flag::one("dropout", "P", "train: resid_pdrop and embd_pdrop (default: the preset's, 0; igpt train's recipes use 0.1)"),
         Flag::one("size", "N", "sgemm: one square size N (default: 256, 512, 1024, 2048)"),
         Flag::one("shape", "BxHxTxD", "attention: one shape (default 1x8x1024x64 and 4x8x1024x32)"),
         Flag::switch("bidirectional", "attention: no causal mask"),
@@ -121,8 +122,13 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                     ("igpt-s".into(), 1, 1024),
                 ],
             };
+            let dropout =
+                p.parse_where("dropout", |x: f32| (0.0..1.0).contains(&x), "lie in [0, 1)")?;
             for (name, batch, seq) in shapes {
-                let config = preset(&p, &name)?;
+                let mut config = preset(&p, &name)?;
+                if let Some(d) = dropout {
+                    (config.resid_pdrop, config.embd_pdrop) = (d, d);
+                }
                 let what = format!("--config {name} --batch {batch} --seq {seq}");
                 super::admit(&p, &what, footprint::training(&config, batch, seq))?;
                 println!(
