@@ -143,27 +143,19 @@ pub fn trunk<T: Float>(
     ForwardVars { hidden, ln_1, x }
 }
 
-/// Next-token logits `[B, T, V−1]` from the `ln_f` output.
-pub fn lm_logits<T: Float>(
+/// The heads on the `ln_f` output, each present only if the model has it: next-token logits
+/// `lm_head(x)` `[B, T, V−1]`, and classification logits `score(mean_t x)` `[B, num_labels]`.
+pub fn heads<T: Float>(
     tape: &mut Tape<T>,
     layout: &Layout,
     p: &[Var],
     fv: &ForwardVars,
     kernels: &'static dyn Kernels<T>,
-) -> Var {
-    let head = layout.lm_head().expect("lm_logits: the model has no lm_head");
-    ops::linear_nt(tape, kernels, fv.x, p[head])
-}
-
-/// Classification logits `[B, num_labels]`: `score(mean_t(ln_f output))`.
-pub fn score_logits<T: Float>(
-    tape: &mut Tape<T>,
-    layout: &Layout,
-    p: &[Var],
-    fv: &ForwardVars,
-    kernels: &'static dyn Kernels<T>,
-) -> Var {
-    let head = layout.score().expect("score_logits: the model has no score head");
-    let pooled = ops::mean_pool(tape, fv.x);
-    ops::linear_nt(tape, kernels, pooled, p[head])
+) -> (Option<Var>, Option<Var>) {
+    let logits = layout.lm_head().map(|h| ops::linear_nt(tape, kernels, fv.x, p[h]));
+    let score = layout.score().map(|h| {
+        let pooled = ops::mean_pool(tape, fv.x);
+        ops::linear_nt(tape, kernels, pooled, p[h])
+    });
+    (logits, score)
 }

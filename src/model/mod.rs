@@ -186,9 +186,7 @@ impl Model {
         input: &ForwardInput<T>,
     ) -> (forward::ForwardVars, Option<Var>, Option<Var>) {
         let fv = forward::trunk(tape, &self.config, &self.layout, p, input);
-        let k = input.kernels;
-        let logits = self.layout.lm_head.then(|| forward::lm_logits(tape, &self.layout, p, &fv, k));
-        let score = self.layout.score.then(|| forward::score_logits(tape, &self.layout, p, &fv, k));
+        let (logits, score) = forward::heads(tape, &self.layout, p, &fv, input.kernels);
         (fv, logits, score)
     }
 
