@@ -85,6 +85,7 @@ pub fn bench_sgemm(m: usize, n: usize, k: usize, reps: usize) -> SgemmBench {
 // (Philox), runs one warm-up forward and backward, then times `reps` forward passes and `reps`
 // forward+backward passes of the fused kernels. The times include allocating the outputs, as a
 // training step would.
+
 /// One line of the attention benchmark.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionBench {
@@ -120,6 +121,7 @@ pub fn bench_attention(dims: AttentionDims, causal: bool, reps: usize) -> Vec<At
 
 // ---------------------------------------------------------------------------------------------
 // k-means (`igpt bench kmeans`): whole palette fits on the same points.
+
 /// Timings of repeated fits on the same points.
 #[derive(Clone, Debug)]
 pub struct KMeansBench {
@@ -151,37 +153,18 @@ pub fn bench_kmeans(
         let r = fit_kmeans(points, n, c, k, opts)?;
         runs.push((t.elapsed().as_secs_f64(), r));
     }
-    let median = |f: &dyn Fn(&(f64, KMeansResult)) -> f64| median(runs.iter().map(f).collect());
+    let median_of = |f: &dyn Fn(&(f64, KMeansResult)) -> f64| median(runs.iter().map(f).collect());
     Ok(KMeansBench {
         n,
         k,
         threads: rayon::current_num_threads(),
         reps: runs.len(),
-        seconds: median(&|r| r.0),
-        init_seconds: median(&|r| r.1.init_seconds),
-        lloyd_seconds: median(&|r| r.1.lloyd_seconds),
+        seconds: median_of(&|r| r.0),
+        init_seconds: median_of(&|r| r.1.init_seconds),
+        lloyd_seconds: median_of(&|r| r.1.lloyd_seconds),
         inertia: runs[0].1.inertia,
         iterations: runs[0].1.iterations,
     })
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        let mut calls = 0;
-        let ms = median_ms(1, 3, || calls += 1);
-        assert_eq!(calls, 4);
-        assert!(ms >= 0.0);
-    }
-
-    #[test]
-    fn sgemm_record_is_one_json_line() {
-        let r = bench_sgemm(8, 8, 8, 1);
-        let line = r.json();
-        assert!(line.starts_with("{\"bench\":\"sgemm\",\"m\":8,") && !line.contains('\n'));
-    }
 }
 
 /// One training-step measurement: `train::train_step` (forward, backward, clipping, AdamW) on
@@ -301,4 +284,24 @@ pub fn bench_sample(
     outcome?;
     let tokens_per_s = (batch * tokens) as f64 / (ms * 1e-3);
     Ok(SampleBench { config: name.into(), batch, tokens, tokens_per_s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let mut calls = 0;
+        let ms = median_ms(1, 3, || calls += 1);
+        assert_eq!(calls, 4);
+        assert!(ms >= 0.0);
+    }
+
+    #[test]
+    fn sgemm_record_is_one_json_line() {
+        let r = bench_sgemm(8, 8, 8, 1);
+        let line = r.json();
+        assert!(line.starts_with("{\"bench\":\"sgemm\",\"m\":8,") && !line.contains('\n'));
+    }
 }

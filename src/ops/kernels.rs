@@ -27,6 +27,7 @@
 use super::attention::{attention_reference_backward, attention_reference_forward, AttentionDims};
 use super::elementwise::{quick_gelu_grad, quick_gelu_scalar};
 use super::norm::{rms_norm_backward_rows_reference, rms_norm_rows_reference};
+use crate::autodiff::GradSlot;
 use crate::tensor::{gemm_new, gemm_start, Float, MatRef, Start};
 
 /// The output of an attention forward and what its backward needs besides `qkv` and `o`.
@@ -114,9 +115,7 @@ pub trait Kernels<T: Float>: Sync {
         accumulate: bool,
     ) {
         let grad = attention_reference_backward(qkv, saved, dout, dims);
-        for (o, g) in dqkv.iter_mut().zip(grad) {
-            *o = if accumulate { *o + g } else { g };
-        }
+        GradSlot { buf: dqkv, accumulate }.put_all(&grad);
     }
 }
 
