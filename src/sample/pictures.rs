@@ -19,7 +19,7 @@ const GAP: usize = 2;
 const HIDDEN: Rgb = [128, 128, 128];
 
 /// `w × h` images laid out `cols` wide, each enlarged to about `CELL_PIXELS`.
-pub fn cell_grid(images: &[Vec<Rgb>], (w, h): (usize, usize), cols: usize) -> Result<Canvas> {
+fn cell_grid(images: &[Vec<Rgb>], (w, h): (usize, usize), cols: usize) -> Result<Canvas> {
     let scale = (CELL_PIXELS / w.max(h).max(1)).max(1);
     image_grid(images, w, h, cols, scale, GAP)
 }
@@ -40,7 +40,7 @@ pub fn sample_grid(
 }
 
 /// The completion figure of `originals` (`w × h` tokens each): one row per original (see
-/// [`completion_cells`]).
+/// `completion_cells`).
 #[allow(clippy::too_many_arguments)]
 pub fn completion_grid(
     model: &Model,
@@ -59,7 +59,7 @@ pub fn completion_grid(
 /// The cells of a completion figure (like the paper's): for each original image, the image,
 /// its first `keep` tokens (the hidden rest painted neutral grey), then `n` completions sampled
 /// from those kept tokens — `n + 2` cells per original, row by row.
-pub fn completion_cells(
+fn completion_cells(
     model: &Model,
     originals: &[Vec<usize>],
     keep: usize,
