@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::kernels::attention::{flash_attention_backward, flash_attention_forward};
-use crate::model::{Config, DropoutRng, Model, Objective, TokenBatch};
+use crate::model::{Config, DropoutRng, Model, Objective, Precision, TokenBatch};
 use crate::ops::AttentionDims;
 use crate::palette::{fit_kmeans, KMeansOptions, KMeansResult};
 use crate::rng::Philox;
@@ -176,6 +176,7 @@ pub struct TrainBench {
     pub seq: usize,
     /// `resid_pdrop` (= `embd_pdrop`) of the timed model.
     pub dropout: f32,
+    pub precision: Precision,
     pub median_ms: f64,
     pub tokens_per_s: f64,
     /// Model FLOPs per second: `(6·N + 12·L·T·d)` per token, `N` the non-embedding parameters.
@@ -183,14 +184,15 @@ pub struct TrainBench {
 }
 
 impl TrainBench {
-    /// `{"bench":"train","config":…,"batch":…,"seq":…,"dropout":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
+    /// `{"bench":"train","config":…,"batch":…,"seq":…,"dropout":…,"precision":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"dropout\":{},\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
+            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"dropout\":{},\"precision\":\"{}\",\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
             self.config,
             self.batch,
             self.seq,
             self.dropout,
+            self.precision.name(),
             self.tokens_per_s,
             self.median_ms,
             self.gflops
@@ -211,11 +213,12 @@ pub fn train_flops_per_token(config: &Config, seq: usize) -> f64 {
 pub fn bench_train(
     name: &str,
     config: Config,
-    batch: usize,
-    seq: usize,
+    (batch, seq): (usize, usize),
+    precision: Precision,
     reps: usize,
 ) -> Result<TrainBench> {
     let mut model = Model::init(config, 0)?;
+    model.precision = precision;
     let colours = model.config.vocab_size as u32 - 1;
     let philox = Philox::new(1);
     let ids: Vec<i64> =
@@ -238,7 +241,8 @@ pub fn bench_train(
     let tokens_per_s = (batch * seq) as f64 / (ms * 1e-3);
     let gflops = tokens_per_s * train_flops_per_token(&model.config, seq) / 1e9;
     let dropout = model.config.resid_pdrop;
-    Ok(TrainBench { config: name.into(), batch, seq, dropout, median_ms: ms, tokens_per_s, gflops })
+    let config = name.into();
+    Ok(TrainBench { config, batch, seq, dropout, precision, median_ms: ms, tokens_per_s, gflops })
 }
 
 /// One sampling measurement: tokens per second of cached autoregressive sampling.

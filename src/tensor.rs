@@ -336,6 +336,14 @@ impl<'a, T> MatRef<'a, T> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+
+    /// Element `(i, j)`.
+    pub fn at(&self, i: usize, j: usize) -> T
+    where
+        T: Copy,
+    {
+        self.data[i * self.rs + j * self.cs]
+    }
 }
 
 /// What a product's output starts from: `C = start + A·B`.

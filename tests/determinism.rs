@@ -4,6 +4,7 @@
 
 use igpt::autodiff::check::Graph;
 use igpt::autodiff::{Tape, Var};
+use igpt::model::{Config, Model, Objective, Precision, TokenBatch};
 use igpt::ops::{self, DropoutMask};
 use igpt::rng::Philox;
 use igpt::Tensor;
@@ -50,4 +51,38 @@ fn dropout_mask_is_identical_for_1_and_2_threads() {
     assert_eq!(a, run(2));
     let kept = a.data().iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;
     assert!((kept - 0.75).abs() < 0.01, "kept fraction {kept}");
+}
+
+/// A digits-preset model with a random head (the paper's zero head would make every trunk
+/// gradient zero), its loss and gradients under `precision` and `threads`.
+fn model_step(precision: Precision, threads: usize) -> (f32, Vec<Tensor<f32>>) {
+    let mut model = Model::init(Config::preset("digits").unwrap(), 5).unwrap();
+    let head = model.specs.iter().position(|s| s.name == "lm_head.weight").unwrap();
+    Philox::new(6).fill_normal(0, 0.0, 0.02, model.params[head].data_mut());
+    model.precision = precision;
+    let philox = Philox::new(7);
+    let (b, t) = (8, 64);
+    let ids: Vec<i64> = (0..(b * t) as u64).map(|i| i64::from(philox.u32_at(0, i) % 16)).collect();
+    let batch = TokenBatch::new(&ids, b, t, &model.config, "random tokens").unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| model.loss_and_grads(&batch, &Objective::Autoregressive, None).unwrap())
+}
+
+#[test]
+fn a_bf16_step_is_bit_identical_for_1_and_2_threads_and_near_f32() {
+    let (loss, grads) = model_step(Precision::Bf16, 1);
+    assert_eq!((loss, grads.clone()), model_step(Precision::Bf16, 2));
+    let (loss32, grads32) = model_step(Precision::F32, 2);
+    assert!((loss - loss32).abs() < 1e-3 * loss32, "bf16 loss {loss} vs f32 {loss32}");
+    assert_ne!(loss, loss32, "bf16 computes something else than f32");
+    // Each gradient tensor within a few bf16 units (u = 2⁻⁸), norm-wise.
+    for (g, g32) in grads.iter().zip(&grads32) {
+        let err: f64 = g.data().iter().zip(g32.data()).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+        let norm: f64 = g32.data().iter().map(|b| f64::from(*b).powi(2)).sum();
+        assert!(
+            err.sqrt() <= 8.0 / 256.0 * norm.sqrt() + 1e-12,
+            "relative {}",
+            (err / norm).sqrt()
+        );
+    }
 }

@@ -31,6 +31,7 @@ const CMD: Command = Command {
         Flag::one("tokens", "N", "sample: tokens per sequence (default n_positions)"),
         Flag::one("pixels", "FILE", "kmeans: pixels .npy (N, 3) to cluster (e.g. a photo set)"),
         Flag::one("k", "K", "kmeans: number of clusters (default 512)"),
+        super::PRECISION,
         Flag::one("reps", "R", "timed repetitions per measurement (default 7; sample: 3)"),
         Flag::one("threads", "N", "worker threads, 1..=1024 (default: one per core)"),
     ],
@@ -124,6 +125,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
             };
             let dropout =
                 p.parse_where("dropout", |x: f32| (0.0..1.0).contains(&x), "lie in [0, 1)")?;
+            let precision = super::precision(&p)?;
             for (name, batch, seq) in shapes {
                 let mut config = preset(&p, &name)?;
                 if let Some(d) = dropout {
@@ -133,7 +135,8 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                 super::admit(&p, &what, footprint::training(&config, batch, seq))?;
                 println!(
                     "{}",
-                    pool.install(|| bench_train(&name, config, batch, seq, reps))?.json()
+                    pool.install(|| bench_train(&name, config, (batch, seq), precision, reps))?
+                        .json()
                 );
             }
             Ok(())

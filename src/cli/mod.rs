@@ -17,7 +17,8 @@ mod probe;
 mod sample;
 mod train;
 
-use igpt::args::{Parsed, Stop};
+use igpt::args::{Flag, Parsed, Stop};
+use igpt::model::Precision;
 
 /// Why a subcommand stopped short of success.
 pub enum Failure {
@@ -53,6 +54,19 @@ fn thread_pool(p: &Parsed) -> Result<rayon::ThreadPool, Failure> {
     rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build().map_err(|e| {
         igpt::Error::invalid(format!("cannot start {threads:?} worker threads: {e}")).into()
     })
+}
+
+/// The `--precision` flag of the commands that run a model's products.
+const PRECISION: Flag = Flag::one(
+    "precision",
+    "f32|bf16",
+    "arithmetic of the linear and attention products: f32 (default, the reference) or bf16 mixed precision (SPEC §21)",
+);
+
+/// `--precision` (default f32); anything else is a usage error.
+fn precision(p: &Parsed) -> Result<Precision, Failure> {
+    let Some(name) = p.str("precision") else { return Ok(Precision::F32) };
+    name.parse().map_err(|e: String| p.usage(format!("--precision: {e}")).into())
 }
 
 /// Refuses, as a usage error naming `what` (the flags that ask for it), an estimate of `bytes`

@@ -72,12 +72,14 @@ const FORWARD: Command = Command {
         Flag::one("tokens", "FILE", "token ids, .npy int32/int64 [B, T]"),
         Flag::one("out", "FILE", "output .safetensors: logits [B, T, V-1] (and hidden_states.{l})"),
         Flag::switch("hidden-states", "also save hidden_states.{l} as HF defines them"),
+        super::PRECISION,
     ],
 };
 
 pub fn forward(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&FORWARD, argv)?;
-    let model = Model::load(Path::new(p.required("model")?))?;
+    let mut model = Model::load(Path::new(p.required("model")?))?;
+    model.precision = super::precision(&p)?;
     let tokens = p.required("tokens")?;
     let batch = TokenBatch::read_npy(Path::new(tokens), &model.config)?;
     let what = format!("{tokens}: a forward pass of {} × {} tokens", batch.batch, batch.seq);
@@ -115,6 +117,7 @@ const GOLDEN: Command = Command {
         Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, attention, attention_bidirectional, cross_entropy, embedding, sample"),
         Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm N,D; quick_gelu N,D; attention B,H,T,D; cross_entropy N,V; embedding V,D,N; sample N,V)"),
         Flag::one("out", "FILE", "output .safetensors"),
+        super::PRECISION,
     ],
 };
 
@@ -142,7 +145,7 @@ fn parse_shape(p: &Parsed) -> Result<Vec<usize>, Failure> {
 }
 
 fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure> {
-    let (model, seed_used) = match (p.str("model"), p.str("config")) {
+    let (mut model, seed_used) = match (p.str("model"), p.str("config")) {
         (Some(dir), None) => (Model::load(Path::new(dir))?, None),
         (None, Some(c)) => (Model::init(config_arg(p, c)?, seed)?, Some(seed)),
         _ => {
@@ -150,6 +153,7 @@ fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure>
             return Err(p.usage(msg).into());
         }
     };
+    model.precision = super::precision(p)?;
     let batch = match p.str("tokens") {
         Some(path) => {
             let batch = TokenBatch::read_npy(Path::new(path), &model.config)?;

@@ -37,6 +37,7 @@ const TRAIN: Command = Command {
         Flag::one("objective", "ar|bert", "autoregressive (default) or BERT"),
         Flag::switch("flip", "random horizontal flips"),
         Flag::one("seed", "S", "seed of initialisation, data order, dropout (default 0)"),
+        super::PRECISION,
         Flag::one("threads", "N", "worker threads, 1..=1024 (default: one per core)"),
         Flag::one("eval-every", "N", "test-loss evaluation interval in steps (default 100; emoji 200)"),
         Flag::one("checkpoint-every", "N", "checkpoint interval in steps (default 250; emoji 400)"),
@@ -131,6 +132,7 @@ fn recipe(p: &Parsed, data_spec: &str) -> Result<TrainConfig, Failure> {
     cfg.vendors = vendors.map_err(|e| p.usage(e))?;
     // 256×256 = 2¹⁶ tokens, the most positions a model may have.
     cfg.image_size = p.parse_where("image-size", |s| (1..=256).contains(&s), "lie in 1..=256")?;
+    cfg.precision = super::precision(p)?;
     cfg.steps = p.positive("steps", cfg.steps)?;
     cfg.batch = p.positive("batch", cfg.batch)?;
     cfg.accumulation = p.positive("accumulation", cfg.accumulation)?;

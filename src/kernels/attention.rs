@@ -68,7 +68,9 @@
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
 
+use super::bf16::{flushing_subnormals, round_bf16, round_in_place};
 use super::simd::{copy_short, dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
+use super::Operands;
 use crate::ops::AttentionDims;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -97,11 +99,14 @@ struct Geometry {
     d: usize,
     /// Number of tiles: `ceil(T / BLOCK)`.
     nt: usize,
+    /// Whether the products' operands are rounded to bf16 (see `bf16`).
+    bf16: bool,
 }
 
 impl Geometry {
-    fn new(dims: AttentionDims) -> Self {
+    fn new(dims: AttentionDims, operands: Operands) -> Self {
         Geometry {
+            bf16: operands == Operands::Bf16,
             batch: dims.batch,
             n_head: dims.n_head,
             seq: dims.seq,
@@ -130,6 +135,22 @@ impl Geometry {
     /// Rows in tile `tile` (`BLOCK`, or fewer in the last tile).
     fn tile_rows(&self, tile: usize) -> usize {
         BLOCK.min(self.seq - tile * BLOCK)
+    }
+
+    /// Runs one task's work, flushing subnormals when the operands are bf16 (see `bf16`).
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.bf16 {
+            flushing_subnormals(f)
+        } else {
+            f()
+        }
+    }
+
+    /// Rounds a tile's operand to bf16 if the products take bf16.
+    fn round(&self, xs: &mut [f32]) {
+        if self.bf16 {
+            xs.iter_mut().for_each(|x| *x = round_bf16(*x));
+        }
     }
 
     /// `1 / sqrt(hd)`, the logit scale.
@@ -276,7 +297,22 @@ struct ForwardHead<'a> {
 /// # Panics
 /// If `qkv.len()` is not `B·T·3d`.
 pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -> FlashForward {
-    let g = Geometry::new(dims);
+    flash_forward(qkv, dims, causal, Operands::F32)
+}
+
+/// [`flash_attention_forward`] with the products' operands as given: with bf16, `Q`, `K`, `V`
+/// are rounded once packed and each tile of `P` before `P V` (the row sums `l` use `P`
+/// unrounded), every task flushing subnormals.
+///
+/// # Panics
+/// If `qkv.len()` is not `B·T·3d`.
+pub fn flash_forward(
+    qkv: &[f32],
+    dims: AttentionDims,
+    causal: bool,
+    operands: Operands,
+) -> FlashForward {
+    let g = Geometry::new(dims, operands);
     assert_eq!(qkv.len(), g.batch * g.seq * 3 * g.d, "flash forward: qkv size for {dims:?}");
     let mut out = vec![0.0; g.batch * g.seq * g.d];
     let mut lse = vec![0.0; g.batch * g.n_head * g.seq];
@@ -290,6 +326,9 @@ pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -
     with_workspace(&CALL_WORKSPACE, 4 * part_len, |ws| {
         let (rows, k_t) = ws.split_at_mut(3 * part_len);
         pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, rows);
+        if g.bf16 {
+            round_in_place(rows);
+        }
         let keys = &rows[part_len..2 * part_len];
         let tiles = k_t.par_chunks_mut(g.hdp * BLOCK).enumerate();
         tiles.for_each(|tile| transpose_tile(keys, g.hdp, tile));
@@ -302,7 +341,7 @@ pub fn flash_attention_forward(qkv: &[f32], dims: AttentionDims, causal: bool) -
                 k_t: &k_t[bh * head_len..][..head_len],
                 v: &rows[2 * part_len + bh * head_len..][..head_len],
             };
-            forward_tile(&head, &g, bh, qt, causal, &o_out, &lse_out);
+            g.run(|| forward_tile(&head, &g, bh, qt, causal, &o_out, &lse_out));
         });
     });
     FlashForward { out, lse }
@@ -397,6 +436,7 @@ fn attend_key_tile(
         }
     }
     stats.update(&mut s_t[..keys * rp], o_t, LOG2_E * g.inv_sqrt_hd());
+    g.round(&mut s_t[..keys * rp]);
     let v = &x.v[c0 * hdp..][..keys * hdp];
     if split {
         // Query lanes 0..HALF see keys 0..HALF only.
@@ -517,7 +557,28 @@ pub fn flash_attention_backward(
     dqkv: &mut [f32],
     accumulate: bool,
 ) {
-    let g = Geometry::new(dims);
+    flash_backward(qkv, out, lse, dout, dims, causal, Operands::F32, dqkv, accumulate)
+}
+
+/// [`flash_attention_backward`] with the products' operands as given: with bf16, `Q`, `K`, `V`
+/// and `dO` are rounded once packed, each recomputed tile of `P` once computed (it then also
+/// enters `dS`), and each tile of `dS` before its products; `D = rowsum(dO ∘ O)` stays f32.
+///
+/// # Panics
+/// If a slice length does not match `dims`.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_backward(
+    qkv: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    dims: AttentionDims,
+    causal: bool,
+    operands: Operands,
+    dqkv: &mut [f32],
+    accumulate: bool,
+) {
+    let g = Geometry::new(dims, operands);
     assert_eq!(qkv.len(), g.batch * g.seq * 3 * g.d, "flash backward: qkv size for {dims:?}");
     assert_eq!(dqkv.len(), qkv.len(), "flash backward: dqkv size");
     assert_eq!(out.len(), g.batch * g.seq * g.d, "flash backward: out size");
@@ -538,6 +599,9 @@ pub fn flash_attention_backward(
         let (qkv_rows, do_rows) = rows.split_at_mut(3 * part_len);
         pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, qkv_rows);
         pack_heads(dout, g.d, &[0], &g, do_rows);
+        if g.bf16 {
+            round_in_place(rows);
+        }
         row_dots(out, dout, &g, delta);
         let (rows, delta): (&[f32], &[f32]) = (rows, delta);
         let dst = DisjointOut::new(dqkv);
@@ -553,7 +617,7 @@ pub fn flash_attention_backward(
             };
             with_workspace(&TASK_WORKSPACE, HeadBuffers::floats(&g), |ws| {
                 let mut bufs = HeadBuffers::split(ws, &g);
-                backward_head(&inputs, &mut bufs, &g, bh, causal, &dst, accumulate);
+                g.run(|| backward_head(&inputs, &mut bufs, &g, bh, causal, &dst, accumulate));
             })
         });
     });
@@ -689,6 +753,7 @@ fn tile_pair_backward(
         let visible = if causal { keys.min(r0 + i + 1 - c0) } else { keys };
         p_row[visible..kp].fill(0.0);
     }
+    g.round(&mut buf.p[..rows * BLOCK]);
     // dV_j += Pᵀ dO_i   (in the split, keys HALF.. meet only queries HALF..)
     if split {
         tile_gemm((h, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
@@ -715,6 +780,7 @@ fn tile_pair_backward(
         }
         skipped.fill(0.0);
     }
+    g.round(&mut buf.ds[..rows * BLOCK]);
     // dK_j += dSᵀ Q_i
     if split {
         tile_gemm((h, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
@@ -759,7 +825,7 @@ fn write_rows(
 /// rows and `Kᵀ` tiles of every head, plus, per query-tile task, `Qᵀ`, `Sᵀ`, `Oᵀ` and the row
 /// statistics (counted as if all tasks ran at once). Linear in `T`: no `T×T` buffer exists.
 pub fn forward_workspace_floats(dims: AttentionDims) -> usize {
-    let g = Geometry::new(dims);
+    let g = Geometry::new(dims, Operands::F32);
     let per_tile = 3 * g.hdp * BLOCK + BLOCK * BLOCK + 2 * BLOCK;
     g.batch * g.n_head * (4 * g.nt * BLOCK * g.hdp + g.nt * per_tile)
 }
@@ -768,7 +834,7 @@ pub fn forward_workspace_floats(dims: AttentionDims) -> usize {
 /// and `D` of every head, plus one task's buffers (see `HeadBuffers`) per head, counted as if all
 /// `B·H` tasks ran at once. Linear in `T`.
 pub fn backward_workspace_floats(dims: AttentionDims) -> usize {
-    let g = Geometry::new(dims);
+    let g = Geometry::new(dims, Operands::F32);
     let shared = 4 * g.nt * BLOCK * g.hdp + g.nt * BLOCK;
     g.batch * g.n_head * (shared + HeadBuffers::floats(&g))
 }

@@ -26,8 +26,10 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
+use super::bf16::{flushing_subnormals, round_in_place};
 use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
+use super::Operands;
 use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
 use rayon::prelude::*;
 
@@ -77,17 +79,119 @@ pub fn linear_product_new(a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) 
 /// # Panics
 /// If `a` holds fewer than `m·k` floats, `c` is not `m·n` long, or a bias is not `n` long.
 pub fn gemm_rows(a: &[f32], b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+    rows_product(a, b, Operands::F32, start, c)
+}
+
+/// [`gemm_rows`] with `operands` as given: f32, or rounded to bf16 (`a` already is; `B` is
+/// rounded as it is packed) with each task flushing subnormals (`bf16`).
+///
+/// Tasks own `ROWS` rows of `C`. When that gives fewer than [`MIN_TASKS`] tasks (`∂W = xᵀ·∂y`
+/// has as many rows as the layer has inputs), each row block is also cut into groups of
+/// panels, computed into a task's own block and copied into `C` afterwards. The cut changes
+/// which task computes an element, never its sum.
+pub(super) fn rows_product(
+    a: &[f32],
+    b: MatRef<f32>,
+    operands: Operands,
+    start: Start<f32>,
+    c: &mut [f32],
+) {
     let (k, n) = (b.rows, b.cols);
     if n == 0 {
         return;
     }
     let m = c.len() / n;
     assert!(c.len() == m * n && a.len() >= m * k, "gemm_rows: sizes disagree");
-    let panels = pack(b);
-    c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
-        start.fill(chunk, n);
-        rows_task(&a[t * ROWS * k..], k, &panels, n, chunk);
-    });
+    let mut panels = pack(b);
+    if operands == Operands::Bf16 {
+        round_in_place(&mut panels);
+    }
+    let flush = |f: &mut dyn FnMut()| match operands {
+        Operands::F32 => f(),
+        Operands::Bf16 => flushing_subnormals(f),
+    };
+    if m.div_ceil(ROWS) >= MIN_TASKS {
+        c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
+            flush(&mut || {
+                start.fill(chunk, n);
+                rows_task(&a[t * ROWS * k..], k, &panels, n, chunk);
+            })
+        });
+        return;
+    }
+    let blocks = Blocks::new(m, n, k, &panels);
+    let old: &[f32] = c;
+    let done: Vec<Vec<f32>> = (0..blocks.count())
+        .into_par_iter()
+        .map(|t| {
+            let mut block = Vec::new();
+            flush(&mut || block = blocks.compute(t, a, start, old));
+            block
+        })
+        .collect();
+    for (t, block) in done.iter().enumerate() {
+        blocks.write(t, block, c);
+    }
+}
+
+/// The fewest tasks [`rows_product`] cuts a product into (enough to keep a few threads busy).
+const MIN_TASKS: usize = 8;
+
+/// Panels per block when [`rows_product`] cuts `C` into blocks of rows × panels.
+const BLOCK_PANELS: usize = 4;
+
+/// The blocks of a product cut into rows × panel groups (see [`rows_product`]).
+struct Blocks<'p> {
+    m: usize,
+    n: usize,
+    k: usize,
+    panels: &'p [f32],
+    groups: usize,
+}
+
+impl<'p> Blocks<'p> {
+    fn new(m: usize, n: usize, k: usize, panels: &'p [f32]) -> Self {
+        Blocks { m, n, k, panels, groups: n.div_ceil(BLOCK_PANELS * PANEL) }
+    }
+
+    fn count(&self) -> usize {
+        self.m.div_ceil(ROWS) * self.groups
+    }
+
+    /// Block `t`'s rows and columns of `C`.
+    fn extent(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (r, g) = (t / self.groups, t % self.groups);
+        let width = BLOCK_PANELS * PANEL;
+        (r * ROWS..self.m.min((r + 1) * ROWS), g * width..self.n.min((g + 1) * width))
+    }
+
+    /// Block `t` of `start + A·B`, as a row-major `[rows, cols]` buffer (`c` supplies the old
+    /// values when accumulating).
+    fn compute(&self, t: usize, a: &[f32], start: Start<f32>, c: &[f32]) -> Vec<f32> {
+        let (rows, cols) = self.extent(t);
+        let width = cols.len();
+        let mut block = vec![0.0; rows.len() * width];
+        for (r, row) in block.chunks_exact_mut(width).enumerate() {
+            match start {
+                Start::Zero => {}
+                Start::Accumulate => {
+                    row.copy_from_slice(&c[(rows.start + r) * self.n..][cols.clone()])
+                }
+                Start::Bias(bias) => row.copy_from_slice(&bias[cols.clone()]),
+            }
+        }
+        let panels = &self.panels[cols.start * self.k..];
+        rows_task(&a[rows.start * self.k..], self.k, panels, width, &mut block);
+        block
+    }
+
+    /// Copies block `t` into `C`.
+    fn write(&self, t: usize, block: &[f32], c: &mut [f32]) {
+        let (rows, cols) = self.extent(t);
+        for (r, row) in block.chunks_exact(cols.len()).enumerate() {
+            c[(rows.start + r) * self.n..][cols.clone()].copy_from_slice(row);
+        }
+    }
 }
 
 /// `b + A·B` (or `A·B` without a bias) into a new row-major `[m, n]` buffer: [`gemm_rows`]

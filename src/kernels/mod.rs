@@ -8,6 +8,7 @@
 //! | module | kernel | reference twin |
 //! |---|---|---|
 //! | `activation` | quick_gelu forward/backward | `ops::elementwise::quick_gelu_scalar` |
+//! | `bf16` | bf16 mixed precision ([`Bf16`]): products on bf16-rounded operands | `bf16::product_reference` |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
 //! | `gemm` | the products of a linear layer in training, activations read in place | `tensor::gemm` |
@@ -21,6 +22,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bf16;
 pub mod decode;
 pub mod gemm;
 pub mod kmeans;
@@ -29,10 +31,59 @@ pub mod simd;
 pub mod skinny;
 
 pub use attention::{flash_attention_backward, flash_attention_forward, FlashForward, BLOCK};
+pub use bf16::Bf16;
 pub use decode::KvCache;
 
 use crate::ops::{AttentionDims, AttentionForward, Kernels};
 use crate::tensor::{MatRef, Start};
+
+/// What the products of a kernel multiply: the f32 values as they are, or the values rounded to
+/// bf16 (with subnormals flushed; see `bf16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    F32,
+    Bf16,
+}
+
+/// The arithmetic a model's products run in (`--precision`): f32, the default and the
+/// reference, or bf16 mixed precision (see `bf16`). Master weights, optimizer state and every
+/// tensor between ops are f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// The kernels that compute in this precision.
+    pub fn kernels(self) -> &'static dyn Kernels<f32> {
+        match self {
+            Precision::F32 => &Simd,
+            Precision::Bf16 => &Bf16,
+        }
+    }
+
+    /// The name `--precision` takes and files record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("unknown precision '{s}' (expected f32 or bf16)")),
+        }
+    }
+}
 
 /// f32's fast kernels behind `ops::Kernels` (see the module doc's table for each one's twin);
 /// the norm keeps the trait's reference (it is a small share of a step).

@@ -10,7 +10,7 @@
 
 use super::config::Config;
 use super::params::{param_specs, Layout};
-use super::Model;
+use super::{Model, Precision};
 use crate::error::{Error, Result};
 use crate::io::json::{parse_json, write_json};
 use crate::io::read_bytes;
@@ -97,7 +97,7 @@ impl Model {
         }
         let layout =
             Layout { n_layer: config.n_layer, lm_head, score: config.num_labels.is_some() };
-        Ok(Model { config, layout, specs, params })
+        Ok(Model { config, layout, specs, params, precision: Precision::F32 })
     }
 
     /// The parameters as a safetensors collection under their HF names.

@@ -33,7 +33,7 @@ pub use params::{Layout, ParamSpec};
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::io::npy::{read_npy, NpyArray, NpyData};
-use crate::kernels::Simd;
+pub use crate::kernels::Precision;
 use crate::ops::{self, Kernels};
 use crate::rng::Philox;
 use crate::tensor::{Float, Tensor};
@@ -153,6 +153,9 @@ pub struct Model {
     pub specs: Vec<ParamSpec>,
     /// The parameters, in the same order.
     pub params: Vec<Tensor<f32>>,
+    /// The arithmetic of the forward and backward products (not saved with the weights; f32
+    /// unless the caller chooses bf16).
+    pub precision: Precision,
 }
 
 impl Model {
@@ -165,7 +168,7 @@ impl Model {
             specs.iter().enumerate().map(|(i, s)| params::init_param(s, i, seed)).collect();
         let layout =
             Layout { n_layer: config.n_layer, lm_head: true, score: config.num_labels.is_some() };
-        Ok(Model { config, layout, specs, params })
+        Ok(Model { config, layout, specs, params, precision: Precision::F32 })
     }
 
     /// The parameter called `name` (HF name), if the model has it.
@@ -220,9 +223,10 @@ impl Model {
         }
     }
 
-    /// The kernels this model's f32 forward and backward run on (`kernels::Simd`).
+    /// The kernels this model's forward and backward run on: `kernels::Simd` in f32,
+    /// `kernels::Bf16` in bf16 (see [`Model::precision`]).
     pub fn kernels(&self) -> &'static dyn Kernels<f32> {
-        &Simd
+        self.precision.kernels()
     }
 
     /// Builds `objective`'s loss on `tape` over parameter nodes `p` (any float type, so the whole

@@ -24,7 +24,7 @@ use crate::data::dataset::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::io::json::Json;
 use crate::model::hf::WEIGHTS_FILE;
-use crate::model::{bert_mask, DropoutRng, Model, Objective, TokenBatch};
+use crate::model::{bert_mask, DropoutRng, Model, Objective, Precision, TokenBatch};
 use crate::rng::{streams, Philox};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -80,6 +80,8 @@ pub struct TrainConfig {
     /// Early stopping: end the run once this many evaluations in a row did not improve the
     /// test (validation) loss; `None` runs every step.
     pub patience: Option<usize>,
+    /// The arithmetic of the products (`--precision`; recorded in the recipe when not f32).
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -106,6 +108,7 @@ impl TrainConfig {
             save_every: 0,
             eval_images: 10_000,
             patience: None,
+            precision: Precision::F32,
         }
     }
 
@@ -209,6 +212,10 @@ impl TrainConfig {
             ("flip".into(), self.flip.into()),
             ("patience".into(), self.patience.map_or(Json::Null, Json::from)),
         ]);
+        // Runs written before bf16 existed have no entry: they are f32, and resume as such.
+        if self.precision != Precision::F32 {
+            members.push(("precision".into(), self.precision.name().into()));
+        }
         Json::Object(members).to_compact()
     }
 
@@ -396,6 +403,8 @@ impl Trainer<'_> {
             crate::io::remove_temporaries(&self.out.join(file))?;
         }
         let cfg_json = cfg.to_json()?;
+        let mut model = model;
+        model.precision = cfg.precision;
         let opt = AdamW::new(cfg.adamw, &model.params);
         let mut state = RunState { model, opt, step: 0 };
         let mut log = Vec::new();
@@ -408,6 +417,7 @@ impl Trainer<'_> {
                 )));
             }
             state = load_state(&self.out, state, &cfg_json)?;
+            state.model.precision = cfg.precision;
             log = read_log(&self.out.join(LOG_FILE))?
                 .into_iter()
                 .filter(|r| r.step <= state.step)

@@ -1,0 +1,510 @@
+//! bf16 mixed precision: the products of linear layers and of attention take their operands
+//! rounded to bfloat16 and accumulate in f32; everything else stays f32.
+//!
+//! bfloat16 keeps f32's sign and 8-bit exponent and the top 7 bits of its 23-bit fraction, so
+//! a bf16 value is an f32 whose low 16 bits are zero. Rounding `x` to it ([`round_bf16`]):
+//! ```text
+//! NaN          → a quiet NaN (sign and top fraction bits kept)
+//! |x| < 2⁻¹²⁶  → ±0                     (subnormals flushed, sign kept)
+//! otherwise    → round to nearest, ties to even, on bit 16:  (bits + 0x7fff + bit16) & 0xffff0000
+//!                (values past bf16's largest finite number round to ±∞)
+//! ```
+//! This is what `vcvtneps2bf16` does, and what PyTorch's `x.to(torch.bfloat16)` does apart from
+//! subnormals (which it keeps).
+//!
+//! The product of two bf16 values has at most 16 significant bits, so it is exact in f32; a
+//! bf16 dot product therefore differs from f32 arithmetic only in its inputs. [`Bf16`] computes
+//! every product of a linear layer (`y = x·W + b`, `∂x = ∂y·Wᵀ`, `∂W = xᵀ·∂y`) as
+//! ```text
+//! C_ij = start_ij + Σ_p bf16(A_ip)·bf16(B_pj)     one f32 fused multiply-add chain, p increasing
+//! ```
+//! with `start` = 0, the bias (f32, not rounded) or the old `C`, and subnormal numbers flushed
+//! to zero — inputs and every intermediate result — as `vdpbf16ps` does (on x86-64 the kernels
+//! run with the MXCSR's flush-to-zero and denormals-are-zero bits set, [`flushing_subnormals`];
+//! other targets keep subnormals, which only matters for sums below 2⁻¹²⁶). The attention
+//! products round `Q`, `K`, `V`, `dO`, `P` and `dS` the same way (`attention`). Norms, the
+//! activation, softmax statistics, the loss, AdamW and the master weights stay f32: the same
+//! split as `torch.autocast(dtype=torch.bfloat16)`, except that the results of products are
+//! kept in f32 rather than rounded.
+//!
+//! Where it sits: [`Bf16`] is the second implementation of the ops' dispatch trait
+//! `ops::Kernels` (f32's is `kernels::Simd`); `--precision bf16` selects it. The products run
+//! on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`) over rounded copies of their
+//! operands, so they are those kernels' FMA chains exactly; [`product_reference`] is the plain
+//! triple loop they are tested against, bit for bit.
+//!
+//! A hardware `vdpbf16ps` path must reproduce the same bits: it adds the odd element of each
+//! pair first, so a kernel packs element `2i` into the odd slot and `2i + 1` into the even one
+//! to keep the order `p` increasing (SPEC §21).
+
+use super::attention::{flash_backward, flash_forward};
+use super::gemm::rows_product;
+use super::simd::transpose;
+use super::{Operands, Simd};
+use crate::ops::{AttentionDims, AttentionForward, Kernels};
+use crate::tensor::{MatRef, Start};
+use rayon::prelude::*;
+
+/// `x` rounded to bf16 (see the module doc), as an f32.
+pub fn round_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let rounded = if x.is_nan() {
+        bits | 0x0040_0000
+    } else if bits & 0x7f80_0000 == 0 {
+        bits & 0x8000_0000
+    } else {
+        bits.wrapping_add(0x7fff + ((bits >> 16) & 1))
+    };
+    f32::from_bits(rounded & 0xffff_0000)
+}
+
+/// Rounds every element of `xs` to bf16 in place (in parallel chunks; each element alone).
+pub fn round_in_place(xs: &mut [f32]) {
+    xs.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|x| *x = round_bf16(*x)));
+}
+
+/// Runs `f` with subnormal inputs read as zero and subnormal results flushed to zero on this
+/// thread (x86-64: MXCSR bits DAZ and FTZ; restored afterwards, also on a panic).
+#[cfg(target_arch = "x86_64")]
+pub fn flushing_subnormals<R>(f: impl FnOnce() -> R) -> R {
+    /// MXCSR bit 15, flush to zero, and bit 6, denormals are zero.
+    const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
+    struct Restore(u32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: writes back the MXCSR value read below, a valid control word.
+            unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &self.0, options(nostack)) };
+        }
+    }
+    let mut old = 0u32;
+    // SAFETY: `stmxcsr` stores the 32-bit control word at a valid, writable address.
+    unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut old, options(nostack)) };
+    let _restore = Restore(old);
+    let flushing = old | FTZ_DAZ;
+    // SAFETY: the same control word with two mode bits set; it changes no memory.
+    unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &flushing, options(nostack)) };
+    f()
+}
+
+/// Other targets keep subnormals (see the module doc).
+#[cfg(not(target_arch = "x86_64"))]
+pub fn flushing_subnormals<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// The plain definition of a bf16 product: `C = start + Σ_p bf16(A_ip)·bf16(B_pj)`, one
+/// multiply-add chain per element, each step flushed as the kernels flush it. The twin that
+/// [`linear_product`] is tested against bit for bit.
+pub fn product_reference(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+    let flush = |x: f32| if x.is_subnormal() { 0.0f32.copysign(x) } else { x };
+    for i in 0..a.rows {
+        for j in 0..b.cols {
+            let c0 = match start {
+                Start::Zero => 0.0,
+                Start::Accumulate => c[i * b.cols + j],
+                Start::Bias(bias) => bias[j],
+            };
+            let mut acc = flush(c0);
+            for p in 0..a.cols {
+                let (x, y) = (round_bf16(a.at(i, p)), round_bf16(b.at(p, j)));
+                acc = flush(x.mul_add(y, acc));
+            }
+            c[i * b.cols + j] = acc;
+        }
+    }
+}
+
+/// `C = start + A·B` in bf16 (see the module doc) for any views `A: [m, k]`, `B: [k, n]` and
+/// row-major `C: [m, n]`.
+///
+/// # Panics
+/// If the inner dimensions disagree or `c` is not `[A.rows, B.cols]`.
+pub fn linear_product(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+    assert_eq!(a.cols, b.rows, "bf16 product: inner dimensions {} and {} differ", a.cols, b.rows);
+    assert_eq!(c.len(), a.rows * b.cols, "bf16 product: C must be [{}, {}]", a.rows, b.cols);
+    let a_rows = rounded_rows(a);
+    rows_product(&a_rows, b, Operands::Bf16, start, c);
+}
+
+/// `A` as a row-major `[m, k]` copy rounded to bf16. A row-major view is copied row by row;
+/// a transposed one (`∂W = xᵀ·∂y` reads the activation `x` as `xᵀ`) in 8×8 register
+/// transposes, so the activation is read front to back.
+fn rounded_rows(a: MatRef<f32>) -> Vec<f32> {
+    let (m, k) = (a.rows, a.cols);
+    let mut out = vec![0.0; m * k];
+    if m == 0 || k == 0 {
+        return out;
+    }
+    if a.rs == 1 && a.cs != 1 {
+        transposed_rows(a, &mut out);
+    } else {
+        out.par_chunks_mut(k).enumerate().for_each(|(i, row)| {
+            row.iter_mut().enumerate().for_each(|(p, x)| *x = a.at(i, p));
+        });
+    }
+    round_in_place(&mut out);
+    out
+}
+
+/// Rows of a transposed view `A[i, p] = data[i + p·cs]` into row-major `out: [m, k]`: eight
+/// rows of `out` per task, whole 8×8 blocks by `simd::transpose`, the edges one by one.
+fn transposed_rows(a: MatRef<f32>, out: &mut [f32]) {
+    let (k, cs) = (a.cols, a.cs);
+    let k8 = k / 8 * 8;
+    out.par_chunks_mut(8 * k).enumerate().for_each(|(t, rows)| {
+        let i0 = 8 * t;
+        let n_rows = rows.len() / k;
+        if n_rows == 8 && k8 > 0 {
+            transpose(&a.data[i0..], cs, (k8, 8), rows, k);
+        }
+        let first_scalar = if n_rows == 8 { k8 } else { 0 };
+        for (r, row) in rows.chunks_exact_mut(k).enumerate() {
+            for (p, x) in row.iter_mut().enumerate().skip(first_scalar) {
+                *x = a.at(i0 + r, p);
+            }
+        }
+    });
+}
+
+/// bf16 mixed precision behind `ops::Kernels` (see the module doc): linear and attention
+/// products in bf16; the activation and the norm as f32's `Simd` computes them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bf16;
+
+impl Kernels<f32> for Bf16 {
+    fn name(&self) -> &'static str {
+        "bf16"
+    }
+
+    fn linear_product(&self, a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+        linear_product(a, b, start, c)
+    }
+
+    fn linear_product_new(&self, a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+        let mut c = vec![0.0; a.rows * b.cols];
+        linear_product(a, b, bias.map_or(Start::Zero, Start::Bias), &mut c);
+        c
+    }
+
+    fn quick_gelu(&self, x: &[f32], y: &mut [f32]) {
+        Simd.quick_gelu(x, y)
+    }
+
+    fn quick_gelu_backward(&self, x: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
+        Simd.quick_gelu_backward(x, dy, dx, accumulate)
+    }
+
+    /// FlashAttention with bf16 operands: `saved` is the logsumexp of every score row.
+    fn attention_forward(
+        &self,
+        qkv: &[f32],
+        dims: AttentionDims,
+        causal: bool,
+    ) -> AttentionForward<f32> {
+        let f = flash_forward(qkv, dims, causal, Operands::Bf16);
+        AttentionForward { out: f.out, saved: f.lse }
+    }
+
+    fn attention_backward(
+        &self,
+        qkv: &[f32],
+        out: &[f32],
+        saved: &[f32],
+        dout: &[f32],
+        dims: AttentionDims,
+        causal: bool,
+        dqkv: &mut [f32],
+        accumulate: bool,
+    ) {
+        let operands = Operands::Bf16;
+        flash_backward(qkv, out, saved, dout, dims, causal, operands, dqkv, accumulate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Philox;
+
+    fn normal(stream: u64, n: usize, std: f32) -> Vec<f32> {
+        let mut v = vec![0.0; n];
+        Philox::new(11).fill_normal(stream, 0.0, std, &mut v);
+        v
+    }
+
+    /// bf16's unit roundoff: 8 significant bits.
+    const U_BF16: f64 = 1.0 / 256.0;
+
+    #[test]
+    fn rounding_is_to_nearest_even_with_subnormals_flushed() {
+        let ulp = 2f32.powi(-7);
+        assert_eq!(round_bf16(1.0), 1.0);
+        assert_eq!(round_bf16(1.0 + ulp / 2.0), 1.0, "a tie goes to the even neighbour");
+        assert_eq!(
+            round_bf16(1.0 + 1.5 * ulp),
+            1.0 + 2.0 * ulp,
+            "a tie goes to the even neighbour"
+        );
+        assert_eq!(round_bf16(1.0 + 0.51 * ulp), 1.0 + ulp);
+        assert_eq!(round_bf16(-3.0e-39).to_bits(), (-0.0f32).to_bits(), "a subnormal flushes");
+        assert_eq!(round_bf16(f32::MAX), f32::INFINITY, "past the largest bf16 rounds to ∞");
+        assert_eq!(round_bf16(f32::NEG_INFINITY), f32::NEG_INFINITY);
+        assert!(round_bf16(f32::NAN).is_nan());
+        assert!(
+            round_bf16(f32::from_bits(0x7f80_0001)).is_nan(),
+            "a NaN with low payload stays NaN"
+        );
+        // Against the definition in f64: the nearest of the two bf16 neighbours.
+        for x in normal(1, 10_000, 100.0) {
+            let r = f64::from(round_bf16(x));
+            let down = f64::from(f32::from_bits(x.to_bits() & 0xffff_0000));
+            let up = f64::from(f32::from_bits((x.to_bits() & 0xffff_0000) + 0x1_0000));
+            let d = (f64::from(x) - r).abs();
+            assert!(r == down || r == up, "{x} rounded to {r}, not a neighbour");
+            assert!(d <= (f64::from(x) - down).abs().min((up - f64::from(x)).abs()), "{x}");
+            assert!(d <= U_BF16 * f64::from(x).abs());
+        }
+    }
+
+    /// `A` as each layout a product meets: row-major, a transposed view, and a strided one.
+    fn views(data: &[f32], m: usize, k: usize) -> Vec<MatRef<'_, f32>> {
+        vec![
+            MatRef::new(&data[..m * k], m, k),
+            MatRef::new(&data[..m * k], k, m).t(),
+            MatRef::strided(data, m, k, 2 * k, 2),
+        ]
+    }
+
+    /// Shapes for both task cuts (row blocks; rows × panel groups), partial tiles and panels,
+    /// odd inner dimensions and several inner blocks.
+    const SHAPES: [(usize, usize, usize); 6] =
+        [(1, 1, 1), (5, 17, 3), (40, 70, 129), (130, 33, 300), (500, 40, 20), (9, 200, 31)];
+
+    #[test]
+    fn the_product_is_its_definition_bit_for_bit() {
+        for (m, n, k) in SHAPES {
+            let a = normal(2, 2 * m * k, 1.0);
+            let w = normal(3, k * n, 1.0);
+            let (bias, c0) = (normal(4, n, 1.0), normal(5, m * n, 1.0));
+            for (v, a_view) in views(&a, m, k).into_iter().enumerate() {
+                for b in [MatRef::new(&w, k, n), MatRef::new(&w, n, k).t()] {
+                    for start in [Start::Zero, Start::Accumulate, Start::Bias(&bias)] {
+                        let mut want = c0.clone();
+                        product_reference(a_view, b, start, &mut want);
+                        let mut got = c0.clone();
+                        linear_product(a_view, b, start, &mut got);
+                        assert_eq!(got, want, "{m}x{n}x{k}, A layout {v}, {start:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subnormal_sums_flush_as_the_definition_says() {
+        // Products near 2⁻¹²⁶ whose sums cancel into the subnormal range, and a subnormal
+        // starting value (read as zero).
+        let (m, n, k) = (3, 16, 4);
+        let tiny = 2f32.powi(-63);
+        let a: Vec<f32> = (0..m * k).map(|i| tiny * (1.0 + i as f32 / 64.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| if i % 2 == 0 { tiny } else { -tiny }).collect();
+        let c0 = vec![1e-40f32; m * n];
+        let mut want = c0.clone();
+        product_reference(
+            MatRef::new(&a, m, k),
+            MatRef::new(&b, k, n),
+            Start::Accumulate,
+            &mut want,
+        );
+        let mut got = c0;
+        linear_product(MatRef::new(&a, m, k), MatRef::new(&b, k, n), Start::Accumulate, &mut got);
+        assert_eq!(got, want);
+        assert!(want.iter().all(|x| !x.is_subnormal()));
+    }
+
+    #[test]
+    fn the_error_against_f64_is_within_the_derived_bound() {
+        // |ĉ − c| ≤ (2u + u² + k·2⁻²⁴·1.01) · Σ_p |a_p||b_p|, u = 2⁻⁸ (SPEC §21).
+        let (m, n, k) = (37, 29, 300);
+        let (a, b) = (normal(6, m * k, 3.0), normal(7, k * n, 0.1));
+        let mut got = vec![0.0; m * n];
+        linear_product(MatRef::new(&a, m, k), MatRef::new(&b, k, n), Start::Zero, &mut got);
+        let eps = 2.0 * U_BF16 + U_BF16 * U_BF16 + 1.01 * k as f64 * 2f64.powi(-24);
+        let mut worst: f64 = 0.0;
+        for i in 0..m {
+            for j in 0..n {
+                let (exact, abs): (f64, f64) = (0..k)
+                    .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                    .fold((0.0, 0.0), |(s, t), x| (s + x, t + x.abs()));
+                let err = (f64::from(got[i * n + j]) - exact).abs();
+                assert!(err <= eps * abs, "({i}, {j}): error {err:e} over {:e}", eps * abs);
+                worst = worst.max(err / (eps * abs));
+            }
+        }
+        // The bound is a worst case; random rounding errors use a small share of it.
+        assert!(worst > 0.0 && worst < 0.5, "share of the bound used: {worst}");
+    }
+
+    /// `‖Ĉ − C‖₂ / (u·sqrt(2S/3))` with `S = Σ_ijp (A_ip·B_pj)²`: a product's error measured
+    /// in units of its expected size (each operand's rounding error is uniform in ±u).
+    fn expected_error_units(
+        a: &[f32],
+        b: &[f32],
+        got: &[f32],
+        (m, n, k): (usize, usize, usize),
+    ) -> f64 {
+        let (mut err2, mut s) = (0.0, 0.0);
+        for i in 0..m {
+            for j in 0..n {
+                let terms = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]));
+                let exact: f64 = terms.clone().sum();
+                s += terms.map(|x| x * x).sum::<f64>();
+                err2 += (f64::from(got[i * n + j]) - exact).powi(2);
+            }
+        }
+        err2.sqrt() / (U_BF16 * (2.0 * s / 3.0).sqrt())
+    }
+
+    #[test]
+    fn the_norm_wise_error_is_its_expected_size_and_a_one_percent_error_is_not() {
+        // SPEC §21: ‖Ĉ − C‖₂ ≤ 2·u·sqrt(2S/3). bf16 rounding measures ≈ 0.74 units: a value
+        // of significand m ∈ [1, 2) is rounded by at most u/m, not u, and E[1/m²] = 0.54 for
+        // the log-uniform significands of such data. A 1 % error in an operand is ≈ 2.5 units.
+        let (m, n, k) = (40, 48, 256);
+        let (a, b) = (normal(8, m * k, 1.0), normal(9, k * n, 1.0));
+        let mut got = vec![0.0; m * n];
+        linear_product(MatRef::new(&a, m, k), MatRef::new(&b, k, n), Start::Zero, &mut got);
+        let units = expected_error_units(&a, &b, &got, (m, n, k));
+        assert!((0.6..0.9).contains(&units), "bf16 error in expected units: {units}");
+        let wrong: Vec<f32> = a.iter().map(|x| x * 1.01).collect();
+        linear_product(MatRef::new(&wrong, m, k), MatRef::new(&b, k, n), Start::Zero, &mut got);
+        let units = expected_error_units(&a, &b, &got, (m, n, k));
+        assert!(units > 2.0, "a 1 % error measured {units} units");
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (m, n, k) = (300, 70, 200);
+        let (a, w) = (normal(10, m * k, 1.0), normal(11, k * n, 1.0));
+        let run = |threads: usize, a_view: MatRef<f32>| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = vec![0.0; a_view.rows() * n];
+            pool.install(|| linear_product(a_view, MatRef::new(&w, k, n), Start::Zero, &mut c));
+            c
+        };
+        let row_major = MatRef::new(&a, m, k);
+        assert_eq!(run(1, row_major), run(2, row_major));
+        let few_rows = MatRef::new(&a[..20 * k], 20, k);
+        assert_eq!(run(1, few_rows), run(3, few_rows));
+    }
+
+    fn qkv_for(dims: AttentionDims, stream: u64) -> Vec<f32> {
+        normal(stream, dims.batch * dims.seq * 3 * dims.d(), 1.0)
+    }
+
+    /// Shapes with partial tiles, a causal diagonal split, and a head size not a multiple of 8.
+    const ATTENTION: [AttentionDims; 3] = [
+        AttentionDims { batch: 2, seq: 70, n_head: 2, head_dim: 16 },
+        AttentionDims { batch: 1, seq: 130, n_head: 3, head_dim: 12 },
+        AttentionDims { batch: 1, seq: 1, n_head: 1, head_dim: 8 },
+    ];
+
+    #[test]
+    fn attention_is_within_the_derived_bound_of_the_f64_reference() {
+        // Per output element (SPEC §21): with Δ_i = max_j ε·Σ_c |q_ic||k_jc| / √hd the
+        // bound on query i's logit errors (ε as for a product of length hd), the probabilities
+        // move by a factor within e^{±2Δ_i}; rounding P and V adds u each:
+        // |ô_ic − o_ic| ≤ (e^{2Δ_i}(1+u)² − 1 + u + 1e-5) · Σ_j p_ij |v_jc|.
+        for dims in ATTENTION {
+            for causal in [true, false] {
+                let qkv = qkv_for(dims, 20);
+                let got = Bf16.attention_forward(&qkv, dims, causal).out;
+                let wide: Vec<f64> = qkv.iter().map(|&x| f64::from(x)).collect();
+                let (want, probs) =
+                    crate::ops::attention::attention_reference_forward(&wide, dims, causal);
+                check_attention_bound(&wide, &probs, &got, &want, dims);
+            }
+        }
+    }
+
+    fn check_attention_bound(
+        qkv: &[f64],
+        probs: &[f64],
+        got: &[f32],
+        want: &[f64],
+        dims: AttentionDims,
+    ) {
+        let (t, hd, d) = (dims.seq, dims.head_dim, dims.d());
+        let eps = 2.0 * U_BF16 + U_BF16 * U_BF16 + (hd as f64 + 4.0) * 2f64.powi(-24);
+        let at = |b: usize, i: usize, part: usize, h: usize, c: usize| {
+            qkv[(b * t + i) * 3 * d + part * d + h * hd + c]
+        };
+        for b in 0..dims.batch {
+            for h in 0..dims.n_head {
+                let p = &probs[(b * dims.n_head + h) * t * t..][..t * t];
+                for i in 0..t {
+                    let delta = (0..t)
+                        .map(|j| {
+                            (0..hd)
+                                .map(|c| (at(b, i, 0, h, c) * at(b, j, 1, h, c)).abs())
+                                .sum::<f64>()
+                        })
+                        .fold(0.0, f64::max)
+                        * eps
+                        / (hd as f64).sqrt();
+                    let factor = (2.0 * delta).exp() * (1.0 + U_BF16).powi(2) - 1.0 + U_BF16 + 1e-5;
+                    for c in 0..hd {
+                        let mass: f64 =
+                            (0..t).map(|j| p[i * t + j] * at(b, j, 2, h, c).abs()).sum();
+                        let e = (b * t + i) * d + h * hd + c;
+                        let err = (f64::from(got[e]) - want[e]).abs();
+                        assert!(
+                            err <= factor * mass,
+                            "{dims:?} ({b},{h},{i},{c}): {err:e} > {:e}",
+                            factor * mass
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attention_gradients_stay_within_a_few_bf16_units_of_f64() {
+        // Norm-wise, per tensor: ‖∂̂ − ∂‖ / ‖∂‖ is a few u for bf16 and ~1e-7 for f32; a
+        // 1 % error would be 2.5 u. (Informative bound: 8u.)
+        for dims in ATTENTION {
+            let qkv = qkv_for(dims, 21);
+            let dout = normal(22, dims.batch * dims.seq * dims.d(), 1.0);
+            let f = Bf16.attention_forward(&qkv, dims, true);
+            let mut got = vec![0.0; qkv.len()];
+            Bf16.attention_backward(&qkv, &f.out, &f.saved, &dout, dims, true, &mut got, false);
+            let wide: Vec<f64> = qkv.iter().map(|&x| f64::from(x)).collect();
+            let (_, probs) = crate::ops::attention::attention_reference_forward(&wide, dims, true);
+            let dwide: Vec<f64> = dout.iter().map(|&x| f64::from(x)).collect();
+            let want =
+                crate::ops::attention::attention_reference_backward(&wide, &probs, &dwide, dims);
+            let err: f64 = got.iter().zip(&want).map(|(&g, w)| (f64::from(g) - w).powi(2)).sum();
+            let norm: f64 = want.iter().map(|w| w * w).sum();
+            let units = (err / norm).sqrt() / U_BF16;
+            assert!(units < 8.0, "{dims:?}: relative error {units} u");
+        }
+    }
+
+    #[test]
+    fn attention_does_not_depend_on_the_thread_count() {
+        let dims = ATTENTION[1];
+        let qkv = qkv_for(dims, 23);
+        let dout = normal(24, dims.batch * dims.seq * dims.d(), 1.0);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let f = Bf16.attention_forward(&qkv, dims, true);
+                let mut g = vec![0.0; qkv.len()];
+                Bf16.attention_backward(&qkv, &f.out, &f.saved, &dout, dims, true, &mut g, false);
+                (f.out, g)
+            })
+        };
+        assert_eq!(run(1), run(2));
+    }
+}
