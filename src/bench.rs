@@ -251,16 +251,21 @@ pub struct SampleBench {
     pub config: String,
     pub batch: usize,
     pub tokens: usize,
+    pub precision: Precision,
     pub tokens_per_s: f64,
 }
 
 impl SampleBench {
-    /// `{"bench":"sample","config":…,"batch":…,"tokens":…,"tokens_per_s":…}` (tokens per second
-    /// summed over the batch).
+    /// `{"bench":"sample","config":…,"batch":…,"tokens":…,"precision":…,"tokens_per_s":…}`
+    /// (tokens per second summed over the batch).
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"sample\",\"config\":\"{}\",\"batch\":{},\"tokens\":{},\"tokens_per_s\":{:.1}}}",
-            self.config, self.batch, self.tokens, self.tokens_per_s
+            "{{\"bench\":\"sample\",\"config\":\"{}\",\"batch\":{},\"tokens\":{},\"precision\":\"{}\",\"tokens_per_s\":{:.1}}}",
+            self.config,
+            self.batch,
+            self.tokens,
+            self.precision.name(),
+            self.tokens_per_s
         )
     }
 }
@@ -271,11 +276,12 @@ impl SampleBench {
 pub fn bench_sample(
     name: &str,
     config: Config,
-    batch: usize,
-    tokens: usize,
+    (batch, tokens): (usize, usize),
+    precision: Precision,
     reps: usize,
 ) -> Result<SampleBench> {
-    let model = Model::init(config, 0)?;
+    let mut model = Model::init(config, 0)?;
+    model.precision = precision;
     let settings = SamplingSettings::default();
     let prompts = vec![Vec::new(); batch];
     complete(&model, &prompts, tokens.min(8), &settings, 0)?;
@@ -287,7 +293,7 @@ pub fn bench_sample(
     });
     outcome?;
     let tokens_per_s = (batch * tokens) as f64 / (ms * 1e-3);
-    Ok(SampleBench { config: name.into(), batch, tokens, tokens_per_s })
+    Ok(SampleBench { config: name.into(), batch, tokens, precision, tokens_per_s })
 }
 
 #[cfg(test)]

@@ -83,12 +83,14 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                 ],
             };
             let reps = p.positive("reps", 3usize)?;
+            let precision = super::precision(&p)?;
             for (name, batch) in shapes {
                 let config = preset(&p, &name)?;
                 let tokens = positions(&p, "tokens", &config)?;
                 let what = format!("--config {name} --batch {batch} --tokens {tokens}");
                 super::admit(&p, &what, footprint::decoding(&config, batch, tokens))?;
-                let r = pool.install(|| bench_sample(&name, config, batch, tokens, reps))?;
+                let shape = (batch, tokens);
+                let r = pool.install(|| bench_sample(&name, config, shape, precision, reps))?;
                 println!("{}", r.json());
             }
             Ok(())

@@ -36,9 +36,11 @@ fn admit_decoding(p: &Parsed, model: &Model, n: usize, len: usize) -> Result<(),
     super::admit(p, &what, footprint::decoding(&model.config, n, len))
 }
 
-/// The model and its palette and image size (from `preprocessor_config.json`).
-fn load(dir: &Path) -> Result<(Model, Palette, usize, usize), Failure> {
-    let model = Model::load(dir)?;
+/// The model (set to `--precision`) and its palette and image size (from
+/// `preprocessor_config.json`).
+fn load(p: &Parsed, dir: &Path) -> Result<(Model, Palette, usize, usize), Failure> {
+    let mut model = Model::load(dir)?;
+    model.precision = super::precision(p)?;
     let pre = read_preprocessor_config(&dir.join("preprocessor_config.json"))?;
     let (w, h) = pre.size.unwrap_or((32, 32));
     if w * h > model.config.n_positions || pre.palette.len() + 1 != model.config.vocab_size {
@@ -71,6 +73,7 @@ const SAMPLE: Command = Command {
         SAMPLING_FLAGS[3],
         Flag::one("out", "FILE", "output PNG grid"),
         Flag::one("tokens-out", "FILE", "also save the tokens as .npy int64 [N, T]"),
+        super::PRECISION,
     ],
 };
 
@@ -79,7 +82,7 @@ pub fn sample(argv: &[String]) -> Result<(), Failure> {
     let s = settings(&p)?;
     let n = p.positive("n", 16usize)?;
     let out = Path::new(p.required("out")?);
-    let (model, palette, w, h) = load(Path::new(p.required("model")?))?;
+    let (model, palette, w, h) = load(&p, Path::new(p.required("model")?))?;
     admit_decoding(&p, &model, n, w * h)?;
     let seed = p.parse_or("seed", 0u64)?;
     let (grid, seqs) = sample_grid(&model, &palette, (w, h), (n, 8.min(n)), &s, seed)?;
@@ -107,6 +110,7 @@ const COMPLETE: Command = Command {
         SAMPLING_FLAGS[2],
         SAMPLING_FLAGS[3],
         Flag::one("out", "FILE", "output PNG grid"),
+        super::PRECISION,
     ],
 };
 
@@ -121,7 +125,7 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
     }
     let out = Path::new(p.required("out")?);
     let dir = Path::new(p.required("model")?);
-    let (model, palette, w, h) = load(dir)?;
+    let (model, palette, w, h) = load(&p, dir)?;
     let keep_rows = p.parse_or("keep-rows", h / 2)?;
     if keep_rows > h {
         return Err(p

@@ -15,17 +15,27 @@ use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-/// A zero-initialised `[f32]` on 2 MiB-aligned memory, advised to huge pages.
-pub struct StreamBuffer {
-    ptr: NonNull<f32>,
+/// The element types a [`StreamBuffer`] holds: f32, and u16 for bf16 weights (see `bf16`).
+///
+/// # Safety
+/// All-zero bytes must be a valid value of the type (the buffer starts zeroed).
+pub unsafe trait StreamElement: Copy + Send + Sync {}
+
+// SAFETY: zero bytes are 0.0 and 0.
+unsafe impl StreamElement for f32 {}
+unsafe impl StreamElement for u16 {}
+
+/// A zero-initialised `[T]` on 2 MiB-aligned memory, advised to huge pages.
+pub struct StreamBuffer<T: StreamElement = f32> {
+    ptr: NonNull<T>,
     len: usize,
 }
 
-// SAFETY: a StreamBuffer owns its memory exclusively, like a Vec<f32>.
-unsafe impl Send for StreamBuffer {}
-unsafe impl Sync for StreamBuffer {}
+// SAFETY: a StreamBuffer owns its memory exclusively, like a Vec<T>.
+unsafe impl<T: StreamElement> Send for StreamBuffer<T> {}
+unsafe impl<T: StreamElement> Sync for StreamBuffer<T> {}
 
-impl StreamBuffer {
+impl<T: StreamElement> StreamBuffer<T> {
     /// `len` zeros.
     ///
     /// # Panics
@@ -36,22 +46,23 @@ impl StreamBuffer {
         };
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(raw.cast::<f32>()) else { handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<T>()) else { handle_alloc_error(layout) };
         advise_huge_pages(raw, layout.size());
-        // SAFETY: `ptr` points to `len` floats just allocated; zeroing them first-touches the
-        // pages after the advice.
+        // SAFETY: `ptr` points to `len` elements just allocated; zero bytes are a valid `T`
+        // (`StreamElement`); zeroing first-touches the pages after the advice.
         unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
         StreamBuffer { ptr, len }
     }
 
-    /// The allocation behind `len` floats (`None` for an empty buffer, which allocates nothing).
+    /// The allocation behind `len` elements (`None` for an empty buffer, which allocates
+    /// nothing).
     fn layout(len: usize) -> Option<Layout> {
-        let bytes = len.checked_mul(size_of::<f32>()).expect("StreamBuffer: size overflows");
+        let bytes = len.checked_mul(size_of::<T>()).expect("StreamBuffer: size overflows");
         (bytes > 0).then(|| Layout::from_size_align(bytes, HUGE_PAGE).expect("StreamBuffer size"))
     }
 }
 
-impl Drop for StreamBuffer {
+impl<T: StreamElement> Drop for StreamBuffer<T> {
     fn drop(&mut self) {
         if let Some(layout) = Self::layout(self.len) {
             // SAFETY: allocated in `zeroed` with this same layout.
@@ -60,22 +71,22 @@ impl Drop for StreamBuffer {
     }
 }
 
-impl Deref for StreamBuffer {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        // SAFETY: `ptr` holds `len` initialised floats (or is dangling with `len` 0).
+impl<T: StreamElement> Deref for StreamBuffer<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` holds `len` initialised elements (or is dangling with `len` 0).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl DerefMut for StreamBuffer {
-    fn deref_mut(&mut self) -> &mut [f32] {
+impl<T: StreamElement> DerefMut for StreamBuffer<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, and `&mut self` makes the borrow exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl Clone for StreamBuffer {
+impl<T: StreamElement> Clone for StreamBuffer<T> {
     fn clone(&self) -> Self {
         let mut copy = StreamBuffer::zeroed(self.len);
         copy.copy_from_slice(self);
@@ -83,9 +94,9 @@ impl Clone for StreamBuffer {
     }
 }
 
-impl std::fmt::Debug for StreamBuffer {
+impl<T: StreamElement> std::fmt::Debug for StreamBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StreamBuffer({} floats)", self.len)
+        write!(f, "StreamBuffer({} × {} bytes)", self.len, size_of::<T>())
     }
 }
 

@@ -60,7 +60,7 @@ pub fn copy_short(dst: &mut [f32], src: &[f32]) {
 /// read a little later finds it there. `at` may lie past the end of `base`: a prefetch reads
 /// nothing and never faults. Does nothing on other architectures.
 #[inline(always)]
-pub fn prefetch(base: &[f32], at: usize) {
+pub fn prefetch<T>(base: &[T], at: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is only a hint to the cache; it neither reads into a register nor
     // faults, whatever the address.

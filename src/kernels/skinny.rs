@@ -23,7 +23,9 @@
 //! parallel; every output element is the same sum in the same order whatever the thread count.
 //! Tested against `tensor::gemm_reference`.
 
+use super::bf16::{flushing_subnormals, round_bf16};
 use super::simd::{load, prefetch, store, transpose, LANES};
+use super::Operands;
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -37,13 +39,46 @@ const AHEAD: usize = 32;
 /// Panels per parallel task (128 columns).
 const PANELS_PER_TASK: usize = 8;
 
-/// A weight matrix `W: [d_in, d_out]` packed into panels (see the module doc).
+/// A weight matrix `W: [d_in, d_out]` packed into panels (see the module doc), of f32 values
+/// or of bf16 ones (`u16`: the high half of the f32 bits, see `bf16`).
 #[derive(Clone, Copy, Debug)]
-pub struct Panels<'a> {
+pub struct Panels<'a, W = f32> {
     /// `d_out.div_ceil(16)` panels of `[d_in, 16]`, one after the other.
-    pub data: &'a [f32],
+    pub data: &'a [W],
     pub d_in: usize,
     pub d_out: usize,
+}
+
+/// How a panel's element becomes the f32 the multiply-adds take. bf16 weights halve the bytes
+/// a decoding step streams from memory, the cost that bounds it.
+pub trait PanelWeight: Copy + Send + Sync {
+    /// What the product's operands are: with bf16, `x` is rounded too and the sums flush
+    /// subnormals (`bf16`).
+    const OPERANDS: Operands;
+    /// Eight consecutive elements as f32.
+    fn load8(w: &[Self]) -> f32x8;
+}
+
+impl PanelWeight for f32 {
+    const OPERANDS: Operands = Operands::F32;
+    fn load8(w: &[f32]) -> f32x8 {
+        load(w)
+    }
+}
+
+impl PanelWeight for u16 {
+    const OPERANDS: Operands = Operands::Bf16;
+    fn load8(w: &[u16]) -> f32x8 {
+        f32x8::from(std::array::from_fn::<f32, LANES, _>(|c| f32::from_bits(u32::from(w[c]) << 16)))
+    }
+}
+
+/// Panels of bf16 values from f32 panels (each rounded, `bf16::round_bf16`).
+pub fn bf16_panels(panels: &[f32], dst: &mut [u16]) {
+    let pairs = dst.par_chunks_mut(1 << 14).zip(panels.par_chunks(1 << 14));
+    pairs.for_each(|(d, s)| {
+        d.iter_mut().zip(s).for_each(|(d, &x)| *d = (round_bf16(x).to_bits() >> 16) as u16)
+    });
 }
 
 /// Floats that [`pack_panels`] writes for a `[d_in, d_out]` matrix.
@@ -119,7 +154,13 @@ fn pack_panel(
 ///
 /// # Panics
 /// If the slices are shorter than the sizes say.
-pub fn skinny_linear(x: &[f32], rows: usize, w: Panels<'_>, bias: &[f32], y: &mut [f32]) {
+pub fn skinny_linear<W: PanelWeight>(
+    x: &[f32],
+    rows: usize,
+    w: Panels<'_, W>,
+    bias: &[f32],
+    y: &mut [f32],
+) {
     let (d_in, d_out) = (w.d_in, w.d_out);
     assert!(
         x.len() >= rows * d_in
@@ -130,13 +171,26 @@ pub fn skinny_linear(x: &[f32], rows: usize, w: Panels<'_>, bias: &[f32], y: &mu
     if rows == 0 {
         return;
     }
+    let rounded: Vec<f32>;
+    let x = match W::OPERANDS {
+        Operands::F32 => x,
+        Operands::Bf16 => {
+            rounded = x[..rows * d_in].iter().map(|&v| round_bf16(v)).collect();
+            &rounded
+        }
+    };
     let n_panels = d_out.div_ceil(PANEL);
     let groups: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANELS_PER_TASK))
         .into_par_iter()
         .map(|g| {
             let p0 = g * PANELS_PER_TASK;
             let p1 = (p0 + PANELS_PER_TASK).min(n_panels);
-            (p0 * PANEL, panel_group(x, rows, w, bias, p0, p1))
+            let group = || panel_group(x, rows, w, bias, p0, p1);
+            let part = match W::OPERANDS {
+                Operands::F32 => group(),
+                Operands::Bf16 => flushing_subnormals(group),
+            };
+            (p0 * PANEL, part)
         })
         .collect();
     for (c0, part) in groups {
@@ -149,10 +203,10 @@ pub fn skinny_linear(x: &[f32], rows: usize, w: Panels<'_>, bias: &[f32], y: &mu
 }
 
 /// Panels `p0..p1` for every row: `[rows, (p1 − p0)·16]` (padding columns included).
-fn panel_group(
+fn panel_group<W: PanelWeight>(
     x: &[f32],
     rows: usize,
-    w: Panels<'_>,
+    w: Panels<'_, W>,
     bias: &[f32],
     p0: usize,
     p1: usize,
@@ -180,10 +234,10 @@ fn panel_group(
             let xs = &x[r0 * d_in..(r0 + group) * d_in];
             let dst = &mut out[r0 * width + c..];
             match group {
-                1 => one_panel::<1>(xs, panel(p), &b[c..], dst, width),
-                2 => one_panel::<2>(xs, panel(p), &b[c..], dst, width),
-                3 => one_panel::<3>(xs, panel(p), &b[c..], dst, width),
-                _ => one_panel::<4>(xs, panel(p), &b[c..], dst, width),
+                1 => one_panel::<W, 1>(xs, panel(p), &b[c..], dst, width),
+                2 => one_panel::<W, 2>(xs, panel(p), &b[c..], dst, width),
+                3 => one_panel::<W, 3>(xs, panel(p), &b[c..], dst, width),
+                _ => one_panel::<W, 4>(xs, panel(p), &b[c..], dst, width),
             }
             r0 += group;
         }
@@ -194,9 +248,9 @@ fn panel_group(
 
 /// `R` rows × one panel: `2R` accumulators start at the bias and take `x[r, i]·W[i, panel]` for
 /// `i = 0, 1, …`; row `r` of the result goes to `out[r·stride ..][..16]`.
-fn one_panel<const R: usize>(
+fn one_panel<W: PanelWeight, const R: usize>(
     x: &[f32],
-    panel: &[f32],
+    panel: &[W],
     bias: &[f32],
     out: &mut [f32],
     stride: usize,
@@ -205,7 +259,7 @@ fn one_panel<const R: usize>(
     let mut acc = [[load(bias), load(&bias[LANES..])]; R];
     for (i, row) in panel.chunks_exact(PANEL).enumerate() {
         prefetch(panel, (i + AHEAD) * PANEL);
-        let (w0, w1) = (load(row), load(&row[LANES..]));
+        let (w0, w1) = (W::load8(row), W::load8(&row[LANES..]));
         for (r, a) in acc.iter_mut().enumerate() {
             let xv = f32x8::splat(x[r * d_in + i]);
             a[0] = xv.mul_add(w0, a[0]);
@@ -220,17 +274,23 @@ fn one_panel<const R: usize>(
 
 /// One row × two adjacent panels: four independent accumulator chains, the same sums as
 /// [`one_panel`] in the same order. `out` receives the 32 columns.
-fn two_panels_one_row(x: &[f32], left: &[f32], right: &[f32], bias: &[f32], out: &mut [f32]) {
+fn two_panels_one_row<W: PanelWeight>(
+    x: &[f32],
+    left: &[W],
+    right: &[W],
+    bias: &[f32],
+    out: &mut [f32],
+) {
     let mut acc = [0, 1, 2, 3].map(|v| load(&bias[v * LANES..]));
     let rows = x.iter().zip(left.chunks_exact(PANEL)).zip(right.chunks_exact(PANEL));
     for (i, ((&xi, l), r)) in rows.enumerate() {
         prefetch(left, (i + AHEAD) * PANEL);
         prefetch(right, (i + AHEAD) * PANEL);
         let xv = f32x8::splat(xi);
-        acc[0] = xv.mul_add(load(l), acc[0]);
-        acc[1] = xv.mul_add(load(&l[LANES..]), acc[1]);
-        acc[2] = xv.mul_add(load(r), acc[2]);
-        acc[3] = xv.mul_add(load(&r[LANES..]), acc[3]);
+        acc[0] = xv.mul_add(W::load8(l), acc[0]);
+        acc[1] = xv.mul_add(W::load8(&l[LANES..]), acc[1]);
+        acc[2] = xv.mul_add(W::load8(r), acc[2]);
+        acc[3] = xv.mul_add(W::load8(&r[LANES..]), acc[3]);
     }
     for (v, a) in acc.iter().enumerate() {
         store(&mut out[v * LANES..], *a);
@@ -241,7 +301,7 @@ fn two_panels_one_row(x: &[f32], left: &[f32], right: &[f32], bias: &[f32], out:
 mod tests {
     use super::*;
     use crate::rng::Philox;
-    use crate::tensor::{gemm_reference, MatRef};
+    use crate::tensor::{gemm_reference, MatRef, Start};
 
     #[test]
     fn matches_the_reference_gemm_and_is_thread_independent() {
@@ -302,5 +362,28 @@ mod tests {
         // Panel 1, row 2, column 3 is W[2, 19]: padding, zero. Column 2 is W[2, 18].
         assert_eq!(a[(d_in + 2) * PANEL + 3], 0.0);
         assert_eq!(a[(d_in + 2) * PANEL + 2], (2 * d_out + 18) as f32);
+    }
+
+    #[test]
+    fn bf16_panels_compute_the_bf16_product_bit_for_bit() {
+        // The decoder's bf16 projections are §21's products: b + Σ_i bf16(x_i)·bf16(W_ij).
+        for (rows, d_in, d_out) in [(1, 64, 300), (3, 33, 517), (5, 128, 40)] {
+            let p = Philox::new(4);
+            let (mut x, mut w, mut b) =
+                (vec![0.0; rows * d_in], vec![0.0; d_in * d_out], vec![0.0; d_out]);
+            p.fill_normal(0, 0.0, 1.0, &mut x);
+            p.fill_normal(1, 0.0, 1.0, &mut w);
+            p.fill_normal(2, 0.0, 1.0, &mut b);
+            let mut want = vec![0.0; rows * d_out];
+            let (xm, wm) = (MatRef::new(&x, rows, d_in), MatRef::new(&w, d_in, d_out));
+            crate::kernels::bf16::product_reference(xm, wm, Start::Bias(&b), &mut want);
+            let mut packed = vec![0.0; panels_len(d_in, d_out)];
+            pack_panels(&w, d_in, d_out, false, &mut packed);
+            let mut half = vec![0u16; packed.len()];
+            bf16_panels(&packed, &mut half);
+            let mut got = vec![f32::NAN; rows * d_out];
+            skinny_linear(&x, rows, Panels { data: &half, d_in, d_out }, &b, &mut got);
+            assert_eq!(got, want, "{rows}x{d_in}x{d_out}");
+        }
     }
 }

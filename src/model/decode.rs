@@ -16,10 +16,11 @@
 
 use super::block::{block, BlockMath, Branch, Norm, Proj};
 use super::config::Activation;
-use super::Model;
+use super::{Model, Precision};
 use crate::error::{Error, Result};
+use crate::kernels::bf16::round_bf16;
 use crate::kernels::pages::StreamBuffer;
-use crate::kernels::skinny::{pack_panels, panels_len, skinny_linear, Panels};
+use crate::kernels::skinny::{bf16_panels, pack_panels, panels_len, skinny_linear, Panels};
 use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
 use crate::ops::Kernels;
@@ -47,12 +48,18 @@ struct Slot {
 /// `attn.c_proj`, `mlp.c_fc`, `mlp.c_proj` (the order of `block::Proj`), then `lm_head`. It doubles the memory the weights
 /// take while decoding, and buys reads at the speed of memory (batch 1 is bound by them).
 struct PackedWeights {
-    data: StreamBuffer,
+    data: PanelData,
     /// `[c_attn, attn.c_proj, c_fc, mlp.c_proj]` of each block.
     blocks: Vec<[Slot; 4]>,
     lm_head: Slot,
     /// `lm_head` has no bias.
     zero_bias: Vec<f32>,
+}
+
+/// The panels of every matrix: f32, or bf16 for `Precision::Bf16` (half the bytes to stream).
+enum PanelData {
+    F32(StreamBuffer),
+    Bf16(StreamBuffer<u16>),
 }
 
 impl PackedWeights {
@@ -78,6 +85,14 @@ impl PackedWeights {
             let dst = &mut data[s.offset..][..panels_len(s.d_in, s.d_out)];
             pack_panels(p[i].data(), s.d_in, s.d_out, transposed, dst);
         }
+        let data = match model.precision {
+            Precision::F32 => PanelData::F32(data),
+            Precision::Bf16 => {
+                let mut half = StreamBuffer::zeroed(data.len());
+                bf16_panels(&data, &mut half);
+                PanelData::Bf16(half)
+            }
+        };
         let lm_head = slots.pop().expect("lm_head slot");
         let blocks = slots.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
         PackedWeights { data, blocks, lm_head, zero_bias: vec![0.0; lm_head.d_out] }
@@ -85,13 +100,19 @@ impl PackedWeights {
 
     /// `y = x·W + b` for `x: [rows, d_in]`.
     fn linear(&self, x: &[f32], rows: usize, w: Slot, b: &[f32]) -> Vec<f32> {
-        let panels = Panels {
-            data: &self.data[w.offset..][..panels_len(w.d_in, w.d_out)],
-            d_in: w.d_in,
-            d_out: w.d_out,
-        };
-        let mut y = vec![0.0; rows * w.d_out];
-        skinny_linear(x, rows, panels, b, &mut y);
+        let (d_in, d_out) = (w.d_in, w.d_out);
+        let range = w.offset..w.offset + panels_len(d_in, d_out);
+        let mut y = vec![0.0; rows * d_out];
+        match &self.data {
+            PanelData::F32(data) => {
+                let panels = Panels { data: &data[range], d_in, d_out };
+                skinny_linear(x, rows, panels, b, &mut y)
+            }
+            PanelData::Bf16(data) => {
+                let panels = Panels { data: &data[range], d_in, d_out };
+                skinny_linear(x, rows, panels, b, &mut y)
+            }
+        }
         y
     }
 }
@@ -129,8 +150,18 @@ impl BlockMath for DecodeBlock<'_> {
         self.weights.linear(x, self.batch, slot, self.model.params[bias].data())
     }
 
+    /// In bf16 the new row's `q`, `k`, `v` are rounded (so the cache holds bf16 values); the
+    /// cache's own arithmetic stays as `KvCache::decode_step` defines it.
     fn attention(&mut self, l: usize, qkv: &Vec<f32>) -> Vec<f32> {
         let mut a = vec![0.0; self.batch * self.model.config.n_embd];
+        let rounded: Vec<f32>;
+        let qkv = match self.model.precision {
+            Precision::F32 => qkv,
+            Precision::Bf16 => {
+                rounded = qkv.iter().map(|&x| round_bf16(x)).collect();
+                &rounded
+            }
+        };
         if let Err(e) = self.caches[l].decode_step(qkv, &mut a) {
             self.failure.get_or_insert(e);
         }
