@@ -197,6 +197,7 @@ fn op_goldens_are_reproducible_from_the_seed() {
     }
     let o = igpt(&["golden", "--op", "softmax", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("unknown --op 'softmax'"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("embedding, sample)"), "every op is listed: {}", stderr(&o));
     let o = igpt(&["golden", "--op", "linear", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();

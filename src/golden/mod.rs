@@ -179,6 +179,7 @@ pub const GOLDEN_OPS: &[&str] = &[
     "attention_bidirectional",
     "cross_entropy",
     "embedding",
+    "sample",
 ];
 
 /// `n` normals of standard deviation `std` from Philox stream `stream` of `seed`.

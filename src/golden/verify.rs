@@ -172,7 +172,8 @@ impl Report {
         s
     }
 
-    /// One JSON document (SPEC §13.3): the policy, the verdict, the counts and every tensor.
+    /// One JSON document on one line (SPEC §13.3): the files, the verdict, the tolerance, the
+    /// counts and every tensor.
     pub fn to_json(&self, reference: &str, candidate: &str) -> Result<String> {
         let t = self.tolerance;
         let count = |v: Verdict| Json::from(self.count(v));
@@ -195,7 +196,7 @@ impl Report {
             ),
             ("tensors".into(), Json::Array(self.tensors.iter().map(tensor_json).collect())),
         ]);
-        doc.to_pretty()
+        doc.to_compact()
     }
 }
 

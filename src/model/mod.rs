@@ -8,7 +8,7 @@
 //! - [`Model::loss_and_grads`]: one objective's loss and every parameter's gradient;
 //! - [`Model::save`]: an HF directory `transformers` loads as is.
 //!
-//! ## Objectives (DESIGN A.2)
+//! ## Objectives (SPEC §10)
 //! - **Autoregressive** (paper): an image `x₀…x_{n−1}` is fed as `[SOS, x₀, …, x_{n−2}]` and all
 //!   `n` pixels are scored: mean cross-entropy over `B·n` positions.
 //! - **HF shifted** (`labels = input_ids`): the ids are fed as given and position `t < T−1` is

@@ -17,9 +17,9 @@
 //! ```
 //!
 //! ## Initialisation (paper / TF original)
-//! wte and its SOS row N(0, 0.02); wpe N(0, 0.01); `c_attn` (q, k, v) N(0, 1/√d); attention
-//! `c_proj` N(0, 1/√(d·L)); MLP weights N(0, 0.02); biases 0; norm gains 1; `lm_head` and
-//! `score` zeros. Parameter number `p` (its position in the order above) draws its normals from
+//! Standard deviations σ (SPEC §11 writes the variances `N(0, σ²)`): wte and its SOS row 0.02;
+//! wpe 0.01; `c_attn` (q, k, v) 1/√d; attention `c_proj` 1/√(d·L); MLP weights 0.02; biases 0;
+//! norm gains 1; `lm_head` and `score` zeros. Parameter number `p` (its position in the order above) draws its normals from
 //! Philox stream `p` of the seed: element `i` is `std · normal_i` (see SPEC §6).
 //!
 //! ## The random scheme (conformance goldens)
