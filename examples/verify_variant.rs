@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo run --release --example verify_variant`.
 
-use igpt::golden::{format_report, op_golden, verify, Tolerances};
+use igpt::golden::{op_golden, verify, Tolerance};
 use igpt::io::safetensors::SafeTensors;
 
 /// The variant under test: `y = x W + b` and its gradients, with plain loops in f64.
@@ -67,14 +67,13 @@ fn main() -> igpt::Result<()> {
         candidate.push(name, golden.get(name).expect("input").clone())?;
     }
 
-    // 3. Verify with the golden's recorded tolerances.
-    let tol = Tolerances::from_reference(&golden, "linear golden")?;
-    let reports = verify(&golden, &candidate, &tol);
-    print!("{}", format_report(&reports));
-    let failed = reports.iter().filter(|r| r.failure.is_some()).count();
+    // 3. Verify with the golden's recorded tolerance (SPEC §7).
+    let tol = Tolerance::from_metadata(golden.get_metadata("tolerances"), "linear golden")?;
+    let report = verify(&golden, &candidate, &tol);
+    print!("{}", report.to_text());
     println!(
         "{}",
-        if failed == 0 {
+        if report.passed() {
             "the variant agrees with igpt"
         } else {
             "the variant disagrees with igpt"

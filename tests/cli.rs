@@ -95,9 +95,8 @@ fn init_golden_verify_round_trip() {
     let dir = scratch("golden");
     let model = dir.join("m");
     let golden = dir.join("g.safetensors");
-    assert!(igpt(&["init", "--config", "digits", "--seed", "3", "--out", s(&model)])
-        .status
-        .success());
+    let init = ["init", "--config", "digits", "--seed", "3", "--init", "random"];
+    assert!(igpt(&[&init[..], &["--out", s(&model)]].concat()).status.success());
     let o = igpt(&[
         "golden",
         "--model",
@@ -118,9 +117,19 @@ fn init_golden_verify_round_trip() {
     // ... and against one made from a differently initialised model it fails with exit 1.
     let other = dir.join("other");
     let golden2 = dir.join("g2.safetensors");
-    assert!(igpt(&["init", "--config", "digits", "--seed", "4", "--out", s(&other)])
-        .status
-        .success());
+    assert!(igpt(&[
+        "init",
+        "--config",
+        "digits",
+        "--seed",
+        "4",
+        "--init",
+        "random",
+        "--out",
+        s(&other)
+    ])
+    .status
+    .success());
     assert!(igpt(&[
         "golden",
         "--model",
@@ -138,7 +147,37 @@ fn init_golden_verify_round_trip() {
     assert_eq!(o.status.code(), Some(1));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("FAIL: missing from the candidate"), "{table}");
-    assert!(table.contains("FAIL:") && table.contains("outside atol"), "{table}");
+    assert!(table.contains("elements outside tolerance"), "{table}");
+    // --json: one document with the same verdict, and the same exit status.
+    let o = igpt(&["verify", "--reference", s(&golden), "--candidate", s(&golden2), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let json = parse_json(&o.stdout, "verify --json").unwrap();
+    assert_eq!(json.get("passed").and_then(Json::as_bool), Some(false));
+    let counts = json.get("counts").unwrap();
+    assert!(counts.get("missing").and_then(Json::as_usize).unwrap() > 0, "{counts:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_golden_of_a_zero_head_is_refused_unless_asked() {
+    let dir = scratch("zerohead");
+    let model = dir.join("m");
+    let out = dir.join("g.safetensors");
+    assert!(igpt(&["init", "--config", "digits", "--out", s(&model)]).status.success());
+    let golden = ["golden", "--model", s(&model), "--seq", "8", "--out", s(&out)];
+    let o = igpt(&golden);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lm_head.weight is all zero"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--init random") && stderr(&o).contains("--allow-zero-head"));
+    assert!(igpt(&[&golden[..], &["--allow-zero-head"]].concat()).status.success());
+    // In memory: --config with --init random draws the head, so nothing is refused.
+    let o = igpt(&["golden", "--config", "digits", "--seq", "8", "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o =
+        igpt(&["golden", "--config", "digits", "--init", "random", "--seq", "8", "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = igpt(&["init", "--config", "digits", "--init", "xavier", "--out", s(&model)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -158,6 +197,7 @@ fn op_goldens_are_reproducible_from_the_seed() {
     }
     let o = igpt(&["golden", "--op", "softmax", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("unknown --op 'softmax'"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("embedding, sample)"), "every op is listed: {}", stderr(&o));
     let o = igpt(&["golden", "--op", "linear", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -9,6 +9,7 @@
 
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::{Model, Objective, TokenBatch};
+use igpt::train::adamw::step_bound;
 use igpt::train::{AdamW, AdamWConfig};
 use igpt::Tensor;
 use std::path::{Path, PathBuf};
@@ -133,15 +134,6 @@ impl Moments {
     }
 }
 
-/// Most an AdamW step can move an element in units of lr, beyond weight decay: with
-/// `β1² < β2`, Cauchy–Schwarz gives `|m̂_t| / sqrt(v̂_t) ≤ (1−β1)/(1−β1^t) ·
-/// sqrt((1−β2^t)/(1−β2)) · sqrt(Σ_{j<t} (β1²/β2)^j)` (1.0 at t = 1 and 2 for PyTorch's defaults).
-fn adam_step_bound(config: &AdamWConfig, t: i32) -> f64 {
-    let (b1, b2) = (config.beta1, config.beta2);
-    let r: f64 = (0..t).map(|j| (b1 * b1 / b2).powi(j)).sum();
-    (1.0 - b1) / (1.0 - b1.powi(t)) * ((1.0 - b2.powi(t)) / (1.0 - b2)).sqrt() * r.sqrt()
-}
-
 /// Every parameter after the AdamW steps against `adamw.{name}`.
 ///
 /// The displacement `Δ = p_T − p_0` is compared in units of lr, element by element. Step t moves
@@ -167,7 +159,7 @@ fn check_adamw_parameters(
     config: &AdamWConfig,
     lr: f64,
 ) {
-    let most_per_step: f64 = (1..=moments.steps).map(|t| adam_step_bound(config, t)).sum();
+    let most_per_step: f64 = (1..=moments.steps).map(|t| step_bound(config, t)).sum();
     let (mut unresolved, mut total) = (0usize, 0usize);
     for (k, spec) in case.model.specs.iter().enumerate() {
         let torch = expected(case, &format!("adamw.{}", spec.name));

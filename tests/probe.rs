@@ -75,7 +75,7 @@ fn mean_rows(x: &[Vec<f64>]) -> Vec<f64> {
     (0..d).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / x.len() as f64).collect()
 }
 
-/// Features of one image at every layer 0..=L, in f64 with plain loops (DESIGN A.1/A.2).
+/// Features of one image at every layer 0..=L, in f64 with plain loops (SPEC §9 and §20.1).
 fn hand_features(model: &Model, image: &[usize], input: FeatureInput) -> Vec<Vec<f64>> {
     let c = &model.config;
     let (d, t, nh) = (c.n_embd, image.len(), c.n_head);

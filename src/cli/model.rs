@@ -3,11 +3,11 @@
 use super::Failure;
 use igpt::admission;
 use igpt::args::{parse, Command, Flag, Parsed};
-use igpt::golden::{format_report, model_golden, op_golden, verify, GoldenOptions, Tolerances};
+use igpt::golden::{model_golden, op_golden, verify, zero_head, GoldenOptions, Tolerance};
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::footprint;
 use igpt::model::hf::load_config;
-use igpt::model::{Config, Model, Objective, TokenBatch};
+use igpt::model::{Config, Model, Objective, Scheme, TokenBatch};
 use igpt::rng::Philox;
 use igpt::train::AdamWConfig;
 use igpt::Error;
@@ -37,8 +37,25 @@ const INIT: Command = Command {
         Flag::one("config", "NAME|FILE", "preset (digits, tiny, small, igpt-s, igpt-m, igpt-l, igpt-xl) or config.json"),
         Flag::one("out", "DIR", "output model directory"),
         Flag::one("seed", "S", "initialisation seed (default 0)"),
+        INIT_FLAG,
     ],
 };
+
+/// `--init paper|random`, shared by `igpt init` and `igpt golden --config`.
+const INIT_FLAG: Flag = Flag::one(
+    "init",
+    "paper|random",
+    "paper: zero heads and biases, unit norm gains (default); random: those drawn too, heads and biases N(0, 0.02^2), gains 1 + N(0, 0.02^2) (for conformance goldens)",
+);
+
+/// The `--init` scheme.
+fn scheme_arg(p: &Parsed) -> Result<Scheme, Failure> {
+    match p.str("init").unwrap_or("paper") {
+        "paper" => Ok(Scheme::Paper),
+        "random" => Ok(Scheme::Random),
+        other => Err(p.usage(format!("--init must be paper or random, got '{other}'")).into()),
+    }
+}
 
 pub fn init(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&INIT, argv)?;
@@ -46,6 +63,7 @@ pub fn init(argv: &[String]) -> Result<(), Failure> {
     let config = config_arg(&p, spec)?;
     let out = Path::new(p.required("out")?);
     let seed = p.parse_or("seed", 0u64)?;
+    let scheme = scheme_arg(&p)?;
     // The weights, their safetensors copy and the file's bytes; too many for a config file is
     // failed work, for a preset a usage error.
     let what =
@@ -56,7 +74,7 @@ pub fn init(argv: &[String]) -> Result<(), Failure> {
     } else {
         super::admit(&p, &what, bytes)?;
     }
-    let model = Model::init(config, seed)?;
+    let model = Model::init_with(config, seed, scheme)?;
     model.save(out)?;
     eprintln!("igpt init: {} parameters written to {}", model.n_params(), out.display());
     Ok(())
@@ -106,6 +124,8 @@ const GOLDEN: Command = Command {
     flags: &[
         Flag::one("model", "DIR", "HF model directory (or use --config and --seed)"),
         Flag::one("config", "NAME|FILE", "initialise this config in memory from --seed instead of --model"),
+        INIT_FLAG,
+        Flag::switch("allow-zero-head", "write a model golden even if a head is all zero (its logits and trunk gradients are then exactly zero and test nothing)"),
         Flag::one("tokens", "FILE", "token ids .npy [B, T] (default: random ids from --seed)"),
         Flag::one("labels", "FILE", "class labels .npy [B] (classification models)"),
         Flag::one("batch", "B", "random tokens: batch size (default 2)"),
@@ -147,7 +167,7 @@ fn parse_shape(p: &Parsed) -> Result<Vec<usize>, Failure> {
 fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure> {
     let (mut model, seed_used) = match (p.str("model"), p.str("config")) {
         (Some(dir), None) => (Model::load(Path::new(dir))?, None),
-        (None, Some(c)) => (Model::init(config_arg(p, c)?, seed)?, Some(seed)),
+        (None, Some(c)) => (Model::init_with(config_arg(p, c)?, seed, scheme_arg(p)?)?, Some(seed)),
         _ => {
             let msg = "give exactly one of --model DIR or --config NAME (or --op)";
             return Err(p.usage(msg).into());
@@ -176,7 +196,22 @@ fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure>
         adamw: AdamWConfig { weight_decay: weight_decay.unwrap_or(0.0), ..AdamWConfig::default() },
         seed: seed_used.or(p.str("tokens").is_none().then_some(seed)),
     };
+    refuse_zero_head(p, &model, &objective)?;
     Ok(model_golden(&model, &batch, &objective, &opts)?)
+}
+
+/// A golden of a model whose head is all zero (a fresh paper init) checks only that zeros are
+/// zero: refused, naming the remedies, unless `--allow-zero-head` asks for it.
+fn refuse_zero_head(p: &Parsed, model: &Model, objective: &Objective) -> Result<(), Failure> {
+    match zero_head(model, objective) {
+        Some(head) if !p.switch("allow-zero-head") => Err(p
+            .usage(format!(
+                "{head} is all zero, so the golden's logits and trunk gradients would be \
+                 exactly zero; use a trained model, --init random, or --allow-zero-head"
+            ))
+            .into()),
+        _ => Ok(()),
+    }
 }
 
 /// `--batch B --seq T` random tokens, once their golden fits in memory.
@@ -240,14 +275,14 @@ fn read_labels(path: &Path, b: usize) -> Result<Vec<usize>, Failure> {
 
 const VERIFY: Command = Command {
     name: "igpt verify",
-    about:
-        "Compare a candidate's tensors with a golden file: |a-b| <= atol + rtol*|ref| per element.",
+    about: "Compare a candidate's tensors with a golden file (SPEC §7, §13.3): element i passes if |a_i-b_i| <= atol + rtol*max_j|b_j| + slack_i (b the reference); integer tensors must be equal. Exit 0: every reference tensor passed; 1: a tensor failed or is missing, or a file is bad; 2: usage error.",
     positionals: &[],
     flags: &[
         Flag::one("reference", "FILE", "the golden .safetensors (every tensor in it is checked)"),
         Flag::one("candidate", "FILE", "the .safetensors to check"),
-        Flag::one("rtol", "R", "relative tolerance (default: the reference's metadata, else 1e-4)"),
-        Flag::one("atol", "A", "absolute tolerance (default: the reference's metadata, else 1e-5)"),
+        Flag::one("rtol", "R", "replace the golden's rtol for every tensor (default: its metadata, else 1e-4)"),
+        Flag::one("atol", "A", "replace the golden's atol for every tensor (default: its metadata, else 0)"),
+        Flag::switch("json", "print one JSON document instead of the table"),
     ],
 };
 
@@ -257,15 +292,20 @@ pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
     let rtol = p.parse_where("rtol", non_negative, "be non-negative")?;
     let atol = p.parse_where("atol", non_negative, "be non-negative")?;
     let ref_path = p.required("reference")?;
+    let cand_path = p.required("candidate")?;
     let reference = SafeTensors::read(Path::new(ref_path))?;
-    let candidate = SafeTensors::read(Path::new(p.required("candidate")?))?;
-    let mut tol = Tolerances::from_reference(&reference, ref_path)?;
+    let candidate = SafeTensors::read(Path::new(cand_path))?;
+    let mut tol = Tolerance::from_metadata(reference.get_metadata("tolerances"), ref_path)?;
     (tol.rtol, tol.atol) = (rtol.unwrap_or(tol.rtol), atol.unwrap_or(tol.atol));
-    let reports = verify(&reference, &candidate, &tol);
-    print!("{}", format_report(&reports));
-    let failed = reports.iter().filter(|r| r.failure.is_some()).count();
-    if failed > 0 {
-        return Err(Error::invalid(format!("{failed} of {} tensors failed", reports.len())).into());
+    let report = verify(&reference, &candidate, &tol);
+    if p.switch("json") {
+        println!("{}", report.to_json(ref_path, cand_path)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.passed() {
+        let msg = format!("{cand_path}: {} tensors of {ref_path} failed", report.failed());
+        return Err(Error::invalid(msg).into());
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! - [`Model::loss_and_grads`]: one objective's loss and every parameter's gradient;
 //! - [`Model::save`]: an HF directory `transformers` loads as is.
 //!
-//! ## Objectives (DESIGN A.2)
+//! ## Objectives (SPEC §10)
 //! - **Autoregressive** (paper): an image `x₀…x_{n−1}` is fed as `[SOS, x₀, …, x_{n−2}]` and all
 //!   `n` pixels are scored: mean cross-entropy over `B·n` positions.
 //! - **HF shifted** (`labels = input_ids`): the ids are fed as given and position `t < T−1` is
@@ -28,7 +28,7 @@ pub mod params;
 
 pub use config::{Activation, Config};
 pub use forward::DropoutRng;
-pub use params::{Layout, ParamSpec};
+pub use params::{Layout, ParamSpec, Scheme};
 
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
@@ -162,10 +162,16 @@ impl Model {
     /// A model with the paper's initialisation, parameter `p` drawn from Philox stream `p` of
     /// `seed`. It has an `lm_head`, and a `score` head if `config.num_labels` is set.
     pub fn init(config: Config, seed: u64) -> Result<Model> {
+        Model::init_with(config, seed, Scheme::Paper)
+    }
+
+    /// [`Model::init`] under either initialisation scheme ([`Scheme::Random`] for
+    /// conformance goldens: no parameter is a constant).
+    pub fn init_with(config: Config, seed: u64, scheme: Scheme) -> Result<Model> {
         config.validate("config")?;
         let specs = params::param_specs(&config, true);
         let params =
-            specs.iter().enumerate().map(|(i, s)| params::init_param(s, i, seed)).collect();
+            specs.iter().enumerate().map(|(i, s)| params::init_param(s, i, seed, scheme)).collect();
         let layout =
             Layout { n_layer: config.n_layer, lm_head: true, score: config.num_labels.is_some() };
         Ok(Model { config, layout, specs, params, precision: Precision::F32 })

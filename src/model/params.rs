@@ -17,10 +17,16 @@
 //! ```
 //!
 //! ## Initialisation (paper / TF original)
-//! wte and its SOS row N(0, 0.02); wpe N(0, 0.01); `c_attn` (q, k, v) N(0, 1/√d); attention
-//! `c_proj` N(0, 1/√(d·L)); MLP weights N(0, 0.02); biases 0; norm gains 1; `lm_head` and
-//! `score` zeros. Parameter number `p` (its position in the order above) draws its normals from
+//! Standard deviations σ (SPEC §11 writes the variances `N(0, σ²)`): wte and its SOS row 0.02;
+//! wpe 0.01; `c_attn` (q, k, v) 1/√d; attention `c_proj` 1/√(d·L); MLP weights 0.02; biases 0;
+//! norm gains 1; `lm_head` and `score` zeros. Parameter number `p` (its position in the order above) draws its normals from
 //! Philox stream `p` of the seed: element `i` is `std · normal_i` (see SPEC §6).
+//!
+//! ## The random scheme (conformance goldens)
+//! With the paper's constants the heads are zero, so a golden's logits and every trunk gradient
+//! are exactly zero, and zero biases and unit gains let a port that forgets them pass.
+//! [`Scheme::Random`] keeps every drawn weight and draws the constants as well, from the same
+//! streams: zeros become `N(0, 0.02²)`, ones `1 + N(0, 0.02²)`.
 
 use super::config::Config;
 use crate::rng::Philox;
@@ -145,17 +151,32 @@ pub fn param_specs(config: &Config, lm_head: bool) -> Vec<ParamSpec> {
     specs
 }
 
+/// Which initialisation [`init_param`] applies (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// The paper's: zero heads and biases, unit gains.
+    Paper,
+    /// The paper's weights, and the constants drawn around their values.
+    Random,
+}
+
+/// Standard deviation of the constants the random scheme draws (HF's `initializer_range`).
+const RANDOM_STD: f32 = 0.02;
+
 /// The initial value of parameter number `index` (its Philox stream) under `seed`.
-pub fn init_param(spec: &ParamSpec, index: usize, seed: u64) -> Tensor<f32> {
+pub fn init_param(spec: &ParamSpec, index: usize, seed: u64, scheme: Scheme) -> Tensor<f32> {
     let n = spec.shape.iter().product();
-    let data = match spec.init {
-        Init::Zeros => vec![0.0; n],
-        Init::Ones => vec![1.0; n],
-        Init::Normal(std) => {
-            let mut v = vec![0.0; n];
-            Philox::new(seed).fill_normal(index as u64, 0.0, std, &mut v);
-            v
-        }
+    let normals = |mean: f32, std: f32| {
+        let mut v = vec![0.0; n];
+        Philox::new(seed).fill_normal(index as u64, mean, std, &mut v);
+        v
+    };
+    let data = match (spec.init, scheme) {
+        (Init::Normal(std), _) => normals(0.0, std),
+        (Init::Zeros, Scheme::Paper) => vec![0.0; n],
+        (Init::Ones, Scheme::Paper) => vec![1.0; n],
+        (Init::Zeros, Scheme::Random) => normals(0.0, RANDOM_STD),
+        (Init::Ones, Scheme::Random) => normals(1.0, RANDOM_STD),
     };
     Tensor::new(&spec.shape, data)
 }

@@ -1,4 +1,4 @@
-//! Linear-probe features: the paper's per-layer image representation (DESIGN A.2).
+//! Linear-probe features: the paper's per-layer image representation (SPEC §10).
 //!
 //! For an image `x₀…x_{n−1}` and the HF hidden states `hˡ` (`[n, d]`, `h⁰…h^{L−1}` the inputs
 //! of the blocks, `hᴸ` the `ln_f` output):

@@ -1,6 +1,6 @@
 //! The linear probe: how good are a generative model's features for classification?
 //!
-//! The representation half of iGPT (paper §3.2, DESIGN A.2): freeze the model, take the mean
+//! The representation half of iGPT (paper §3.2, SPEC §20.1): freeze the model, take the mean
 //! over positions of a layer's normalised activations as an image's feature vector
 //! ([`features`]), and fit a linear classifier on them. The accuracy of that classifier on held-out
 //! images measures what the pixel-prediction objective taught the network; the paper finds it

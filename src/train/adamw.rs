@@ -92,6 +92,16 @@ impl AdamW {
     }
 }
 
+/// The most one step can move an element, in units of lr, beyond weight decay: Adam's bound
+/// on `|m̂_t| / sqrt(v̂_t)`. With `β₁² < β₂`, Cauchy–Schwarz gives
+/// `(1−β₁)/(1−β₁ᵗ) · sqrt((1−β₂ᵗ)/(1−β₂)) · sqrt(Σ_{j<t} (β₁²/β₂)ʲ)` (1.0 at t = 1 and 2 for the
+/// paper's β's).
+pub fn step_bound(config: &AdamWConfig, t: i32) -> f64 {
+    let (b1, b2) = (config.beta1, config.beta2);
+    let r: f64 = (0..t).map(|j| (b1 * b1 / b2).powi(j)).sum();
+    (1.0 - b1) / (1.0 - b1.powi(t)) * ((1.0 - b2.powi(t)) / (1.0 - b2)).sqrt() * r.sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
