@@ -17,6 +17,7 @@
 //! |---|---|---|
 //! | 0 | [`error`], [`rng`], [`args`], [`memory`], [`admission`] | errors, Philox4x32-10, argument parsing, the opt-in caching allocator, the memory budget checked before allocating |
 //! | 0 | [`tensor`] | `Tensor<T>` (row-major), the `Float` trait (f32 / f64 arithmetic), deterministic tiled sgemm |
+//! | 0 | [`token`] | `Token`, the one integer type of a pixel's token from quantize to sample |
 //! | 1 | [`autodiff`] | the tape (Wengert list), `Var`, `Backward`, the finite-difference checker |
 //! | 1 | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
 //! | 2 | [`ops`] | the differentiable ops, forward and backward side by side; `ops::Kernels`, the dispatch trait whose defaults are the plain references |
@@ -48,7 +49,9 @@ pub mod probe;
 pub mod rng;
 pub mod sample;
 pub mod tensor;
+pub mod token;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::{Float, Tensor};
+pub use token::Token;

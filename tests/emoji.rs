@@ -133,13 +133,13 @@ fn a_data_set_from_the_mini_package_trains_on_its_palette() {
     let test: Vec<&Json> = images.iter().filter(|i| text(i, "split") == "test").collect();
     assert_eq!(data.test.len(), test.len());
     assert_eq!(data.train.len() + data.test.len(), images.len());
-    let first: Vec<usize> = data.test.image(0).iter().map(|&t| usize::from(t)).collect();
+    let first: Vec<usize> = data.test.image(0).iter().map(|&t| t as usize).collect();
     assert_eq!(first, ints(test[0], "tokens16"));
     // Without a palette file one is fitted: at most 512 colours, every token inside it.
     let fitted = load_data(&format!("emoji:{}", mini_tgz().display()), &DataOptions::default());
     let fitted = fitted.unwrap();
     assert!(fitted.train.palette.len() <= 512);
-    assert!(fitted.train.tokens.iter().all(|&t| usize::from(t) < fitted.train.palette.len()));
+    assert!(fitted.train.tokens.iter().all(|&t| (t as usize) < fitted.train.palette.len()));
 }
 
 fn error_of(path: &Path) -> String {

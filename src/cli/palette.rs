@@ -136,7 +136,7 @@ pub fn quantize(argv: &[String]) -> Result<(), Failure> {
     if let Some(preview) = p.str("preview") {
         let pixels = tokens
             .iter()
-            .map(|t| tokens_to_pixels(&t.iter().map(|&x| x as usize).collect::<Vec<_>>(), &palette))
+            .map(|t| tokens_to_pixels(t, &palette))
             .collect::<igpt::Result<Vec<_>>>()?;
         let scale = (96 / size.0.max(size.1)).max(1);
         image_grid(&pixels, size.0, size.1, 8.min(pixels.len()), scale, 2)?

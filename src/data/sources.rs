@@ -340,7 +340,7 @@ fn fit_palette(train: &RgbSet, opts: &DataOptions) -> Result<Palette> {
 }
 
 fn quantise(set: RgbSet, palette: &Palette) -> Result<ImageSet> {
-    let tokens = quantize_rgb8(&set.pixels, palette)?.into_iter().map(|t| t as u16).collect();
+    let tokens = quantize_rgb8(&set.pixels, palette)?;
     let out = ImageSet {
         width: set.width,
         height: set.height,

@@ -43,6 +43,7 @@ pub use quantize::{dequantize, pixel_to_unit, quantize_rgb8, quantize_unit, Pale
 pub use resize::resize_bilinear_pillow_u8;
 
 use crate::error::{Error, Result};
+use crate::token::Token;
 use std::path::{Path, PathBuf};
 
 /// An image file → its tokens: load as RGB, resize to `width × height` with Pillow's bilinear
@@ -52,14 +53,14 @@ pub fn image_to_tokens(
     palette: &Palette,
     width: usize,
     height: usize,
-) -> Result<Vec<u32>> {
+) -> Result<Vec<Token>> {
     let img = load_image_rgb(path)?.resize_pillow(width, height)?;
     quantize_rgb8(&img.pixels, palette)
 }
 
 /// Tokens of one image (`width · height`, raster order) → an RGB image.
 pub fn tokens_to_image(
-    tokens: &[u32],
+    tokens: &[Token],
     palette: &Palette,
     width: usize,
     height: usize,
@@ -74,14 +75,13 @@ pub fn tokens_to_image(
 }
 
 /// Tokens of one image → its pixels, one `[r, g, b]` per token (for image grids).
-pub fn tokens_to_pixels(tokens: &[usize], palette: &Palette) -> Result<Vec<[u8; 3]>> {
-    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
-    Ok(dequantize(&t, palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
+pub fn tokens_to_pixels(tokens: &[Token], palette: &Palette) -> Result<Vec<[u8; 3]>> {
+    Ok(dequantize(tokens, palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
 }
 
 /// Tokens of one image → a PNG file, each pixel enlarged to `upscale × upscale`.
 pub fn tokens_to_png(
-    tokens: &[u32],
+    tokens: &[Token],
     palette: &Palette,
     width: usize,
     height: usize,

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::model::Model;
 use crate::palette::{tokens_to_pixels, Palette};
 use crate::plot::{image_grid, Canvas, Rgb};
+use crate::token::Token;
 
 /// On-screen size of an image cell (pixels are enlarged by an integer factor to about this).
 const CELL_PIXELS: usize = 48;
@@ -32,7 +33,7 @@ pub fn sample_grid(
     (n, cols): (usize, usize),
     settings: &SamplingSettings,
     seed: u64,
-) -> Result<(Canvas, Vec<Vec<usize>>)> {
+) -> Result<(Canvas, Vec<Vec<Token>>)> {
     let samples = complete(model, &vec![Vec::new(); n], w * h, settings, seed)?;
     let images =
         samples.iter().map(|s| tokens_to_pixels(s, palette)).collect::<Result<Vec<_>>>()?;
@@ -44,7 +45,7 @@ pub fn sample_grid(
 #[allow(clippy::too_many_arguments)]
 pub fn completion_grid(
     model: &Model,
-    originals: &[Vec<usize>],
+    originals: &[Vec<Token>],
     palette: &Palette,
     (w, h): (usize, usize),
     keep: usize,
@@ -61,14 +62,14 @@ pub fn completion_grid(
 /// from those kept tokens — `n + 2` cells per original, row by row.
 fn completion_cells(
     model: &Model,
-    originals: &[Vec<usize>],
+    originals: &[Vec<Token>],
     keep: usize,
     n: usize,
     settings: &SamplingSettings,
     seed: u64,
     palette: &Palette,
 ) -> Result<Vec<Vec<Rgb>>> {
-    let prompts: Vec<Vec<usize>> =
+    let prompts: Vec<Vec<Token>> =
         originals.iter().flat_map(|o| std::iter::repeat_n(o[..keep].to_vec(), n)).collect();
     let len = originals.first().map_or(0, Vec::len);
     let completed = complete(model, &prompts, len, settings, seed)?;
