@@ -63,7 +63,7 @@ fn strings(json: &Json, key: &str) -> Vec<String> {
 /// Tokens of an image with the palette of a fixture's `preprocessor_config.json`.
 fn tokens(set: &EmojiSet, i: usize, config: &Path) -> Vec<usize> {
     let palette = read_preprocessor_config(config).unwrap().palette;
-    let t = quantize_rgb8(&set.images[i].image.pixels, &palette).unwrap();
+    let t = quantize_rgb8(set.images[i].image.bytes(), &palette).unwrap();
     t.into_iter().map(|t| t as usize).collect()
 }
 
@@ -85,7 +85,7 @@ fn check_mini(path: &Path) {
             assert_eq!(got.test, text(want, "split") == "test", "{what}");
             assert_eq!(tokens(&set, i, &config), ints(want, &format!("tokens{size}")), "{what}");
             if size == 32 {
-                let rgb: Vec<usize> = got.image.pixels.iter().map(|&b| usize::from(b)).collect();
+                let rgb: Vec<usize> = got.image.bytes().iter().map(|&b| usize::from(b)).collect();
                 assert_eq!(rgb, ints(want, "rgb32"), "{what}: pixels over white");
             }
         }
