@@ -23,8 +23,8 @@
 //! | 2 | [`ops`] | the differentiable ops, forward and backward side by side; `ops::Kernels`, the dispatch trait whose defaults are the plain references |
 //! | 3 | [`kernels`] | `kernels::Simd`, f32's fast implementation of `ops::Kernels`, and the other SIMD kernels (KV-cache decode, k-means scans), each beside or naming its reference |
 //! | 4 | [`model`] | configuration (HF keys), parameters (HF names), the one block, forward, objectives, decoding |
-//! | 5 | [`palette`], [`plot`] | k-means, quantize, Pillow-exact resize, images; line plots and image grids |
-//! | 6 | [`data`], [`sample`] | the embedded digits, CIFAR-10, image folders, the emoji package; sampling and completion |
+//! | 5 | [`palette`] | k-means, quantize, Pillow-exact resize, image decoding; `RgbImage`, the one RGB image type (upscale, grids, PNG) |
+//! | 6 | [`data`], [`sample`], [`plot`] | the embedded digits, CIFAR-10, image folders, the emoji package; sampling and completion, with their pictures; line plots drawn on an `RgbImage` |
 //! | 7 | [`probe`], [`train`] | linear probe; the training step, trainer, checkpoints, pictures |
 //! | 8 | [`golden`], [`bench`](mod@bench), [`fuzzing`] | golden files and verification; every benchmark; every fuzz target (each file reader's entry point and the properties it checks) |
 //!

@@ -50,19 +50,13 @@ pub struct TokenBatch {
 }
 
 impl TokenBatch {
-    /// Validates ids of shape `[batch, seq]` against `config`: every id in `0..vocab_size`,
-    /// `1 ≤ seq ≤ n_positions`. `origin` names the source in errors.
-    pub fn new(
-        ids: Vec<Token>,
-        batch: usize,
-        seq: usize,
-        config: &Config,
-        origin: &str,
-    ) -> Result<TokenBatch> {
-        check_shape(ids.len(), batch, seq, config, origin)?;
+    /// Validates ids of shape `[b, t]` against `config`: every id in `0..vocab_size`,
+    /// `1 ≤ t ≤ n_positions`. `origin` names the source in errors.
+    pub fn new(ids: Vec<Token>, b: usize, t: usize, config: &Config, origin: &str) -> Result<Self> {
+        check_shape(ids.len(), b, t, config, origin)?;
         match ids.iter().position(|&id| id as usize >= config.vocab_size) {
-            Some(i) => Err(outside_vocab(ids[i].into(), i, seq, config, origin)),
-            None => Ok(TokenBatch { ids, batch, seq }),
+            Some(i) => Err(outside_vocab(ids[i].into(), i, t, config, origin)),
+            None => Ok(TokenBatch { ids, batch: b, seq: t }),
         }
     }
 
@@ -70,20 +64,17 @@ impl TokenBatch {
     /// file integers become tokens, so a negative or too large id is an error, not a wrap.
     pub fn from_i64(
         ids: &[i64],
-        batch: usize,
-        seq: usize,
+        b: usize,
+        t: usize,
         config: &Config,
         origin: &str,
-    ) -> Result<TokenBatch> {
-        check_shape(ids.len(), batch, seq, config, origin)?;
-        let mut tokens = Vec::with_capacity(ids.len());
-        for (i, &id) in ids.iter().enumerate() {
-            match Token::try_from(id) {
-                Ok(t) if (t as usize) < config.vocab_size => tokens.push(t),
-                _ => return Err(outside_vocab(id, i, seq, config, origin)),
-            }
-        }
-        Ok(TokenBatch { ids: tokens, batch, seq })
+    ) -> Result<Self> {
+        check_shape(ids.len(), b, t, config, origin)?;
+        let token = |(i, &id): (usize, &i64)| {
+            Token::try_from(id).map_err(|_| outside_vocab(id, i, t, config, origin))
+        };
+        let tokens = ids.iter().enumerate().map(token).collect::<Result<Vec<_>>>()?;
+        TokenBatch::new(tokens, b, t, config, origin)
     }
 
     /// Reads a token file: `.npy` of int32 or int64, shape `[B, T]`, validated against `config`.
