@@ -144,18 +144,18 @@ fn quantize(images: usize) -> igpt::Result<()> {
         Palette::new((0..512 * 3).map(|i| 2.0 * f64::from(p.uniform_at(0, i)) - 1.0).collect())?;
     let img: Vec<RgbImage> = (0..16)
         .map(|s| {
-            let px = (0..32 * 32 * 3).map(|i| p.u32_at(s + 1, i) as u8).collect();
-            RgbImage::new(32, 32, px)
+            let px: Vec<u8> = (0..32 * 32 * 3).map(|i| p.u32_at(s + 1, i) as u8).collect();
+            RgbImage::from_bytes(32, 32, &px)
         })
         .collect::<igpt::Result<_>>()?;
     let t = Instant::now();
     for i in 0..images {
-        std::hint::black_box(quantize_rgb8(&img[i % 16].pixels, &palette)?);
+        std::hint::black_box(quantize_rgb8(img[i % 16].bytes(), &palette)?);
     }
     let one = images as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let out: Vec<_> =
-        (0..images).into_par_iter().map(|i| quantize_rgb8(&img[i % 16].pixels, &palette)).collect();
+        (0..images).into_par_iter().map(|i| quantize_rgb8(img[i % 16].bytes(), &palette)).collect();
     let all = images as f64 / t.elapsed().as_secs_f64();
     std::hint::black_box(out);
     println!(

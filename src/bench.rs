@@ -12,6 +12,7 @@ use crate::palette::{fit_kmeans, KMeansOptions, KMeansResult};
 use crate::rng::Philox;
 use crate::sample::{complete, SamplingSettings};
 use crate::tensor::{gemm, MatRef};
+use crate::token::Token;
 use crate::train::{train_step, AdamW, AdamWConfig, StepOptions};
 use std::time::Instant;
 
@@ -219,11 +220,11 @@ pub fn bench_train(
 ) -> Result<TrainBench> {
     let mut model = Model::init(config, 0)?;
     model.precision = precision;
-    let colours = model.config.vocab_size as u32 - 1;
+    let colours = model.config.sos();
     let philox = Philox::new(1);
-    let ids: Vec<i64> =
-        (0..(batch * seq) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
-    let tokens = TokenBatch::new(&ids, batch, seq, &model.config, "random tokens")?;
+    let ids: Vec<Token> =
+        (0..(batch * seq) as u64).map(|i| philox.u32_at(0, i) % colours).collect();
+    let tokens = TokenBatch::new(ids, batch, seq, &model.config, "random tokens")?;
     let mut opt = AdamW::new(AdamWConfig::default(), &model.params);
     // The trainer's step with its default clipping and the config's dropout (0 in the presets).
     let dropout = Some(DropoutRng { philox: Philox::new(0), step: 0 });

@@ -22,7 +22,7 @@ use crate::io::SafeTensors;
 use crate::model::{Config, Model};
 use crate::palette::files::preprocessor_config_json;
 use crate::palette::files::{palette_from_bytes, preprocessor_config_from_bytes};
-use crate::palette::image_io::{decode_image_rgb, decode_image_rgba, encode_png};
+use crate::palette::image_io::{decode_image_rgb, decode_image_rgba};
 use crate::palette::Palette;
 use crate::tensor::Tensor;
 use crate::train::checkpoint::{restore_state, state_to_safetensors, RunState};
@@ -192,10 +192,10 @@ pub fn fuzz_image(data: &[u8]) -> bool {
         (rgb, rgba) => panic!("RGB {:?} but RGBA {:?}", rgb.err(), rgba.err()),
     };
     assert_eq!((rgba.width, rgba.height), (rgb.width, rgb.height), "sizes differ");
-    assert_eq!(rgba.pixels.len(), rgb.pixels.len() / 3 * 4, "RGBA size");
-    let without_alpha: Vec<u8> = rgba.pixels.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    assert_eq!(rgba.pixels.len(), rgb.pixels.len() * 4, "RGBA size");
+    let without_alpha: Vec<[u8; 3]> = rgba.pixels.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
     assert!(without_alpha == rgb.pixels, "RGB and RGBA decodes differ in colour");
-    let png = encode_png(&rgb).expect("encoding a decoded image failed");
+    let png = rgb.encode_png().expect("encoding a decoded image failed");
     assert_eq!(decode_image_rgb(&png, "fuzz (png)").expect("own PNG rejected"), rgb);
     true
 }

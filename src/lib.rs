@@ -17,13 +17,14 @@
 //! |---|---|---|
 //! | 0 | [`error`], [`rng`], [`args`], [`memory`], [`admission`] | errors, Philox4x32-10, argument parsing, the opt-in caching allocator, the memory budget checked before allocating |
 //! | 0 | [`tensor`] | `Tensor<T>` (row-major), the `Float` trait (f32 / f64 arithmetic), deterministic tiled sgemm |
+//! | 0 | [`token`] | `Token`, the one integer type of a pixel's token from quantize to sample |
 //! | 1 | [`autodiff`] | the tape (Wengert list), `Var`, `Backward`, the finite-difference checker |
 //! | 1 | [`io`] | JSON, `.npy`, safetensors, gzip, tar — strict, fuzzed |
 //! | 2 | [`ops`] | the differentiable ops, forward and backward side by side; `ops::Kernels`, the dispatch trait whose defaults are the plain references |
 //! | 3 | [`kernels`] | `kernels::Simd`, f32's fast implementation of `ops::Kernels`, and the other SIMD kernels (KV-cache decode, k-means scans), each beside or naming its reference |
 //! | 4 | [`model`] | configuration (HF keys), parameters (HF names), the one block, forward, objectives, decoding |
-//! | 5 | [`palette`], [`plot`] | k-means, quantize, Pillow-exact resize, images; line plots and image grids |
-//! | 6 | [`data`], [`sample`] | the embedded digits, CIFAR-10, image folders, the emoji package; sampling and completion |
+//! | 5 | [`palette`] | k-means, quantize, Pillow-exact resize, image decoding; `RgbImage`, the one RGB image type (upscale, grids, PNG) |
+//! | 6 | [`data`], [`sample`], [`plot`] | the embedded digits, CIFAR-10, image folders, the emoji package; sampling and completion, with their pictures; line plots drawn on an `RgbImage` |
 //! | 7 | [`probe`], [`train`] | linear probe; the training step, trainer, checkpoints, pictures |
 //! | 8 | [`golden`], [`bench`](mod@bench), [`fuzzing`] | golden files and verification; every benchmark; every fuzz target (each file reader's entry point and the properties it checks) |
 //!
@@ -48,7 +49,9 @@ pub mod probe;
 pub mod rng;
 pub mod sample;
 pub mod tensor;
+pub mod token;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::{Float, Tensor};
+pub use token::Token;

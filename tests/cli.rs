@@ -510,9 +510,9 @@ fn palette_fit_prints_the_librarys_fit_within_scikit_learns_range() {
 /// The first `max` images of a split as model input, and their labels.
 fn first_images(set: &ImageSet, model: &Model, max: usize) -> (TokenBatch, Vec<usize>) {
     let n = set.len().min(max);
-    let ids: Vec<i64> = set.tokens[..n * 64].iter().map(|&t| i64::from(t)).collect();
+    let ids = set.tokens[..n * 64].to_vec();
     let labels = set.labels[..n].iter().map(|&l| usize::from(l)).collect();
-    (TokenBatch::new(&ids, n, 64, &model.config, "digits").unwrap(), labels)
+    (TokenBatch::new(ids, n, 64, &model.config, "digits").unwrap(), labels)
 }
 
 /// `igpt probe --max-images max` on a digits run prints, per layer and for the pixels, what the
@@ -543,8 +543,7 @@ fn check_probe_values(run: &Path, lines: &[String], layers: &[usize], max: usize
     // The pixel baseline reads the grey value of each pixel (the digits palette is grey).
     let grey = |set: &ImageSet| -> Vec<u8> {
         let n = set.len().min(max);
-        let tokens: Vec<u32> = set.tokens[..n * 64].iter().map(|&t| u32::from(t)).collect();
-        let rgb = igpt::palette::dequantize(&tokens, &set.palette).unwrap();
+        let rgb = igpt::palette::dequantize(&set.tokens[..n * 64], &set.palette).unwrap();
         rgb.chunks_exact(3).map(|p| p[0]).collect()
     };
     let features = |set: &ImageSet| pixel_features(&grey(set), 64).unwrap();
@@ -581,12 +580,10 @@ fn check_finetune_values(tuned: &Path, stdout: &str) {
     // In batches of 64 like the command, so that every GEMM rounds alike.
     for start in (0..test.len()).step_by(64) {
         let end = (start + 64).min(test.len());
-        let images: Vec<usize> =
-            test.tokens[start * 64..end * 64].iter().map(|&t| usize::from(t)).collect();
+        let images = &test.tokens[start * 64..end * 64];
         // The joint objective's input: SOS, then the image shifted right.
-        let fed = shift_right_with_sos(&images, 64, model.config.sos());
-        let ids: Vec<i64> = fed.iter().map(|&x| x as i64).collect();
-        let batch = TokenBatch::new(&ids, end - start, 64, &model.config, "test").unwrap();
+        let fed = shift_right_with_sos(images, 64, model.config.sos());
+        let batch = TokenBatch::new(fed, end - start, 64, &model.config, "test").unwrap();
         let score = model.forward(&batch, false).score.unwrap();
         for (b, row) in score.data().chunks(score.cols()).enumerate() {
             let best = (0..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best });

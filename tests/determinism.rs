@@ -62,8 +62,8 @@ fn model_step(precision: Precision, threads: usize) -> (f32, Vec<Tensor<f32>>) {
     model.precision = precision;
     let philox = Philox::new(7);
     let (b, t) = (8, 64);
-    let ids: Vec<i64> = (0..(b * t) as u64).map(|i| i64::from(philox.u32_at(0, i) % 16)).collect();
-    let batch = TokenBatch::new(&ids, b, t, &model.config, "random tokens").unwrap();
+    let ids = (0..(b * t) as u64).map(|i| philox.u32_at(0, i) % 16).collect();
+    let batch = TokenBatch::new(ids, b, t, &model.config, "random tokens").unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| model.loss_and_grads(&batch, &Objective::Autoregressive, None).unwrap())
 }

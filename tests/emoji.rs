@@ -63,7 +63,7 @@ fn strings(json: &Json, key: &str) -> Vec<String> {
 /// Tokens of an image with the palette of a fixture's `preprocessor_config.json`.
 fn tokens(set: &EmojiSet, i: usize, config: &Path) -> Vec<usize> {
     let palette = read_preprocessor_config(config).unwrap().palette;
-    let t = quantize_rgb8(&set.images[i].image.pixels, &palette).unwrap();
+    let t = quantize_rgb8(set.images[i].image.bytes(), &palette).unwrap();
     t.into_iter().map(|t| t as usize).collect()
 }
 
@@ -85,7 +85,7 @@ fn check_mini(path: &Path) {
             assert_eq!(got.test, text(want, "split") == "test", "{what}");
             assert_eq!(tokens(&set, i, &config), ints(want, &format!("tokens{size}")), "{what}");
             if size == 32 {
-                let rgb: Vec<usize> = got.image.pixels.iter().map(|&b| usize::from(b)).collect();
+                let rgb: Vec<usize> = got.image.bytes().iter().map(|&b| usize::from(b)).collect();
                 assert_eq!(rgb, ints(want, "rgb32"), "{what}: pixels over white");
             }
         }
@@ -133,13 +133,13 @@ fn a_data_set_from_the_mini_package_trains_on_its_palette() {
     let test: Vec<&Json> = images.iter().filter(|i| text(i, "split") == "test").collect();
     assert_eq!(data.test.len(), test.len());
     assert_eq!(data.train.len() + data.test.len(), images.len());
-    let first: Vec<usize> = data.test.image(0).iter().map(|&t| usize::from(t)).collect();
+    let first: Vec<usize> = data.test.image(0).iter().map(|&t| t as usize).collect();
     assert_eq!(first, ints(test[0], "tokens16"));
     // Without a palette file one is fitted: at most 512 colours, every token inside it.
     let fitted = load_data(&format!("emoji:{}", mini_tgz().display()), &DataOptions::default());
     let fitted = fitted.unwrap();
     assert!(fitted.train.palette.len() <= 512);
-    assert!(fitted.train.tokens.iter().all(|&t| usize::from(t) < fitted.train.palette.len()));
+    assert!(fitted.train.tokens.iter().all(|&t| (t as usize) < fitted.train.palette.len()));
 }
 
 fn error_of(path: &Path) -> String {

@@ -30,10 +30,9 @@ fn model(d: usize, v: usize, t: usize, attn_scale: f32) -> Model {
 
 fn batch(model: &Model, b: usize, t: usize) -> TokenBatch {
     let philox = Philox::new(3);
-    let colours = (model.config.vocab_size - 1) as u32;
-    let ids: Vec<i64> =
-        (0..(b * t) as u64).map(|i| i64::from(philox.u32_at(0, i) % colours)).collect();
-    TokenBatch::new(&ids, b, t, &model.config, "ids").unwrap()
+    let colours = model.config.sos();
+    let ids = (0..(b * t) as u64).map(|i| philox.u32_at(0, i) % colours).collect();
+    TokenBatch::new(ids, b, t, &model.config, "ids").unwrap()
 }
 
 fn options(steps: usize) -> GoldenOptions {

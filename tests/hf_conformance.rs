@@ -29,7 +29,7 @@ fn load(name: &str) -> Case {
     let model = Model::load(&dir).unwrap();
     let expected = SafeTensors::read(&dir.join("expected.safetensors")).unwrap();
     let (shape, ids) = expected.get_i64("input_ids").unwrap();
-    let batch = TokenBatch::new(&ids, shape[0], shape[1], &model.config, "input_ids").unwrap();
+    let batch = TokenBatch::from_i64(&ids, shape[0], shape[1], &model.config, "input_ids").unwrap();
     Case { model, expected, batch }
 }
 

@@ -7,7 +7,7 @@ use igpt::io::json::{parse_json, Json};
 use igpt::model::{bert_mask, Config, DropoutRng, Model, Objective, TokenBatch};
 use igpt::ops::Reference;
 use igpt::rng::Philox;
-use igpt::{Float, Tensor};
+use igpt::{Float, Tensor, Token};
 
 #[test]
 fn published_parameter_counts_without_biases() {
@@ -98,19 +98,23 @@ fn init_follows_the_paper_and_is_reproducible() {
 #[test]
 fn token_batches_are_validated() {
     let c = Config::preset("digits").unwrap();
-    let err =
-        |ids: &[i64], b, t| TokenBatch::new(ids, b, t, &c, "tokens.npy").unwrap_err().to_string();
+    let err = |ids: &[i64], b, t| {
+        TokenBatch::from_i64(ids, b, t, &c, "tokens.npy").unwrap_err().to_string()
+    };
     assert!(err(&[0, 18], 1, 2).contains("token id 18 at [0, 1] is outside 0..18"));
     assert!(err(&[-1, 0], 1, 2).contains("token id -1"));
     assert!(err(&vec![0; 65], 1, 65).contains("exceed n_positions = 64"));
     assert!(err(&[0, 1, 2], 2, 2).contains("3 ids for shape [2, 2]"));
     assert!(err(&[], 0, 4).contains("empty"));
+    // Tokens already in memory are checked against the vocabulary the same way.
+    let e = TokenBatch::new(vec![0, 18], 1, 2, &c, "t").unwrap_err().to_string();
+    assert!(e.contains("token id 18 at [0, 1] is outside 0..18"), "{e}");
 }
 
 #[test]
 fn sos_is_never_a_target() {
     let m = Model::init(Config::preset("digits").unwrap(), 0).unwrap();
-    let batch = TokenBatch::new(&[3, 17, 4], 1, 3, &m.config, "t").unwrap();
+    let batch = TokenBatch::new(vec![3, 17, 4], 1, 3, &m.config, "t").unwrap();
     let err = m.loss_and_grads(&batch, &Objective::Autoregressive, None).unwrap_err();
     assert!(err.to_string().contains("not a colour"), "{err}");
 }
@@ -119,8 +123,8 @@ fn sos_is_never_a_target() {
 fn autoregressive_loss_at_init_is_uniform() {
     // lm_head starts at zero, so every prediction is uniform over the 17 grey levels.
     let m = Model::init(Config::preset("digits").unwrap(), 0).unwrap();
-    let ids: Vec<i64> = (0..128).map(|i| i % 17).collect();
-    let batch = TokenBatch::new(&ids, 2, 64, &m.config, "t").unwrap();
+    let ids: Vec<Token> = (0..128).map(|i| i % 17).collect();
+    let batch = TokenBatch::new(ids, 2, 64, &m.config, "t").unwrap();
     let (loss, _) = m.loss_and_grads(&batch, &Objective::Autoregressive, None).unwrap();
     assert!((loss - 17f32.ln()).abs() < 1e-5, "{loss}");
 }
@@ -132,8 +136,8 @@ fn dropout_is_reproducible_and_only_in_training() {
     let mut m = Model::init(c, 0).unwrap();
     let n = m.params.len();
     m.params[n - 1] = random_like(&m.params[n - 1], 5);
-    let ids: Vec<i64> = (0..64).map(|i| i % 17).collect();
-    let batch = TokenBatch::new(&ids, 1, 64, &m.config, "t").unwrap();
+    let ids: Vec<Token> = (0..64).map(|i| i % 17).collect();
+    let batch = TokenBatch::new(ids, 1, 64, &m.config, "t").unwrap();
     let rng = |step| Some(DropoutRng { philox: Philox::new(1), step });
     let loss = |d| m.loss_and_grads(&batch, &Objective::Autoregressive, d).unwrap().0;
     assert_eq!(loss(rng(3)), loss(rng(3)));
@@ -178,15 +182,15 @@ fn tiny_model(num_labels: Option<usize>) -> Model {
     m
 }
 
-fn check_model(model: Model, ids: &[i64], b: usize, t: usize, objective: Objective) {
-    let batch = TokenBatch::new(ids, b, t, &model.config, "t").unwrap();
+fn check_model(model: Model, ids: &[Token], b: usize, t: usize, objective: Objective) {
+    let batch = TokenBatch::new(ids.to_vec(), b, t, &model.config, "t").unwrap();
     let inputs: Vec<Tensor<f64>> = model.params.iter().map(|p| p.cast()).collect();
     let graph = WholeModel { model, batch, objective };
     let tol = Tolerances::default();
     check_gradients(&graph, &inputs, 1, &tol).assert_within(&tol);
 }
 
-const IDS: [i64; 10] = [6, 1, 5, 0, 2, 3, 3, 4, 1, 0];
+const IDS: [Token; 10] = [6, 1, 5, 0, 2, 3, 3, 4, 1, 0];
 
 #[test]
 fn whole_model_gradients_autoregressive() {

@@ -6,12 +6,13 @@
 
 use igpt::io::json::read_json;
 use igpt::io::npy::{read_npy, write_npy, NpyArray, NpyData};
-use igpt::palette::image_io::{decode_image_rgb, encode_png};
+use igpt::palette::image_io::decode_image_rgb;
 use igpt::palette::{
     dequantize, fit_kmeans, image_to_tokens, load_image_rgb, load_palette, load_pixels_npy,
     pixel_to_unit, quantize_rgb8, read_preprocessor_config, save_palette_npy,
     save_preprocessor_config, tokens_to_png, KMeansOptions, Palette, RgbImage,
 };
+use igpt::Token;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -62,7 +63,7 @@ fn resize_matches_pillow_for_every_fixture_image() {
             load_image_rgb(&fixtures().join("images").join(name)).unwrap()
         };
         let small = img.resize_pillow(32, 32).unwrap();
-        assert_eq!(small.pixels, expected[i * 3072..(i + 1) * 3072], "{name}");
+        assert_eq!(small.bytes(), &expected[i * 3072..(i + 1) * 3072], "{name}");
     }
 }
 
@@ -84,7 +85,7 @@ fn extra_resizes_match_pillow() {
             load_image_rgb(&fixtures().join("images").join(source)).unwrap()
         };
         let out = img.resize_pillow(w, h).unwrap();
-        assert_eq!(out.pixels, all[offset..offset + w * h * 3], "{source} → {w}×{h}");
+        assert_eq!(out.bytes(), &all[offset..offset + w * h * 3], "{source} → {w}×{h}");
     }
 }
 
@@ -102,15 +103,15 @@ fn pass_order_matches_pillow_13() {
         let (w, h, ow, oh) = (get("in_w"), get("in_h"), get("out_w"), get("out_h"));
         let src = &sources[get("source_offset")..get("source_offset") + w * h * 3];
         let want = &resized[get("resized_offset")..get("resized_offset") + ow * oh * 3];
-        let got = RgbImage::new(w, h, src.to_vec()).unwrap().resize_pillow(ow, oh).unwrap();
-        assert_eq!(got.pixels, want, "{w}×{h} → {ow}×{oh}");
+        let got = RgbImage::from_bytes(w, h, src).unwrap().resize_pillow(ow, oh).unwrap();
+        assert_eq!(got.bytes(), want, "{w}×{h} → {ow}×{oh}");
     }
 }
 
 /// The JPEG fixture as Pillow (libjpeg) decodes it.
 fn jpeg_as_pillow_decodes_it() -> RgbImage {
     let (shape, pixels) = u8_rows(&fixtures().join("jpeg_decoded.npy"));
-    RgbImage::new(shape[1], shape[0], pixels).unwrap()
+    RgbImage::from_bytes(shape[1], shape[0], &pixels).unwrap()
 }
 
 #[test]
@@ -124,7 +125,7 @@ fn tokens_match_transformers() {
         let got = if name.ends_with(".jpg") {
             // Start from Pillow's decoding: JPEG decoders may round differently.
             let small = jpeg_as_pillow_decodes_it().resize_pillow(32, 32).unwrap();
-            quantize_rgb8(&small.pixels, &palette).unwrap()
+            quantize_rgb8(small.bytes(), &palette).unwrap()
         } else {
             image_to_tokens(&fixtures().join("images").join(name), &palette, 32, 32).unwrap()
         };
@@ -149,7 +150,7 @@ fn igpt_jpeg_decoding_is_close_to_pillow() {
     let ours = load_image_rgb(&fixtures().join("images/rgb_97x61.jpg")).unwrap();
     let pillow = jpeg_as_pillow_decodes_it();
     assert_eq!((ours.width, ours.height), (pillow.width, pillow.height));
-    let worst = ours.pixels.iter().zip(&pillow.pixels).map(|(a, b)| a.abs_diff(*b)).max();
+    let worst = ours.bytes().iter().zip(pillow.bytes()).map(|(a, b)| a.abs_diff(*b)).max();
     assert!(worst.unwrap() <= 2, "JPEG decoders differ by {worst:?} levels");
 }
 
@@ -173,13 +174,13 @@ fn palette_files_round_trip() {
 fn tokens_to_png_shows_the_palette_colours() {
     let dir = scratch("png");
     let palette = load_palette(&fixtures().join("palette.npy")).unwrap();
-    let tokens: Vec<u32> = (0..12).map(|i| i % 16).collect();
+    let tokens: Vec<Token> = (0..12).map(|i| i % 16).collect();
     tokens_to_png(&tokens, &palette, 4, 3, 2, &dir.join("t.png")).unwrap();
     let img = load_image_rgb(&dir.join("t.png")).unwrap();
     assert_eq!((img.width, img.height), (8, 6));
     let rgb = dequantize(&tokens, &palette).unwrap();
-    assert_eq!(img.pixels[..3], rgb[..3]);
-    assert_eq!(img.pixels[3..6], rgb[..3]); // upscaled: pixel 0 repeated
+    assert_eq!(img.bytes()[..3], rgb[..3]);
+    assert_eq!(img.bytes()[3..6], rgb[..3]); // upscaled: pixel 0 repeated
     assert!(tokens_to_png(&tokens, &palette, 5, 3, 2, &dir.join("bad.png")).is_err());
     assert!(tokens_to_png(&[16], &palette, 1, 1, 1, &dir.join("bad.png")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -230,7 +231,7 @@ proptest! {
     fn resize_to_own_size_is_identity(w in 1usize..40, h in 1usize..40, seed in any::<u64>()) {
         let p = igpt::rng::Philox::new(seed);
         let pixels: Vec<u8> = (0..w * h * 3).map(|i| p.u32_at(0, i as u64) as u8).collect();
-        let img = RgbImage::new(w, h, pixels).unwrap();
+        let img = RgbImage::from_bytes(w, h, &pixels).unwrap();
         prop_assert_eq!(img.resize_pillow(w, h).unwrap(), img);
     }
 
@@ -241,7 +242,7 @@ proptest! {
         let bytes: Vec<u8> = colours.iter().flatten().copied().collect();
         let palette = Palette::new(bytes.iter().map(|&b| f64::from(pixel_to_unit(b))).collect()).unwrap();
         let tokens = quantize_rgb8(&bytes, &palette).unwrap();
-        prop_assert_eq!(&tokens, &(0..colours.len() as u32).collect::<Vec<_>>());
+        prop_assert_eq!(&tokens, &(0..colours.len() as Token).collect::<Vec<_>>());
         prop_assert_eq!(dequantize(&tokens, &palette).unwrap(), bytes);
     }
 
@@ -250,8 +251,8 @@ proptest! {
     fn png_round_trip(w in 1usize..20, h in 1usize..20, seed in any::<u64>()) {
         let p = igpt::rng::Philox::new(seed);
         let pixels: Vec<u8> = (0..w * h * 3).map(|i| p.u32_at(1, i as u64) as u8).collect();
-        let img = RgbImage::new(w, h, pixels).unwrap();
-        prop_assert_eq!(decode_image_rgb(&encode_png(&img).unwrap(), "mem").unwrap(), img);
+        let img = RgbImage::from_bytes(w, h, &pixels).unwrap();
+        prop_assert_eq!(decode_image_rgb(&img.encode_png().unwrap(), "mem").unwrap(), img);
     }
 }
 

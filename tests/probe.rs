@@ -15,7 +15,7 @@ use igpt::probe::{
     Standardizer,
 };
 use igpt::rng::Philox;
-use igpt::Tensor;
+use igpt::{Tensor, Token};
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------------
@@ -76,22 +76,22 @@ fn mean_rows(x: &[Vec<f64>]) -> Vec<f64> {
 }
 
 /// Features of one image at every layer 0..=L, in f64 with plain loops (SPEC §9 and §20.1).
-fn hand_features(model: &Model, image: &[usize], input: FeatureInput) -> Vec<Vec<f64>> {
+fn hand_features(model: &Model, image: &[Token], input: FeatureInput) -> Vec<Vec<f64>> {
     let c = &model.config;
     let (d, t, nh) = (c.n_embd, image.len(), c.n_head);
     let hd = d / nh;
     let eps = c.layer_norm_epsilon;
-    let (ids, causal): (Vec<usize>, bool) = match input {
-        FeatureInput::SosShifted => (
-            std::iter::once(c.vocab_size - 1).chain(image[..t - 1].iter().copied()).collect(),
-            true,
-        ),
+    let (ids, causal): (Vec<Token>, bool) = match input {
+        FeatureInput::SosShifted => {
+            (std::iter::once(c.sos()).chain(image[..t - 1].iter().copied()).collect(), true)
+        }
         FeatureInput::Unmasked => (image.to_vec(), false),
     };
     let (wte, wpe) =
         (param(model, "transformer.wte.weight"), param(model, "transformer.wpe.weight"));
-    let mut h: Vec<Vec<f64>> =
-        (0..t).map(|p| (0..d).map(|j| wte[ids[p] * d + j] + wpe[p * d + j]).collect()).collect();
+    let mut h: Vec<Vec<f64>> = (0..t)
+        .map(|p| (0..d).map(|j| wte[ids[p] as usize * d + j] + wpe[p * d + j]).collect())
+        .collect();
     let mut features = Vec::new();
     for l in 0..c.n_layer {
         let w = |s: &str| param(model, &format!("transformer.h.{l}.{s}"));
@@ -133,10 +133,10 @@ fn hand_features(model: &Model, image: &[usize], input: FeatureInput) -> Vec<Vec
 
 /// `n` random images of `t` colours (ids below SOS).
 fn random_images(model: &Model, n: usize, t: usize, seed: u64) -> TokenBatch {
-    let colours = (model.config.vocab_size - 1) as u32;
-    let ids: Vec<i64> =
-        (0..(n * t) as u64).map(|i| i64::from(Philox::new(seed).u32_at(0, i) % colours)).collect();
-    TokenBatch::new(&ids, n, t, &model.config, "test images").unwrap()
+    let colours = model.config.sos();
+    let ids: Vec<Token> =
+        (0..(n * t) as u64).map(|i| Philox::new(seed).u32_at(0, i) % colours).collect();
+    TokenBatch::new(ids, n, t, &model.config, "test images").unwrap()
 }
 
 fn check_against_hand(input: FeatureInput) {

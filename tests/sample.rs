@@ -5,7 +5,7 @@ use igpt::model::decode::Decoder;
 use igpt::model::{Config, Model, TokenBatch};
 use igpt::rng::Philox;
 use igpt::sample::{choose_token, complete, SamplingSettings};
-use igpt::Tensor;
+use igpt::{Tensor, Token};
 
 /// A small random model (every parameter random so logits are far from uniform).
 fn model() -> Model {
@@ -39,14 +39,14 @@ fn cached_logits_equal_the_full_forward_at_every_position() {
 
 fn cached_logits_match(m: &Model, b: usize) {
     let t = 40;
-    let ids: Vec<i64> =
-        (0..b * t).map(|i| if i % t == 0 { 17 } else { (i * 7 % 17) as i64 }).collect();
-    let full =
-        m.forward(&TokenBatch::new(&ids, b, t, &m.config, "t").unwrap(), false).logits.unwrap();
+    let ids: Vec<Token> =
+        (0..b * t).map(|i| if i % t == 0 { 17 } else { (i * 7 % 17) as Token }).collect();
+    let batch = TokenBatch::new(ids.clone(), b, t, &m.config, "t").unwrap();
+    let full = m.forward(&batch, false).logits.unwrap();
     let v = full.cols();
     let mut dec = Decoder::new(m, b).unwrap();
     for pos in 0..t {
-        let step: Vec<usize> = (0..b).map(|s| ids[s * t + pos] as usize).collect();
+        let step: Vec<Token> = (0..b).map(|s| ids[s * t + pos]).collect();
         let logits = dec.step(&step).unwrap();
         for s in 0..b {
             let want = &full.data()[(s * t + pos) * v..(s * t + pos + 1) * v];
@@ -113,7 +113,7 @@ fn same_seed_same_images_for_1_and_2_threads() {
 #[test]
 fn completions_keep_the_prompt_and_are_independent_of_batching() {
     let m = model();
-    let prompt: Vec<usize> = (0..20).map(|i| i % 17).collect();
+    let prompt: Vec<Token> = (0..20).map(|i| i % 17).collect();
     let s = SamplingSettings::default();
     let together = complete(&m, &[prompt.clone(), Vec::new()], 40, &s, 5).unwrap();
     assert_eq!(together[0][..20], prompt[..]);

@@ -48,13 +48,11 @@ fn accuracy(model: &Model, set: &ImageSet, clf_only: bool) -> Result<f64, Failur
     let mut correct = 0usize;
     for start in (0..set.len()).step_by(64) {
         let end = (start + 64).min(set.len());
-        let images: Vec<usize> =
-            set.tokens[start * t..end * t].iter().map(|&x| usize::from(x)).collect();
+        let images = set.tokens[start * t..end * t].to_vec();
         // The joint objective reads the SOS-shifted input; the classifier alone reads ids as given.
         let fed =
             if clf_only { images } else { shift_right_with_sos(&images, t, model.config.sos()) };
-        let ids: Vec<i64> = fed.iter().map(|&x| x as i64).collect();
-        let batch = TokenBatch::new(&ids, end - start, t, &model.config, "accuracy")?;
+        let batch = TokenBatch::new(fed, end - start, t, &model.config, "accuracy")?;
         let score =
             model.forward(&batch, false).score.ok_or_else(|| Error::invalid("no score head"))?;
         let k = score.cols();

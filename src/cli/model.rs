@@ -11,6 +11,7 @@ use igpt::model::{Config, Model, Objective, Scheme, TokenBatch};
 use igpt::rng::Philox;
 use igpt::train::AdamWConfig;
 use igpt::Error;
+use igpt::Token;
 use std::path::Path;
 
 /// `--config NAME|config.json`: a preset name or a path to an HF `config.json` (or a model
@@ -238,17 +239,18 @@ pub fn random_tokens(
     seed: u64,
 ) -> Result<TokenBatch, Failure> {
     let philox = Philox::new(seed);
-    let colours = (config.vocab_size - 1) as u32;
-    let ids: Vec<i64> = (0..(b * t) as u64)
-        .map(|i| {
-            if i as usize % t.max(1) == 0 {
-                config.sos() as i64
-            } else {
-                i64::from(philox.u32_at(0, i) % colours)
-            }
-        })
-        .collect();
-    Ok(TokenBatch::new(&ids, b, t, config, "random tokens")?)
+    let colours = config.sos();
+    let ids: Vec<Token> =
+        (0..(b * t) as u64)
+            .map(|i| {
+                if i as usize % t.max(1) == 0 {
+                    config.sos()
+                } else {
+                    philox.u32_at(0, i) % colours
+                }
+            })
+            .collect();
+    Ok(TokenBatch::new(ids, b, t, config, "random tokens")?)
 }
 
 fn read_labels(path: &Path, b: usize) -> Result<Vec<usize>, Failure> {

@@ -7,9 +7,8 @@ use igpt::data::sources::image_files;
 use igpt::io::npy::{write_npy, NpyArray, NpyData};
 use igpt::palette::{
     fit_kmeans, image_to_tokens, load_palette, load_pixels_npy, pixels_for_fit,
-    read_preprocessor_config, save_palette_npy, tokens_to_pixels, KMeansOptions, Palette,
+    read_preprocessor_config, save_palette_npy, tokens_to_image, KMeansOptions, Palette, RgbImage,
 };
-use igpt::plot::image_grid;
 use igpt::Error;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -134,13 +133,12 @@ pub fn quantize(argv: &[String]) -> Result<(), Failure> {
     let array = NpyArray::new(vec![images.len(), size.0 * size.1], NpyData::I64(flat))?;
     write_npy(Path::new(p.required("out")?), &array)?;
     if let Some(preview) = p.str("preview") {
-        let pixels = tokens
+        let images = tokens
             .iter()
-            .map(|t| tokens_to_pixels(&t.iter().map(|&x| x as usize).collect::<Vec<_>>(), &palette))
+            .map(|t| tokens_to_image(t, &palette, size.0, size.1))
             .collect::<igpt::Result<Vec<_>>>()?;
         let scale = (96 / size.0.max(size.1)).max(1);
-        image_grid(&pixels, size.0, size.1, 8.min(pixels.len()), scale, 2)?
-            .save_png(Path::new(preview))?;
+        RgbImage::grid(&images, 8.min(images.len()), scale, 2)?.save_png(Path::new(preview))?;
     }
     eprintln!("igpt quantize: {} images → {}×{} tokens each", images.len(), size.0, size.1);
     Ok(())

@@ -81,16 +81,15 @@ fn batch_of(
     max: usize,
 ) -> Result<(TokenBatch, Vec<usize>), Failure> {
     let n = set.len().min(max);
-    let ids: Vec<i64> = set.tokens[..n * set.seq_len()].iter().map(|&t| i64::from(t)).collect();
+    let ids = set.tokens[..n * set.seq_len()].to_vec();
     let labels = set.labels[..n].iter().map(|&l| usize::from(l)).collect();
-    Ok((TokenBatch::new(&ids, n, set.seq_len(), &model.config, "probe data")?, labels))
+    Ok((TokenBatch::new(ids, n, set.seq_len(), &model.config, "probe data")?, labels))
 }
 
 /// Raw pixels of the first `max` images: one grey value per pixel for a grey palette, else RGB.
 fn raw_pixels(set: &ImageSet, max: usize) -> Result<(Vec<u8>, usize), Failure> {
     let n = set.len().min(max);
-    let tokens: Vec<u32> = set.tokens[..n * set.seq_len()].iter().map(|&t| u32::from(t)).collect();
-    let rgb = dequantize(&tokens, &set.palette)?;
+    let rgb = dequantize(&set.tokens[..n * set.seq_len()], &set.palette)?;
     let grey = set.palette.colors().chunks_exact(3).all(|c| c[0] == c[1] && c[1] == c[2]);
     if grey {
         Ok((rgb.chunks_exact(3).map(|p| p[0]).collect(), set.seq_len()))

@@ -9,7 +9,7 @@ use igpt::model::Model;
 use igpt::palette::{image_to_tokens, read_preprocessor_config, Palette};
 use igpt::sample::pictures::{completion_grid, sample_grid};
 use igpt::sample::SamplingSettings;
-use igpt::Error;
+use igpt::{Error, Token};
 use std::path::Path;
 
 const SAMPLING_FLAGS: [Flag; 4] = [
@@ -88,7 +88,7 @@ pub fn sample(argv: &[String]) -> Result<(), Failure> {
     let (grid, seqs) = sample_grid(&model, &palette, (w, h), (n, 8.min(n)), &s, seed)?;
     grid.save_png(out)?;
     if let Some(t) = p.str("tokens-out") {
-        let flat = seqs.iter().flatten().map(|&x| x as i64).collect();
+        let flat = seqs.iter().flatten().map(|&x| i64::from(x)).collect();
         write_npy(Path::new(t), &NpyArray::new(vec![n, w * h], NpyData::I64(flat))?)?;
     }
     Ok(())
@@ -136,11 +136,8 @@ pub fn complete_cmd(argv: &[String]) -> Result<(), Failure> {
         Some(spec) => test_images(&p, dir, spec, count, (w, h))?,
         None => files
             .iter()
-            .map(|f| {
-                let tokens = image_to_tokens(Path::new(f), &palette, w, h)?;
-                Ok(tokens.iter().map(|&t| t as usize).collect())
-            })
-            .collect::<igpt::Result<Vec<Vec<usize>>>>()?,
+            .map(|f| image_to_tokens(Path::new(f), &palette, w, h))
+            .collect::<igpt::Result<Vec<Vec<Token>>>>()?,
     };
     admit_decoding(&p, &model, originals.len().saturating_mul(n), w * h)?;
     let seed = p.parse_or("seed", 0u64)?;
@@ -157,7 +154,7 @@ fn test_images(
     spec: &str,
     count: usize,
     size: (usize, usize),
-) -> Result<Vec<Vec<usize>>, Failure> {
+) -> Result<Vec<Vec<Token>>, Failure> {
     let (_, data) = run_data(dir, Some(spec))?;
     let test = &data.test;
     if (test.width, test.height) != size {
@@ -172,5 +169,5 @@ fn test_images(
         return Err(p.usage(msg).into());
     }
     let n = count.min(test.len());
-    Ok((0..n).map(|i| test.image(i).iter().map(|&t| usize::from(t)).collect()).collect())
+    Ok((0..n).map(|i| test.image(i).to_vec()).collect())
 }

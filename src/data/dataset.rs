@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::palette::Palette;
+use crate::token::Token;
 
 /// Quantised images with labels.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,7 +14,7 @@ pub struct ImageSet {
     pub width: usize,
     pub height: usize,
     /// `N · height · width` palette ids, image after image, each in raster order.
-    pub tokens: Vec<u16>,
+    pub tokens: Vec<Token>,
     /// One class per image.
     pub labels: Vec<u16>,
     /// Class names, indexed by label.
@@ -38,7 +39,7 @@ impl ImageSet {
     }
 
     /// The tokens of image `i`.
-    pub fn image(&self, i: usize) -> &[u16] {
+    pub fn image(&self, i: usize) -> &[Token] {
         let n = self.seq_len();
         &self.tokens[i * n..(i + 1) * n]
     }
@@ -70,7 +71,7 @@ impl ImageSet {
                 self.seq_len()
             ));
         }
-        if let Some(&t) = self.tokens.iter().find(|&&t| usize::from(t) >= self.palette.len()) {
+        if let Some(&t) = self.tokens.iter().find(|&&t| t as usize >= self.palette.len()) {
             return err(format!(
                 "token {t} is outside the palette of {} colours",
                 self.palette.len()
@@ -84,7 +85,7 @@ impl ImageSet {
     }
 
     /// A horizontally mirrored copy of image `i`'s tokens.
-    pub fn flipped(&self, i: usize) -> Vec<u16> {
+    pub fn flipped(&self, i: usize) -> Vec<Token> {
         self.image(i).chunks(self.width).flat_map(|row| row.iter().rev().copied()).collect()
     }
 }

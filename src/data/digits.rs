@@ -14,6 +14,7 @@ use super::dataset::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::io::gzip::gunzip;
 use crate::palette::Palette;
+use crate::token::Token;
 
 /// The gzipped CSV, embedded in the binary.
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("digits.csv.gz");
@@ -59,7 +60,7 @@ pub fn parse_digits_csv(text: &str, origin: &str) -> Result<ImageSet> {
                 ));
             }
             if i < 64 {
-                set.tokens.push(v);
+                set.tokens.push(Token::from(v));
             } else {
                 set.labels.push(v);
             }

@@ -161,7 +161,7 @@ pub(super) fn emoji_splits(
     let (mut train, mut test) = (blank(), blank());
     for e in &set.images {
         let split = if e.test { &mut test } else { &mut train };
-        split.push(&e.image.pixels, e.label);
+        split.push(e.image.bytes(), e.label);
     }
     Ok((train, test))
 }

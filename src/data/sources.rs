@@ -254,7 +254,7 @@ fn class_folders(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
 fn load_images(files: &[(PathBuf, u16)], classes: &[String], size: usize) -> Result<RgbSet> {
     let mut set = RgbSet::new(size, classes.to_vec());
     for (path, label) in files {
-        set.push(&load_image_rgb(path)?.resize_pillow(size, size)?.pixels, *label);
+        set.push(load_image_rgb(path)?.resize_pillow(size, size)?.bytes(), *label);
     }
     Ok(set)
 }
@@ -340,7 +340,7 @@ fn fit_palette(train: &RgbSet, opts: &DataOptions) -> Result<Palette> {
 }
 
 fn quantise(set: RgbSet, palette: &Palette) -> Result<ImageSet> {
-    let tokens = quantize_rgb8(&set.pixels, palette)?.into_iter().map(|t| t as u16).collect();
+    let tokens = quantize_rgb8(&set.pixels, palette)?;
     let out = ImageSet {
         width: set.width,
         height: set.height,

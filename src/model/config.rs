@@ -9,6 +9,7 @@
 use crate::admission;
 use crate::error::{Error, Result};
 use crate::io::json::Json;
+use crate::token::Token;
 
 /// The MLP activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,9 @@ const MAX_EMBD: usize = 1 << 15;
 const MAX_LAYERS: usize = 1024;
 const MAX_LABELS: usize = 1 << 16;
 
+// Every id of a valid vocabulary (at most `MAX_VOCAB − 1`) must be a `Token`.
+const _: () = assert!(MAX_VOCAB - 1 <= Token::MAX as usize);
+
 impl Config {
     /// The MLP width: `n_inner` or `4·n_embd`.
     pub fn inner(&self) -> usize {
@@ -72,8 +76,9 @@ impl Config {
     }
 
     /// The id of the start-of-sequence token: `vocab_size − 1`.
-    pub fn sos(&self) -> usize {
-        self.vocab_size - 1
+    pub fn sos(&self) -> Token {
+        // A validated vocabulary fits a `Token` (checked at compile time above).
+        (self.vocab_size - 1) as Token
     }
 
     /// A named preset: `digits`, `tiny`, `small`, `igpt-s`, `igpt-m`, `igpt-l`, `igpt-xl`.

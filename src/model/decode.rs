@@ -25,6 +25,7 @@ use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
 use crate::ops::Kernels;
 use crate::tensor::Tensor;
+use crate::token::Token;
 
 /// A model and the caches of the sequences it is decoding.
 pub struct Decoder<'a> {
@@ -211,7 +212,7 @@ impl<'a> Decoder<'a> {
 
     /// Feeds token `ids[b]` to sequence `b` at the next position; returns the logits `[B, V−1]`
     /// for the position after it.
-    pub fn step(&mut self, ids: &[usize]) -> Result<Tensor<f32>> {
+    pub fn step(&mut self, ids: &[Token]) -> Result<Tensor<f32>> {
         let (m, c) = (self.model, &self.model.config);
         let (b, d) = (self.batch, c.n_embd);
         if ids.len() != b || self.pos >= c.n_positions {
@@ -221,7 +222,7 @@ impl<'a> Decoder<'a> {
                 self.pos
             )));
         }
-        if let Some(&bad) = ids.iter().find(|&&i| i >= c.vocab_size) {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
             return Err(Error::invalid(format!(
                 "decode step: token id {bad} outside 0..{}",
                 c.vocab_size
@@ -232,7 +233,7 @@ impl<'a> Decoder<'a> {
         let pos = self.pos;
         let mut h: Vec<f32> = ids
             .iter()
-            .flat_map(|&id| (0..d).map(move |j| wte[id * d + j] + wpe[pos * d + j]))
+            .flat_map(|&id| (0..d).map(move |j| wte[id as usize * d + j] + wpe[pos * d + j]))
             .collect();
         let mut math = DecodeBlock {
             model: m,

@@ -25,6 +25,7 @@ use crate::autodiff::{Tape, Var};
 use crate::ops::{self, DropoutMask, Kernels};
 use crate::rng::{streams, Philox};
 use crate::tensor::Float;
+use crate::token::Token;
 
 /// Dropout randomness for one training step (absent in eval mode).
 #[derive(Clone, Copy, Debug)]
@@ -39,7 +40,7 @@ pub const DROPOUT_SITES_PER_STEP: u64 = 1 << 20;
 /// What the forward pass reads: token ids `[batch, seq]`, options, and the kernels that compute
 /// its hot ops (`ops::Reference` for the f64 gradient checks, `kernels::Simd` in f32).
 pub struct ForwardInput<'a, T: Float> {
-    pub ids: &'a [usize],
+    pub ids: &'a [Token],
     pub batch: usize,
     pub seq: usize,
     /// Positions whose token embedding is zeroed (the BERT objective), `[batch·seq]`.
@@ -123,7 +124,9 @@ pub fn trunk<T: Float>(
 ) -> ForwardVars {
     let (b, t, d) = (input.batch, input.seq, config.n_embd);
     let positions: Vec<usize> = (0..b * t).map(|i| i % t).collect();
-    let tok = ops::embedding(tape, p[Layout::WTE], input.ids, input.keep);
+    // The embedding op indexes rows with usize, as it does for positions.
+    let rows: Vec<usize> = input.ids.iter().map(|&id| id as usize).collect();
+    let tok = ops::embedding(tape, p[Layout::WTE], &rows, input.keep);
     let pos = ops::embedding(tape, p[Layout::WPE], &positions, None);
     let h0 = ops::add(tape, tok, pos);
     // From here on activations are [B, T, ·]: `linear` keeps leading axes, attention needs them.

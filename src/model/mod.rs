@@ -37,53 +37,44 @@ pub use crate::kernels::Precision;
 use crate::ops::{self, Kernels};
 use crate::rng::Philox;
 use crate::tensor::{Float, Tensor};
+use crate::token::Token;
 use forward::ForwardInput;
 use std::path::Path;
 
 /// A batch of token ids `[batch, seq]`, validated against a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenBatch {
-    pub ids: Vec<usize>,
+    pub ids: Vec<Token>,
     pub batch: usize,
     pub seq: usize,
 }
 
 impl TokenBatch {
-    /// Validates raw ids of shape `[batch, seq]` against `config`: every id in `0..vocab_size`,
-    /// `1 ≤ seq ≤ n_positions`. `origin` names the source in errors.
-    pub fn new(
+    /// Validates ids of shape `[b, t]` against `config`: every id in `0..vocab_size`,
+    /// `1 ≤ t ≤ n_positions`. `origin` names the source in errors.
+    pub fn new(ids: Vec<Token>, b: usize, t: usize, config: &Config, origin: &str) -> Result<Self> {
+        check_shape(ids.len(), b, t, config, origin)?;
+        match ids.iter().position(|&id| id as usize >= config.vocab_size) {
+            Some(i) => Err(outside_vocab(ids[i].into(), i, t, config, origin)),
+            None => Ok(TokenBatch { ids, batch: b, seq: t }),
+        }
+    }
+
+    /// [`TokenBatch::new`] from the int64 ids of a file (`.npy`, a golden tensor): the one place
+    /// file integers become tokens, so a negative or too large id is an error, not a wrap.
+    pub fn from_i64(
         ids: &[i64],
-        batch: usize,
-        seq: usize,
+        b: usize,
+        t: usize,
         config: &Config,
         origin: &str,
-    ) -> Result<TokenBatch> {
-        let err = |msg: String| Err(Error::format(origin, msg));
-        if batch == 0 || seq == 0 {
-            return err(format!("token array [{batch}, {seq}] is empty"));
-        }
-        if seq > config.n_positions {
-            return err(format!(
-                "{seq} tokens per sequence exceed n_positions = {}",
-                config.n_positions
-            ));
-        }
-        if ids.len() != batch * seq {
-            return err(format!("{} ids for shape [{batch}, {seq}]", ids.len()));
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        for (i, &id) in ids.iter().enumerate() {
-            if id < 0 || id as u64 >= config.vocab_size as u64 {
-                return err(format!(
-                    "token id {id} at [{}, {}] is outside 0..{}",
-                    i / seq,
-                    i % seq,
-                    config.vocab_size
-                ));
-            }
-            out.push(id as usize);
-        }
-        Ok(TokenBatch { ids: out, batch, seq })
+    ) -> Result<Self> {
+        check_shape(ids.len(), b, t, config, origin)?;
+        let token = |(i, &id): (usize, &i64)| {
+            Token::try_from(id).map_err(|_| outside_vocab(id, i, t, config, origin))
+        };
+        let tokens = ids.iter().enumerate().map(token).collect::<Result<Vec<_>>>()?;
+        TokenBatch::new(tokens, b, t, config, origin)
     }
 
     /// Reads a token file: `.npy` of int32 or int64, shape `[B, T]`, validated against `config`.
@@ -101,16 +92,40 @@ impl TokenBatch {
             let msg = format!("token ids must be a 2-D array [B, T], got shape {:?}", array.shape);
             return Err(Error::format(&origin, msg));
         };
-        TokenBatch::new(&ids, b, t, config, &origin)
+        TokenBatch::from_i64(&ids, b, t, config, &origin)
     }
 
     /// The ids as an int64 `.npy` array `[B, T]`.
     pub fn to_npy(&self) -> NpyArray {
         NpyArray {
             shape: vec![self.batch, self.seq],
-            data: NpyData::I64(self.ids.iter().map(|&i| i as i64).collect()),
+            data: NpyData::I64(self.ids.iter().map(|&i| i64::from(i)).collect()),
         }
     }
+}
+
+/// Errors unless `len` ids make a non-empty `[batch, seq]` with `seq ≤ n_positions`.
+fn check_shape(len: usize, batch: usize, seq: usize, config: &Config, origin: &str) -> Result<()> {
+    let err = |msg: String| Err(Error::format(origin, msg));
+    if batch == 0 || seq == 0 {
+        return err(format!("token array [{batch}, {seq}] is empty"));
+    }
+    if seq > config.n_positions {
+        return err(format!(
+            "{seq} tokens per sequence exceed n_positions = {}",
+            config.n_positions
+        ));
+    }
+    if len != batch * seq {
+        return err(format!("{len} ids for shape [{batch}, {seq}]"));
+    }
+    Ok(())
+}
+
+/// The error for id `id` at flat index `i` of rows of `seq` ids.
+fn outside_vocab(id: i64, i: usize, seq: usize, config: &Config, origin: &str) -> Error {
+    let (row, col, v) = (i / seq, i % seq, config.vocab_size);
+    Error::format(origin, format!("token id {id} at [{row}, {col}] is outside 0..{v}"))
 }
 
 /// A training objective and its targets.
@@ -293,7 +308,7 @@ impl Model {
                 let (_, logits, _) = self.heads(tape, p, &input);
                 // Row (b, t) is scored against ids[b, t + 1]; the last position of each row is not.
                 let scored: Vec<bool> = (0..b * t).map(|i| i % t < t - 1).collect();
-                let next: Vec<usize> =
+                let next: Vec<Token> =
                     (0..b * t).map(|i| if i % t < t - 1 { batch.ids[i + 1] } else { 0 }).collect();
                 let targets = checked_targets(&next, v)?;
                 Ok(ops::cross_entropy_mean(tape, lm(logits)?, &targets, Some(&scored)))
@@ -397,18 +412,20 @@ fn lm(logits: Option<Var>) -> Result<Var> {
 }
 
 /// `[SOS, x₀, …, x_{T−2}]` for every row of `ids` (rows of length `t`).
-pub fn shift_right_with_sos(ids: &[usize], t: usize, sos: usize) -> Vec<usize> {
+pub fn shift_right_with_sos(ids: &[Token], t: usize, sos: Token) -> Vec<Token> {
     ids.chunks(t).flat_map(|row| std::iter::once(sos).chain(row[..t - 1].iter().copied())).collect()
 }
 
-/// Targets must be colours (`< V−1`): SOS is never a prediction target.
-fn checked_targets(ids: &[usize], n_colours: usize) -> Result<Vec<usize>> {
-    match ids.iter().position(|&id| id >= n_colours) {
+/// Targets must be colours (`< V−1`): SOS is never a prediction target. They come back as the
+/// class indices the cross-entropy op reads.
+fn checked_targets(ids: &[Token], n_colours: usize) -> Result<Vec<usize>> {
+    let targets: Vec<usize> = ids.iter().map(|&id| id as usize).collect();
+    match targets.iter().position(|&id| id >= n_colours) {
         Some(i) => Err(Error::invalid(format!(
             "target id {} at position {i} is not a colour (0..{n_colours})",
             ids[i]
         ))),
-        None => Ok(ids.to_vec()),
+        None => Ok(targets),
     }
 }
 

@@ -10,7 +10,7 @@
 //!    converted like            bilinear, bit-exact)        HF's exact arithmetic)
 //!    Pillow convert("RGB"))
 //!
-//! tokens ──quantize::dequantize──▶ RGB bytes ──image_io──▶ PNG (integer upscale for viewing)
+//! tokens ──quantize::dequantize──▶ RGB bytes ──rgb_image──▶ PNG (upscaled, or a grid of many)
 //!
 //! pixels of many images ──kmeans──▶ K centres ──files──▶ palette.npy / preprocessor_config.json
 //! ```
@@ -20,7 +20,8 @@
 //! - [`quantize`]: the [`Palette`], `argmin_k (a² − 2a·c_k + c_k²)` with ties to the lowest
 //!   index, evaluated exactly as transformers 5.x does; dequantize by `rint(127.5 (c + 1))`.
 //! - [`resize`]: Pillow's `Resample.c` for 8-bit images, fixed point and pass order included.
-//! - [`image_io`]: decoding to RGB like Pillow, PNG writing, grids.
+//! - [`image_io`]: decoding to RGB like Pillow.
+//! - [`rgb_image`]: [`RgbImage`], the one RGB image type — upscale, grids, PNG writing.
 //! - [`files`]: palette files — OpenAI's `.npy` `(K, 3)` and HF's `preprocessor_config.json`.
 //!
 //! Conformance: for PNG inputs igpt's tokens are identical to those of HF's
@@ -32,17 +33,20 @@ pub mod image_io;
 pub mod kmeans;
 pub mod quantize;
 pub mod resize;
+pub mod rgb_image;
 
 pub use files::{
     load_palette, load_pixels_npy, read_preprocessor_config, save_palette_npy,
     save_preprocessor_config, PreprocessorConfig,
 };
-pub use image_io::{decode_image_rgba, grid, load_image_rgb, write_png, RgbImage, RgbaImage};
+pub use image_io::{decode_image_rgba, load_image_rgb, RgbaImage};
 pub use kmeans::{fit_kmeans, KMeansOptions, KMeansResult};
 pub use quantize::{dequantize, pixel_to_unit, quantize_rgb8, quantize_unit, Palette};
 pub use resize::resize_bilinear_pillow_u8;
+pub use rgb_image::{Rgb, RgbImage};
 
 use crate::error::{Error, Result};
+use crate::token::Token;
 use std::path::{Path, PathBuf};
 
 /// An image file → its tokens: load as RGB, resize to `width × height` with Pillow's bilinear
@@ -52,14 +56,14 @@ pub fn image_to_tokens(
     palette: &Palette,
     width: usize,
     height: usize,
-) -> Result<Vec<u32>> {
+) -> Result<Vec<Token>> {
     let img = load_image_rgb(path)?.resize_pillow(width, height)?;
-    quantize_rgb8(&img.pixels, palette)
+    quantize_rgb8(img.bytes(), palette)
 }
 
 /// Tokens of one image (`width · height`, raster order) → an RGB image.
 pub fn tokens_to_image(
-    tokens: &[u32],
+    tokens: &[Token],
     palette: &Palette,
     width: usize,
     height: usize,
@@ -70,25 +74,19 @@ pub fn tokens_to_image(
             tokens.len()
         )));
     }
-    RgbImage::new(width, height, dequantize(tokens, palette)?)
-}
-
-/// Tokens of one image → its pixels, one `[r, g, b]` per token (for image grids).
-pub fn tokens_to_pixels(tokens: &[usize], palette: &Palette) -> Result<Vec<[u8; 3]>> {
-    let t: Vec<u32> = tokens.iter().map(|&x| x as u32).collect();
-    Ok(dequantize(&t, palette)?.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
+    RgbImage::from_bytes(width, height, &dequantize(tokens, palette)?)
 }
 
 /// Tokens of one image → a PNG file, each pixel enlarged to `upscale × upscale`.
 pub fn tokens_to_png(
-    tokens: &[u32],
+    tokens: &[Token],
     palette: &Palette,
     width: usize,
     height: usize,
     upscale: usize,
     path: &Path,
 ) -> Result<()> {
-    write_png(&tokens_to_image(tokens, palette, width, height)?, upscale, path)
+    tokens_to_image(tokens, palette, width, height)?.upscale(upscale)?.save_png(path)
 }
 
 /// Pixels of image files for fitting a palette: each image converted to RGB, resized with Pillow's
@@ -102,7 +100,7 @@ pub fn pixels_for_fit(paths: &[PathBuf], size: Option<(usize, usize)>) -> Result
         if let Some((w, h)) = size {
             img = img.resize_pillow(w, h)?;
         }
-        pixels.extend(img.pixels.iter().map(|&p| table[usize::from(p)]));
+        pixels.extend(img.bytes().iter().map(|&p| table[usize::from(p)]));
     }
     Ok(pixels)
 }

@@ -21,6 +21,7 @@
 //! f64. Tokens are laid out in raster order, `y · W + x`.
 
 use crate::error::{Error, Result};
+use crate::token::Token;
 
 /// A palette of `K` RGB colours in [-1, 1], stored in f64 (the JSON palette's precision).
 #[derive(Clone, Debug, PartialEq)]
@@ -96,16 +97,16 @@ impl Palette {
     }
 
     /// The token of one pixel `x` (already in [-1, 1], f32), by the arithmetic of the module doc.
-    pub fn nearest(&self, x: [f32; 3]) -> u32 {
+    pub fn nearest(&self, x: [f32; 3]) -> Token {
         let a2 = f64::from((x[0] * x[0] + x[1] * x[1]) + x[2] * x[2]);
         let x = x.map(f64::from);
-        let mut best = (f64::INFINITY, 0u32);
+        let mut best: (f64, Token) = (f64::INFINITY, 0);
         for (k, (c, &b2)) in self.colors.chunks_exact(3).zip(&self.sq_norms).enumerate() {
             let ab = x[2].mul_add(c[2], x[1].mul_add(c[1], x[0] * c[0]));
             let d = (a2 - 2.0 * ab) + b2;
             // Strict `<` keeps the first index among equal distances (numpy's argmin).
             if d < best.0 {
-                best = (d, k as u32);
+                best = (d, k as Token);
             }
         }
         best.1
@@ -124,7 +125,7 @@ pub fn unit_table() -> [f32; 256] {
 }
 
 /// Tokens of interleaved RGB bytes (`3·n` bytes → `n` tokens, in the order given).
-pub fn quantize_rgb8(rgb: &[u8], palette: &Palette) -> Result<Vec<u32>> {
+pub fn quantize_rgb8(rgb: &[u8], palette: &Palette) -> Result<Vec<Token>> {
     if rgb.len() % 3 != 0 {
         return Err(Error::invalid(format!(
             "{} bytes is not a whole number of RGB pixels",
@@ -143,7 +144,7 @@ pub fn quantize_rgb8(rgb: &[u8], palette: &Palette) -> Result<Vec<u32>> {
 }
 
 /// Tokens of `n × 3` f32 points already in [-1, 1]. Rejects NaN and infinite values.
-pub fn quantize_unit(points: &[f32], palette: &Palette) -> Result<Vec<u32>> {
+pub fn quantize_unit(points: &[f32], palette: &Palette) -> Result<Vec<Token>> {
     if points.len() % 3 != 0 {
         return Err(Error::invalid(format!(
             "{} values is not a whole number of RGB points",
@@ -166,7 +167,7 @@ pub fn unit_to_byte(c: f64) -> u8 {
 }
 
 /// RGB bytes of tokens (`n` tokens → `3·n` bytes). A token ≥ K is an error.
-pub fn dequantize(tokens: &[u32], palette: &Palette) -> Result<Vec<u8>> {
+pub fn dequantize(tokens: &[Token], palette: &Palette) -> Result<Vec<u8>> {
     let k = palette.len();
     let mut rgb = Vec::with_capacity(tokens.len() * 3);
     for (i, &t) in tokens.iter().enumerate() {

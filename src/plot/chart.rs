@@ -1,8 +1,9 @@
 //! Line charts: axes with "nice" ticks, series, legend ([`line_plot`]); see the module doc of
 //! [`super`] for the mapping from data to pixels.
 
-use super::{text_size, Canvas, Rgb, GLYPH_H, GRID, INK, LEGEND_EDGE, WHITE};
+use super::{text_size, Draw, GLYPH_H, GRID, INK, LEGEND_EDGE, WHITE};
 use crate::error::{Error, Result};
+use crate::palette::{Rgb, RgbImage};
 
 /// The "nice" tick step for `span` split into about `target` intervals: the smallest of
 /// 1, 2, 5 or 10 × 10^k that is at least `span / target`.
@@ -225,15 +226,15 @@ fn frame(series: &[Series], opts: &PlotOptions) -> Frame {
 
 /// Draws `series` as lines on white, with frame, grid, ticks, labels, title and legend.
 /// Non-finite points (and y ≤ 0 with `log_y`) are skipped; no drawable data gives empty axes
-/// over 0..1. Errors only for a canvas size outside [`MIN_PLOT_W`]×[`MIN_PLOT_H`]..[`MAX_SIDE`](super::MAX_SIDE).
-pub fn line_plot(series: &[Series], opts: &PlotOptions) -> Result<Canvas> {
+/// over 0..1. Errors only for a canvas size outside [`MIN_PLOT_W`]×[`MIN_PLOT_H`]..[`MAX_SIDE`](crate::palette::rgb_image::MAX_SIDE).
+pub fn line_plot(series: &[Series], opts: &PlotOptions) -> Result<RgbImage> {
     if opts.width < MIN_PLOT_W || opts.height < MIN_PLOT_H {
         return Err(Error::invalid(format!(
             "plot size {}x{} is too small: at least {MIN_PLOT_W}x{MIN_PLOT_H}",
             opts.width, opts.height
         )));
     }
-    let mut canvas = Canvas::new(opts.width, opts.height, WHITE)?;
+    let mut canvas = RgbImage::filled(opts.width, opts.height, WHITE)?;
     let f = frame(series, opts);
     draw_axes(&mut canvas, &f, opts);
     let thickness = f.u.max(2);
@@ -248,7 +249,7 @@ pub fn line_plot(series: &[Series], opts: &PlotOptions) -> Result<Canvas> {
 }
 
 /// Grid lines, tick marks and tick labels of both axes; title and axis labels.
-fn draw_axes(canvas: &mut Canvas, f: &Frame, opts: &PlotOptions) {
+fn draw_axes(canvas: &mut RgbImage, f: &Frame, opts: &PlotOptions) {
     let u = f.u as i64;
     let (left, right, top, bottom) = (f.x.p0 as i64, f.x.p1 as i64, f.y.p1 as i64, f.y.p0 as i64);
     let (text_h, cap_h) = ((GLYPH_H as i64) * u, 7 * u);
@@ -281,7 +282,7 @@ fn draw_axes(canvas: &mut Canvas, f: &Frame, opts: &PlotOptions) {
 }
 
 /// One series: runs of drawable points become polylines; a run of one point, a square marker.
-fn draw_series(canvas: &mut Canvas, s: &Series, f: &Frame, log_y: bool, thickness: usize) {
+fn draw_series(canvas: &mut RgbImage, s: &Series, f: &Frame, log_y: bool, thickness: usize) {
     for run in s.points.split(|p| !drawable(p, log_y)) {
         let pixels: Vec<(f64, f64)> =
             run.iter().map(|&(x, y)| (f.x.pixel(x), f.y.pixel(y))).collect();
@@ -304,7 +305,7 @@ fn draw_series(canvas: &mut Canvas, s: &Series, f: &Frame, log_y: bool, thicknes
 /// A boxed legend (a colour swatch and the name of each named series) in the corner of the
 /// plot area that hides the least data; corners are tried top-right, top-left, bottom-right,
 /// bottom-left, and the first with the fewest data pixels wins.
-fn draw_legend(canvas: &mut Canvas, series: &[Series], f: &Frame, thickness: usize) {
+fn draw_legend(canvas: &mut RgbImage, series: &[Series], f: &Frame, thickness: usize) {
     let named: Vec<&Series> = series.iter().filter(|s| !s.name.is_empty()).collect();
     if named.is_empty() {
         return;
@@ -344,7 +345,8 @@ fn draw_legend(canvas: &mut Canvas, series: &[Series], f: &Frame, thickness: usi
 mod tests {
     use super::*;
 
-    use crate::plot::{MAX_SIDE, PALETTE};
+    use crate::palette::rgb_image::MAX_SIDE;
+    use crate::plot::PALETTE;
 
     const RED: Rgb = [255, 0, 0];
 
@@ -446,6 +448,7 @@ mod tests {
         assert!(line_plot(&[], &PlotOptions::default()).is_ok());
         let tiny = PlotOptions { width: 100, ..PlotOptions::default() };
         assert!(line_plot(&[], &tiny).is_err());
-        assert!(Canvas::new(0, 5, WHITE).is_err() && Canvas::new(MAX_SIDE + 1, 5, WHITE).is_err());
+        let big = PlotOptions { width: MAX_SIDE + 1, ..PlotOptions::default() };
+        assert!(line_plot(&[], &big).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The embedded 5×7 bitmap font of [`super::Canvas::text`], and text metrics.
+//! The embedded 5×7 bitmap font of [`super::Draw::text`], and text metrics.
 
 /// Width of a glyph in font pixels.
 pub const GLYPH_W: usize = 5;

@@ -1,41 +1,35 @@
-//! Raster plots drawn pixel by pixel: training curves and image grids, saved as PNG.
+//! Line plots drawn pixel by pixel on an [`RgbImage`] and saved as PNG.
 //!
-//! igpt draws its own pictures — `loss.png` during training, `grid.png` from `igpt sample` and
-//! `igpt complete` — on a plain RGB [`Canvas`], with no plotting library:
+//! igpt draws its own charts — `loss.png` during training, `probe_vs_loss.png` from
+//! `igpt probe --checkpoints` — with no plotting library:
 //!
-//! * **Primitives.** Rectangles; straight lines by Bresenham's algorithm, after Liang–Barsky
-//!   clipping to the canvas so any endpoints cost at most one canvas diagonal; text from the
-//!   embedded 5×7 bitmap font [`FONT`], scaled by an integer factor, horizontal or rotated 90°.
+//! * **Primitives** ([`Draw`]). Rectangles; straight lines by Bresenham's algorithm, after
+//!   Liang–Barsky clipping to the image so any endpoints cost at most one image diagonal; text
+//!   from the embedded 5×7 bitmap font [`FONT`], scaled by an integer factor, horizontal or
+//!   rotated 90°.
 //! * **[`line_plot`].** Data `(x, y)` map to pixels affinely,
 //!   `px = left + (x − x_lo) / (x_hi − x_lo) · plot_width` (y likewise, flipped so up is up;
 //!   with `log_y` the map applies to `log10 y`). The data range gets a small margin; ticks sit
 //!   at multiples of a "nice" step 1, 2 or 5 × 10^k. Non-finite points (and y ≤ 0 on a log
 //!   axis) are skipped and break the line; an isolated point is drawn as a square marker.
-//! * **[`image_grid`].** Images tiled in rows, each upscaled by pixel replication (nearest
-//!   neighbour), separated by grey gaps, optionally with a text label left of each row.
 //!
-//! Output is deterministic: the same inputs give the same pixels, hence the same PNG bytes.
+//! Image grids (samples, completions) are not plots: they are the image type's own
+//! (`RgbImage::grid`). Output is deterministic: the same inputs give the same pixels, hence the
+//! same PNG bytes.
 //!
 //! The module is split by what a picture is made of: `font` (the bitmap glyphs), this file
-//! (the canvas and its primitives), `chart` (axes, ticks and [`line_plot`]) and `grid`
-//! ([`image_grid`]).
+//! (the drawing primitives) and `chart` (axes, ticks and [`line_plot`]).
 
 mod chart;
 mod font;
-mod grid;
 
 pub use chart::{
     format_tick, line_plot, nice_step, ticks_at, PlotOptions, Series, MIN_PLOT_H, MIN_PLOT_W,
 };
 pub use font::{text_size, FONT, GLYPH_H, GLYPH_W};
-pub use grid::{image_grid, image_grid_labeled};
 
-use crate::error::{Error, Result};
+use crate::palette::{Rgb, RgbImage};
 use font::{clamp_scale, glyph, ADVANCE};
-use std::path::Path;
-
-/// One pixel: red, green, blue.
-pub type Rgb = [u8; 3];
 
 /// Background of plots.
 pub const WHITE: Rgb = [255, 255, 255];
@@ -45,59 +39,37 @@ const INK: Rgb = [40, 40, 40];
 const GRID: Rgb = [228, 228, 228];
 /// Legend border.
 const LEGEND_EDGE: Rgb = [180, 180, 180];
-/// Background and gaps of image grids: a neutral mid grey that biases no image.
-const GAP_GREY: Rgb = [128, 128, 128];
 
 /// Distinguishable series colours (the "tab10" cycle of matplotlib and d3), for callers.
 pub const PALETTE: [Rgb; 6] =
     [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75]];
 
-/// Largest canvas side, so a bad size argument cannot ask for gigabytes (8192² RGB = 192 MiB).
-pub const MAX_SIDE: usize = 8192;
-
-/// An RGB raster, row-major: pixel `(x, y)` is `pixels[y * width + x]`, `y = 0` at the top.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Canvas {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Vec<Rgb>,
+/// Drawing on an [`RgbImage`]: the primitives the charts are made of. Coordinates are signed
+/// and may lie outside the image; what falls outside is clipped.
+pub trait Draw {
+    /// The pixel at `(x, y)`, or `None` outside the image.
+    fn get(&self, x: i64, y: i64) -> Option<Rgb>;
+    /// Fills the axis-aligned rectangle with top-left `(x, y)` and size `w × h`, clipped.
+    fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, color: Rgb);
+    /// Draws the 1-pixel outline of the rectangle `fill_rect` would fill.
+    fn stroke_rect(&mut self, x: i64, y: i64, w: i64, h: i64, color: Rgb);
+    /// Draws a straight line between pixel positions `from` and `to` (rounded to the nearest
+    /// pixel), `thickness` pixels wide (1..=16: each point of the line becomes a square).
+    /// Non-finite endpoints draw nothing.
+    fn line(&mut self, from: (f64, f64), to: (f64, f64), thickness: usize, color: Rgb);
+    /// Draws `text` with its top-left corner at `(x, y)`, each font pixel `scale × scale`.
+    fn text(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb);
+    /// Draws `text` rotated 90° counter-clockwise (reading upwards, as a y-axis label): its box
+    /// is `text_size(..).1` wide and `text_size(..).0` tall, with top-left corner `(x, y)`.
+    fn text_up(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb);
 }
 
-impl Canvas {
-    /// A `width × height` canvas filled with `color`; each side must be 1..=[`MAX_SIDE`].
-    pub fn new(width: usize, height: usize, color: Rgb) -> Result<Canvas> {
-        if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
-            return Err(Error::invalid(format!(
-                "canvas size {width}x{height}: each side must be between 1 and {MAX_SIDE}"
-            )));
-        }
-        Ok(Canvas { width, height, pixels: vec![color; width * height] })
+impl Draw for RgbImage {
+    fn get(&self, x: i64, y: i64) -> Option<Rgb> {
+        index(self, x, y).map(|i| self.pixels[i])
     }
 
-    /// Paints the whole canvas.
-    pub fn fill(&mut self, color: Rgb) {
-        self.pixels.fill(color);
-    }
-
-    fn index(&self, x: i64, y: i64) -> Option<usize> {
-        let (x, y) = (usize::try_from(x).ok()?, usize::try_from(y).ok()?);
-        (x < self.width && y < self.height).then_some(y * self.width + x)
-    }
-
-    /// The pixel at `(x, y)`, or `None` outside the canvas.
-    pub fn get(&self, x: i64, y: i64) -> Option<Rgb> {
-        self.index(x, y).map(|i| self.pixels[i])
-    }
-
-    /// Sets one pixel; coordinates outside the canvas are ignored (clipping).
-    pub fn set(&mut self, x: i64, y: i64, color: Rgb) {
-        if let Some(i) = self.index(x, y) {
-            self.pixels[i] = color;
-        }
-    }
-
-    /// Fills the axis-aligned rectangle with top-left `(x, y)` and size `w × h`, clipped.
-    pub fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, color: Rgb) {
+    fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, color: Rgb) {
         // Clip first, so the cost is the visible area whatever the arguments.
         let x0 = x.clamp(0, self.width as i64) as usize;
         let x1 = x.saturating_add(w).clamp(0, self.width as i64) as usize;
@@ -108,18 +80,14 @@ impl Canvas {
         }
     }
 
-    /// Draws the 1-pixel outline of the rectangle `fill_rect` would fill.
-    pub fn stroke_rect(&mut self, x: i64, y: i64, w: i64, h: i64, color: Rgb) {
+    fn stroke_rect(&mut self, x: i64, y: i64, w: i64, h: i64, color: Rgb) {
         self.fill_rect(x, y, w, 1, color);
         self.fill_rect(x, y + h - 1, w, 1, color);
         self.fill_rect(x, y, 1, h, color);
         self.fill_rect(x + w - 1, y, 1, h, color);
     }
 
-    /// Draws a straight line between pixel positions `from` and `to` (rounded to the nearest
-    /// pixel), `thickness` pixels wide (1..=16: each point of the line becomes a square).
-    /// Non-finite endpoints draw nothing.
-    pub fn line(&mut self, from: (f64, f64), to: (f64, f64), thickness: usize, color: Rgb) {
+    fn line(&mut self, from: (f64, f64), to: (f64, f64), thickness: usize, color: Rgb) {
         let t = thickness.clamp(1, 16) as i64;
         let pad = t as f64;
         let (lo, hi) = ((-pad, -pad), (self.width as f64 + pad, self.height as f64 + pad));
@@ -147,53 +115,45 @@ impl Canvas {
         }
     }
 
-    /// Draws `text` with its top-left corner at `(x, y)`, each font pixel `scale × scale`.
-    pub fn text(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb) {
-        self.draw_text(x, y, text, scale, color, false);
+    fn text(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb) {
+        draw_text(self, (x, y), text, scale, color, false);
     }
 
-    /// Draws `text` rotated 90° counter-clockwise (reading upwards, as a y-axis label): its box
-    /// is `text_size(..).1` wide and `text_size(..).0` tall, with top-left corner `(x, y)`.
-    pub fn text_up(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb) {
-        self.draw_text(x, y, text, scale, color, true);
+    fn text_up(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb) {
+        draw_text(self, (x, y), text, scale, color, true);
     }
+}
 
-    fn draw_text(&mut self, x: i64, y: i64, text: &str, scale: usize, color: Rgb, up: bool) {
-        let s = clamp_scale(scale);
-        let length = text_size(text, scale).0 as i64;
-        for (k, c) in text.chars().enumerate() {
-            for (row, bits) in glyph(c).iter().enumerate() {
-                for col in 0..GLYPH_W {
-                    if (bits >> (GLYPH_W - 1 - col)) & 1 == 0 {
-                        continue;
-                    }
-                    // (u, v): this font pixel's offset along and across the unrotated text.
-                    let u = ((k * ADVANCE + col) as i64).saturating_mul(s);
-                    let v = row as i64 * s;
-                    let (px, py) = if up { (x + v, y + length - s - u) } else { (x + u, y + v) };
-                    self.fill_rect(px, py, s, s, color);
+/// The index of pixel `(x, y)` in `img.pixels`, or `None` outside the image.
+fn index(img: &RgbImage, x: i64, y: i64) -> Option<usize> {
+    let (x, y) = (usize::try_from(x).ok()?, usize::try_from(y).ok()?);
+    (x < img.width && y < img.height).then_some(y * img.width + x)
+}
+
+/// [`Draw::text`] (`up` false) and [`Draw::text_up`] (`up` true), from the glyph bitmaps.
+fn draw_text(
+    img: &mut RgbImage,
+    (x, y): (i64, i64),
+    text: &str,
+    scale: usize,
+    color: Rgb,
+    up: bool,
+) {
+    let s = clamp_scale(scale);
+    let length = text_size(text, scale).0 as i64;
+    for (k, c) in text.chars().enumerate() {
+        for (row, bits) in glyph(c).iter().enumerate() {
+            for col in 0..GLYPH_W {
+                if (bits >> (GLYPH_W - 1 - col)) & 1 == 0 {
+                    continue;
                 }
+                // (u, v): this font pixel's offset along and across the unrotated text.
+                let u = ((k * ADVANCE + col) as i64).saturating_mul(s);
+                let v = row as i64 * s;
+                let (px, py) = if up { (x + v, y + length - s - u) } else { (x + u, y + v) };
+                img.fill_rect(px, py, s, s, color);
             }
         }
-    }
-
-    /// Encodes the canvas as an 8-bit RGB PNG in memory.
-    fn encode_png(&self) -> std::result::Result<Vec<u8>, image::ImageError> {
-        use image::ImageEncoder;
-        let mut bytes = Vec::new();
-        let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
-        // Both sides are at most MAX_SIDE (checked in `new`), so they fit in u32.
-        let (w, h) = (self.width as u32, self.height as u32);
-        encoder.write_image(self.pixels.as_flattened(), w, h, image::ExtendedColorType::Rgb8)?;
-        Ok(bytes)
-    }
-
-    /// Saves the canvas as a PNG file, atomically (see [`crate::io::write_atomic`]).
-    pub fn save_png(&self, path: &Path) -> Result<()> {
-        let bytes = self
-            .encode_png()
-            .map_err(|e| Error::invalid(format!("{}: cannot encode PNG: {e}", path.display())))?;
-        crate::io::write_atomic(path, &bytes)
     }
 }
 
@@ -232,7 +192,7 @@ mod tests {
 
     const RED: Rgb = [255, 0, 0];
 
-    fn ink_box(c: &Canvas, background: Rgb) -> Option<(usize, usize, usize, usize, usize)> {
+    fn ink_box(c: &RgbImage, background: Rgb) -> Option<(usize, usize, usize, usize, usize)> {
         // (count, min x, min y, max x, max y) of pixels differing from `background`.
         let mut found: Option<(usize, usize, usize, usize, usize)> = None;
         for (i, p) in c.pixels.iter().enumerate() {
@@ -250,14 +210,14 @@ mod tests {
         assert!(FONT.iter().flatten().all(|&row| row < 1 << GLYPH_W));
         assert!(FONT[1..].iter().all(|g| g.iter().any(|&row| row != 0)), "only space is blank");
         for scale in [1, 3] {
-            let mut c = Canvas::new(60, 60, WHITE).unwrap();
+            let mut c = RgbImage::filled(60, 60, WHITE).unwrap();
             c.text(10, 20, "Ag", scale, RED);
             let (w, h) = text_size("Ag", scale);
             let (n, x0, y0, x1, y1) = ink_box(&c, WHITE).unwrap();
             assert!(n > 0 && x0 >= 10 && y0 >= 20 && x1 < 10 + w && y1 < 20 + h);
             assert_eq!((x0, y0, y1), (10, 20, 20 + h - 1), "A starts at the box, g descends");
             // Rotated, the same ink lies in the transposed box.
-            let mut up = Canvas::new(60, 60, WHITE).unwrap();
+            let mut up = RgbImage::filled(60, 60, WHITE).unwrap();
             up.text_up(10, 5, "Ag", scale, RED);
             let (n_up, x0, y0, x1, y1) = ink_box(&up, WHITE).unwrap();
             assert!(n_up == n && x0 >= 10 && y0 >= 5 && x1 < 10 + h && y1 < 5 + w);
@@ -266,11 +226,11 @@ mod tests {
 
     #[test]
     fn lines_are_clipped_and_connect_their_endpoints() {
-        let mut c = Canvas::new(50, 40, WHITE).unwrap();
+        let mut c = RgbImage::filled(50, 40, WHITE).unwrap();
         c.line((-1e12, -1e12), (1e12, 1e12), 1, RED);
         assert!((0..40).all(|i| c.get(i, i) == Some(RED)));
         c.line((f64::NAN, 0.0), (10.0, 10.0), 2, [0, 0, 255]);
-        let mut d = Canvas::new(50, 40, WHITE).unwrap();
+        let mut d = RgbImage::filled(50, 40, WHITE).unwrap();
         d.line((3.0, 30.0), (45.0, 2.0), 2, RED);
         assert_eq!((d.get(3, 30), d.get(45, 2), d.get(0, 0)), (Some(RED), Some(RED), Some(WHITE)));
     }

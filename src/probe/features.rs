@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::forward::{trunk, ForwardInput};
 use crate::model::{shift_right_with_sos, Model, TokenBatch};
 use crate::tensor::Tensor;
+use crate::token::Token;
 use rayon::prelude::*;
 
 /// What the network is fed when features are extracted.
@@ -127,7 +128,7 @@ fn check_request(
 /// The pooled features `[b·d]` at each of `layers` for one batch of `b` images of `t` ids.
 fn batch_features(
     model: &Model,
-    ids: &[usize],
+    ids: &[Token],
     b: usize,
     t: usize,
     layers: &[usize],

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::decode::Decoder;
 use crate::model::Model;
 use crate::rng::{streams, Philox};
+use crate::token::Token;
 
 /// How logits become a token.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,11 +128,11 @@ pub fn sampling_uniform(seed: u64, b: usize, t: usize) -> f32 {
 /// its token `t` is kept from the prompt or sampled with uniform `t` of stream `SAMPLE + b`.
 pub fn complete(
     model: &Model,
-    prompts: &[Vec<usize>],
+    prompts: &[Vec<Token>],
     len: usize,
     s: &SamplingSettings,
     seed: u64,
-) -> Result<Vec<Vec<usize>>> {
+) -> Result<Vec<Vec<Token>>> {
     s.validate()?;
     if len > model.config.n_positions {
         return Err(Error::invalid(format!(
@@ -140,24 +141,25 @@ pub fn complete(
         )));
     }
     let colours = model.config.vocab_size - 1;
-    if prompts.iter().any(|p| p.len() > len || p.iter().any(|&t| t >= colours)) {
+    if prompts.iter().any(|p| p.len() > len || p.iter().any(|&t| t as usize >= colours)) {
         return Err(Error::invalid(format!(
             "prompts must be at most {len} colour tokens (0..{colours})"
         )));
     }
-    let mut seqs: Vec<Vec<usize>> = prompts.to_vec();
+    let mut seqs: Vec<Vec<Token>> = prompts.to_vec();
     if seqs.is_empty() {
         return Ok(seqs);
     }
     let mut decoder = Decoder::new(model, seqs.len())?;
     for t in 0..len {
-        let inputs: Vec<usize> =
+        let inputs: Vec<Token> =
             seqs.iter().map(|q| if t == 0 { model.config.sos() } else { q[t - 1] }).collect();
         let logits = decoder.step(&inputs)?;
         for (b, q) in seqs.iter_mut().enumerate() {
             if q.len() == t {
                 let row = &logits.data()[b * colours..(b + 1) * colours];
-                q.push(choose_token(row, s, sampling_uniform(seed, b, t)));
+                // A colour index below `colours`, which a validated vocabulary fits in a Token.
+                q.push(choose_token(row, s, sampling_uniform(seed, b, t)) as Token);
             }
         }
     }

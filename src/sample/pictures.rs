@@ -8,8 +8,8 @@
 use super::{complete, SamplingSettings};
 use crate::error::Result;
 use crate::model::Model;
-use crate::palette::{tokens_to_pixels, Palette};
-use crate::plot::{image_grid, Canvas, Rgb};
+use crate::palette::{tokens_to_image, Palette, Rgb, RgbImage};
+use crate::token::Token;
 
 /// On-screen size of an image cell (pixels are enlarged by an integer factor to about this).
 const CELL_PIXELS: usize = 48;
@@ -19,9 +19,9 @@ const GAP: usize = 2;
 const HIDDEN: Rgb = [128, 128, 128];
 
 /// `w × h` images laid out `cols` wide, each enlarged to about `CELL_PIXELS`.
-fn cell_grid(images: &[Vec<Rgb>], (w, h): (usize, usize), cols: usize) -> Result<Canvas> {
+fn cell_grid(images: &[RgbImage], (w, h): (usize, usize), cols: usize) -> Result<RgbImage> {
     let scale = (CELL_PIXELS / w.max(h).max(1)).max(1);
-    image_grid(images, w, h, cols, scale, GAP)
+    RgbImage::grid(images, cols, scale, GAP)
 }
 
 /// `n` unconditional samples of `w × h` tokens: their grid (`cols` wide) and their tokens.
@@ -32,10 +32,10 @@ pub fn sample_grid(
     (n, cols): (usize, usize),
     settings: &SamplingSettings,
     seed: u64,
-) -> Result<(Canvas, Vec<Vec<usize>>)> {
+) -> Result<(RgbImage, Vec<Vec<Token>>)> {
     let samples = complete(model, &vec![Vec::new(); n], w * h, settings, seed)?;
     let images =
-        samples.iter().map(|s| tokens_to_pixels(s, palette)).collect::<Result<Vec<_>>>()?;
+        samples.iter().map(|s| tokens_to_image(s, palette, w, h)).collect::<Result<Vec<_>>>()?;
     Ok((cell_grid(&images, (w, h), cols)?, samples))
 }
 
@@ -44,15 +44,15 @@ pub fn sample_grid(
 #[allow(clippy::too_many_arguments)]
 pub fn completion_grid(
     model: &Model,
-    originals: &[Vec<usize>],
+    originals: &[Vec<Token>],
     palette: &Palette,
     (w, h): (usize, usize),
     keep: usize,
     n: usize,
     settings: &SamplingSettings,
     seed: u64,
-) -> Result<Canvas> {
-    let cells = completion_cells(model, originals, keep, n, settings, seed, palette)?;
+) -> Result<RgbImage> {
+    let cells = completion_cells(model, originals, keep, n, settings, seed, (palette, w, h))?;
     cell_grid(&cells, (w, h), n + 2)
 }
 
@@ -61,26 +61,26 @@ pub fn completion_grid(
 /// from those kept tokens — `n + 2` cells per original, row by row.
 fn completion_cells(
     model: &Model,
-    originals: &[Vec<usize>],
+    originals: &[Vec<Token>],
     keep: usize,
     n: usize,
     settings: &SamplingSettings,
     seed: u64,
-    palette: &Palette,
-) -> Result<Vec<Vec<Rgb>>> {
-    let prompts: Vec<Vec<usize>> =
+    (palette, w, h): (&Palette, usize, usize),
+) -> Result<Vec<RgbImage>> {
+    let prompts: Vec<Vec<Token>> =
         originals.iter().flat_map(|o| std::iter::repeat_n(o[..keep].to_vec(), n)).collect();
     let len = originals.first().map_or(0, Vec::len);
     let completed = complete(model, &prompts, len, settings, seed)?;
     let mut cells = Vec::new();
     for (original, done) in originals.iter().zip(completed.chunks(n.max(1))) {
-        let pixels = tokens_to_pixels(original, palette)?;
-        let mut kept = pixels.clone();
-        kept[keep..].fill(HIDDEN);
-        cells.push(pixels);
+        let image = tokens_to_image(original, palette, w, h)?;
+        let mut kept = image.clone();
+        kept.pixels[keep..].fill(HIDDEN);
+        cells.push(image);
         cells.push(kept);
         for c in done {
-            cells.push(tokens_to_pixels(c, palette)?);
+            cells.push(tokens_to_image(c, palette, w, h)?);
         }
     }
     Ok(cells)

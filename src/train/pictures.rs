@@ -11,6 +11,7 @@ use crate::palette::save_preprocessor_config;
 use crate::plot::{line_plot, PlotOptions, Series};
 use crate::sample::pictures::{completion_grid, sample_grid};
 use crate::sample::SamplingSettings;
+use crate::token::Token;
 use std::path::Path;
 
 /// Images per row of `samples.png`, and samples drawn.
@@ -40,10 +41,8 @@ pub fn draw_run_pictures(
     let (samples, _) =
         sample_grid(model, &set.palette, size, (SAMPLES, SAMPLE_COLS), &settings, seed)?;
     samples.save_png(&dir.join("samples.png"))?;
-    let originals: Vec<Vec<usize>> = first_of_each_class(set)
-        .into_iter()
-        .map(|i| set.image(i).iter().map(|&x| usize::from(x)).collect())
-        .collect();
+    let originals: Vec<Vec<Token>> =
+        first_of_each_class(set).into_iter().map(|i| set.image(i).to_vec()).collect();
     progress(&format!(
         "completing {} test images {COMPLETIONS} times each into completions.png",
         originals.len()

@@ -141,6 +141,7 @@ mod tests {
     use super::*;
     use crate::model::Config;
     use crate::train::AdamWConfig;
+    use crate::Token;
 
     /// A 2-layer model with a random (non-zero) head, and a batch of four sequences.
     fn model_and_batch() -> (Model, TokenBatch) {
@@ -154,8 +155,8 @@ mod tests {
                 .enumerate()
                 .for_each(|(i, x)| *x += 0.01 * ((i % 7) as f32 - 3.0) / n as f32);
         }
-        let ids: Vec<i64> = (0..4 * 16).map(|i| (i * 5 % 17) as i64).collect();
-        let batch = TokenBatch::new(&ids, 4, 16, &model.config, "test").unwrap();
+        let ids: Vec<Token> = (0..4 * 16).map(|i| i * 5 % 17).collect();
+        let batch = TokenBatch::new(ids, 4, 16, &model.config, "test").unwrap();
         (model, batch)
     }
 

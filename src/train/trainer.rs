@@ -317,11 +317,14 @@ fn gather(
     let t = set.seq_len();
     let mut ids = Vec::with_capacity(samples.len() * t);
     for &(i, flip) in samples {
-        let tokens = if flip { set.flipped(i) } else { set.image(i).to_vec() };
-        ids.extend(tokens.iter().map(|&x| i64::from(x)));
+        if flip {
+            ids.extend(set.flipped(i));
+        } else {
+            ids.extend_from_slice(set.image(i));
+        }
     }
     let labels = samples.iter().map(|&(i, _)| usize::from(set.labels[i])).collect();
-    Ok(Batch { tokens: TokenBatch::new(&ids, samples.len(), t, config, "training data")?, labels })
+    Ok(Batch { tokens: TokenBatch::new(ids, samples.len(), t, config, "training data")?, labels })
 }
 
 /// The objective of one (micro-)batch; BERT masks come from `mask_stream`.
