@@ -10,6 +10,7 @@
 
 use igpt::golden::{op_golden, verify, Tolerance};
 use igpt::io::safetensors::SafeTensors;
+use igpt::model::Precision;
 
 /// The variant under test: `y = x W + b` and its gradients, with plain loops in f64.
 fn naive_linear(
@@ -48,7 +49,7 @@ fn naive_linear(
 fn main() -> igpt::Result<()> {
     // 1. The golden file (written to disk in real use: `igpt golden --op linear --shape 64,96,80`).
     let (n, k, m) = (64, 96, 80);
-    let golden = op_golden("linear", &[n, k, m], 42)?;
+    let golden = op_golden("linear", &[n, k, m], 42, Precision::F32)?;
 
     // 2. The variant reads the inputs and the upstream gradient and computes its answers.
     let get = |name: &str| golden.get_f32(name).map(|(_, v)| v);

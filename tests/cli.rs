@@ -204,6 +204,30 @@ fn op_goldens_are_reproducible_from_the_seed() {
 }
 
 #[test]
+fn bf16_op_goldens_record_their_class_and_differ_from_f32() {
+    let dir = scratch("bf16golden");
+    let file = |p: &str| dir.join(format!("attention-{p}.st"));
+    for p in ["f32", "bf16"] {
+        let out = file(p);
+        let args = ["golden", "--op", "attention", "--shape", "2,2,70,16", "--precision", p];
+        let o = igpt(&[&args[..], &["--out", s(&out)]].concat());
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+    }
+    let golden = igpt::io::safetensors::SafeTensors::read(&file("bf16")).unwrap();
+    assert_eq!(golden.get_metadata("precision"), Some("bf16"));
+    assert!(golden.get_metadata("tolerances").unwrap().contains("\"class\":\"bf16\""));
+    let verify = |reference: &str, candidate: &str, extra: &[&str]| {
+        let (r, c) = (file(reference), file(candidate));
+        igpt(&[&["verify", "--reference", s(&r), "--candidate", s(&c)][..], extra].concat())
+    };
+    assert!(verify("bf16", "bf16", &[]).status.success());
+    // bf16 rounding is far outside the f32 class: a bf16 result does not pass as f32.
+    assert_eq!(verify("f32", "bf16", &[]).status.code(), Some(1));
+    assert_eq!(verify("f32", "bf16", &["--precision", "f16"]).status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn palette_fit_and_quantize_match_the_transformers_tokens() {
     let dir = scratch("palette");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/palette");

@@ -7,10 +7,13 @@ use igpt::autodiff::{Tape, Var};
 use igpt::golden::{model_golden, verify, GoldenOptions, Report, Tolerance, Verdict};
 use igpt::io::json::parse_json;
 use igpt::io::safetensors::SafeTensors;
+use igpt::kernels::bf16::round_bf16;
+use igpt::kernels::Bf16;
 use igpt::model::forward::{heads, trunk, ForwardInput};
-use igpt::model::{Config, Model, Objective, Scheme, TokenBatch};
-use igpt::ops::Reference;
+use igpt::model::{Config, Model, Objective, Precision, Scheme, TokenBatch};
+use igpt::ops::{AttentionDims, AttentionForward, Kernels, Reference};
 use igpt::rng::Philox;
+use igpt::tensor::{MatRef, Start};
 use igpt::train::AdamWConfig;
 use igpt::Tensor;
 
@@ -203,4 +206,130 @@ fn the_report_names_nan_missing_and_extra_tensors() {
     assert_eq!([result(0), result(1), result(2), result(3)], ["fail", "missing", "fail", "extra"]);
     assert_eq!(tensors[0].get("nan").and_then(|n| n.as_usize()), Some(1));
     assert!(tensors[2].get("used").unwrap().is_null(), "a changed id under a zero allowance");
+}
+
+/// A port of SPEC §21 that accumulates its linear products in f64 (another order than igpt's
+/// f32 chains, as a GPU's tensor cores have): operands rounded to bf16, then summed exactly.
+/// Attention runs igpt's bf16 kernel, norms and activations the plain references.
+struct Bf16Port;
+
+impl Kernels<f32> for Bf16Port {
+    fn name(&self) -> &'static str {
+        "bf16-port"
+    }
+
+    fn linear_product(&self, a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+        let n = b.cols();
+        for i in 0..a.rows() {
+            for j in 0..n {
+                let c0 = match start {
+                    Start::Zero => 0.0,
+                    Start::Accumulate => c[i * n + j],
+                    Start::Bias(bias) => bias[j],
+                };
+                let dot: f64 = (0..a.cols())
+                    .map(|p| f64::from(round_bf16(a.at(i, p))) * f64::from(round_bf16(b.at(p, j))))
+                    .sum();
+                c[i * n + j] = (f64::from(c0) + dot) as f32;
+            }
+        }
+    }
+
+    fn linear_product_new(&self, a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+        let mut c = vec![0.0; a.rows() * b.cols()];
+        self.linear_product(a, b, bias.map_or(Start::Zero, Start::Bias), &mut c);
+        c
+    }
+
+    fn attention_forward(
+        &self,
+        qkv: &[f32],
+        dims: AttentionDims,
+        causal: bool,
+    ) -> AttentionForward<f32> {
+        Bf16.attention_forward(qkv, dims, causal)
+    }
+
+    fn attention_backward(
+        &self,
+        qkv: &[f32],
+        out: &[f32],
+        saved: &[f32],
+        dout: &[f32],
+        dims: AttentionDims,
+        causal: bool,
+        dqkv: &mut [f32],
+        accumulate: bool,
+    ) {
+        Bf16.attention_backward(qkv, out, saved, dout, dims, causal, dqkv, accumulate)
+    }
+}
+
+/// The forward tensors, loss and gradients of a bf16 model golden, computed by [`Bf16Port`].
+fn bf16_port(model: &Model, batch: &TokenBatch, golden: &SafeTensors) -> SafeTensors {
+    let mut out = SafeTensors::new();
+    out.push("input_ids", golden.get("input_ids").unwrap().clone()).unwrap();
+    let mut tape = Tape::<f32>::new();
+    let p: Vec<Var> = model.params.iter().map(|x| tape.param(x.clone())).collect();
+    let input = ForwardInput {
+        ids: &batch.ids,
+        batch: batch.batch,
+        seq: batch.seq,
+        keep: None,
+        causal: true,
+        dropout: None,
+        kernels: &Bf16Port,
+    };
+    let fv = trunk(&mut tape, &model.config, &model.layout, &p, &input);
+    let (logits, _) = heads(&mut tape, &model.layout, &p, &fv, &Bf16Port);
+    let logits = tape.value(logits.unwrap());
+    out.push_f32("logits", logits.shape(), logits.data()).unwrap();
+    let d = model.config.n_embd;
+    for (l, &h) in fv.hidden.iter().enumerate() {
+        let h = tape.value(h).clone().reshape(&[batch.batch, batch.seq, d]);
+        out.push_f32(&format!("hidden_states.{l}"), h.shape(), h.data()).unwrap();
+    }
+    let mut tape = Tape::<f32>::new();
+    let p: Vec<Var> = model.params.iter().map(|x| tape.param(x.clone())).collect();
+    let loss =
+        model.loss_graph(&mut tape, &p, batch, &Objective::HfShifted, None, &Bf16Port).unwrap();
+    out.push_f32("loss", &[1], &[tape.value(loss).item()]).unwrap();
+    let grads = tape.backward(loss);
+    for (spec, &v) in model.specs.iter().zip(&p) {
+        let g = grads.get(v).unwrap();
+        out.push_f32(&format!("grad.{}", spec.name), g.shape(), g.data()).unwrap();
+    }
+    out
+}
+
+/// SPEC §21.5: a port that follows §21 in another summation order passes a bf16 golden under
+/// the bf16 class; the same port fails it with a 1e-2 error in any one tensor; and igpt's bf16
+/// outputs do not pass as f32 (the classes tell the precisions apart).
+#[test]
+fn a_bf16_port_passes_the_bf16_class_and_a_1e2_error_fails_it() {
+    let t = 64;
+    let mut m = model(64, 65, t, 1.0);
+    m.precision = Precision::Bf16;
+    let b = batch(&m, 2, t);
+    let golden = model_golden(&m, &b, &Objective::HfShifted, &options(0)).unwrap();
+    let tol = tolerance(&golden);
+    assert_eq!(tol, Tolerance::bf16(128));
+    let port = bf16_port(&m, &b, &golden);
+    let report = verify(&golden, &port, &tol);
+    let worst = report.tensors.iter().map(|t| t.used).fold(0.0, f64::max);
+    eprintln!("{}largest share of the bf16 allowance used: {worst:.3}", report.to_text());
+    assert!(report.passed(), "{}", report.to_text());
+    for (name, _) in port.tensors.iter().filter(|(n, _)| n != "input_ids") {
+        let mut bad = port.clone();
+        let (shape, mut values) = bad.get_f32(name).unwrap();
+        values.iter_mut().for_each(|x| *x *= 1.0 + 1e-2);
+        bad.tensors.retain(|(n, _)| n != name);
+        bad.push_f32(name, &shape, &values).unwrap();
+        assert_eq!(failing(&verify(&golden, &bad, &tol)), [name.as_str()]);
+    }
+    let f32_class = Tolerance::f32(128);
+    assert!(
+        !verify(&golden, &port, &f32_class).passed(),
+        "bf16 rounding is visible at f32's class"
+    );
 }

@@ -148,7 +148,10 @@ pub fn golden(argv: &[String]) -> Result<(), Failure> {
     let seed = p.parse_or("seed", 0u64)?;
     let st = match p.str("op") {
         // Every input of an op golden is a flag: whatever it refuses is a usage error.
-        Some(op) => op_golden(op, &parse_shape(&p)?, seed).map_err(|e| p.usage(e))?,
+        Some(op) => {
+            let precision = super::precision(&p)?;
+            op_golden(op, &parse_shape(&p)?, seed, precision).map_err(|e| p.usage(e))?
+        }
         None => model_golden_from_args(&p, seed)?,
     };
     st.write(out)?;
@@ -285,6 +288,7 @@ const VERIFY: Command = Command {
         Flag::one("rtol", "R", "replace the golden's rtol for every tensor (default: its metadata, else 1e-4)"),
         Flag::one("atol", "A", "replace the golden's atol for every tensor (default: its metadata, else 0)"),
         Flag::switch("json", "print one JSON document instead of the table"),
+        Flag::one("precision", "f32|bf16", "hold the candidate to this precision's class at the golden's reduction (default: the class the golden records; SPEC §7, §21.5)"),
     ],
 };
 
@@ -297,7 +301,14 @@ pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
     let cand_path = p.required("candidate")?;
     let reference = SafeTensors::read(Path::new(ref_path))?;
     let candidate = SafeTensors::read(Path::new(cand_path))?;
-    let mut tol = Tolerance::from_metadata(reference.get_metadata("tolerances"), ref_path)?;
+    let recorded = reference.get_metadata("tolerances");
+    let mut tol = match p.str("precision") {
+        None => Tolerance::from_metadata(recorded, ref_path)?,
+        Some(_) => {
+            let reduction = Tolerance::recorded_reduction(recorded, ref_path)?;
+            Tolerance::for_precision(super::precision(&p)?, reduction)
+        }
+    };
     (tol.rtol, tol.atol) = (rtol.unwrap_or(tol.rtol), atol.unwrap_or(tol.atol));
     let report = verify(&reference, &candidate, &tol);
     if p.switch("json") {

@@ -16,9 +16,9 @@ use crate::admission;
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::io::safetensors::SafeTensors;
-use crate::kernels::Simd;
+use crate::kernels::{Bf16, Precision, Simd};
 use crate::model::{Model, Objective, TokenBatch};
-use crate::ops::{self, Reference};
+use crate::ops::{self, Kernels, Reference};
 use crate::rng::Philox;
 use crate::sample::{choose_token, sampling_uniform, SamplingSettings};
 use crate::tensor::Tensor;
@@ -49,12 +49,15 @@ fn build_mode() -> &'static str {
     }
 }
 
-/// Metadata every golden file carries: the version, the build and the tolerance (the f32
-/// class at the computation's longest reduction, `reduction` terms).
-fn common_metadata(st: &mut SafeTensors, reduction: usize) -> Result<()> {
-    let tolerances = Tolerance::f32(reduction).to_json("f32", reduction);
+/// Metadata every golden file carries: the version, the build, the precision of its products
+/// and the tolerance (that precision's class at the computation's longest reduction,
+/// `reduction` terms).
+fn common_metadata(st: &mut SafeTensors, reduction: usize, precision: Precision) -> Result<()> {
+    let tol = Tolerance::for_precision(precision, reduction);
+    let tolerances = tol.to_json(precision.name(), reduction);
     st.metadata.push(("igpt_version".into(), env!("CARGO_PKG_VERSION").into()));
     st.metadata.push(("build".into(), build_mode().into()));
+    st.metadata.push(("precision".into(), precision.name().into()));
     st.metadata.push(("tolerances".into(), tolerances.to_compact()?));
     Ok(())
 }
@@ -112,7 +115,7 @@ pub fn model_golden(
     st.metadata.push(("objective".into(), objective_name.into()));
     st.metadata.push(("config".into(), model.config.to_json().to_compact()?));
     st.metadata.push(("seed".into(), opts.seed.map_or("none".into(), |s| s.to_string())));
-    common_metadata(&mut st, model_reduction(model, batch))?;
+    common_metadata(&mut st, model_reduction(model, batch), model.precision)?;
     Ok(st)
 }
 
@@ -136,7 +139,7 @@ fn adamw_golden(
     let mut opt = AdamW::new(opts.adamw, &m.params);
     let mut losses = Vec::with_capacity(opts.steps);
     let mut slack = AdamWSlack::new(m.params.iter().map(Tensor::len));
-    let tol = Tolerance::f32(model_reduction(model, batch));
+    let tol = Tolerance::for_precision(model.precision, model_reduction(model, batch));
     for k in 0..opts.steps {
         let out = train_step(&mut m, &mut opt, batch, objective, opts.lr, &StepOptions::golden())?;
         if !out.applied {
@@ -287,12 +290,18 @@ fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
     st.metadata.push(("op".into(), "sample".into()));
     st.metadata.push(("shape".into(), format!("{n},{v}")));
     st.metadata.push(("seed".into(), seed.to_string()));
-    common_metadata(&mut st, v)?;
+    common_metadata(&mut st, v, Precision::F32)?;
     Ok(st)
 }
 
-/// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC).
-pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
+/// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC), its
+/// products in `precision` (`linear` and `attention`; the other ops have none).
+pub fn op_golden(
+    op: &str,
+    shape: &[usize],
+    seed: u64,
+    precision: Precision,
+) -> Result<SafeTensors> {
     check_op(op, shape)?;
     if op == "sample" {
         return sample_golden(shape, seed);
@@ -333,17 +342,21 @@ pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
         ),
     };
     let vars: Vec<Var> = inputs.iter().map(|(_, t, _)| tape.param(t.clone())).collect();
+    // f32 attention goldens come from the materialised reference, bf16 ones from the kernels
+    // that define bf16's rounding (SPEC §21.2).
+    let (products, attention): (&dyn Kernels<f32>, &dyn Kernels<f32>) = match precision {
+        Precision::F32 => (&Simd, &Reference),
+        Precision::Bf16 => (&Bf16, &Bf16),
+    };
     let ints_of = |name: &str| {
         ints.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice()).unwrap_or(&[])
     };
     let y = match op {
-        "linear" => ops::linear(&mut tape, &Simd, vars[0], vars[1], Some(vars[2])),
+        "linear" => ops::linear(&mut tape, products, vars[0], vars[1], Some(vars[2])),
         "norm" => ops::rms_norm(&mut tape, &Reference, vars[0], vars[1], 1e-5),
         "quick_gelu" => ops::quick_gelu(&mut tape, &Simd, vars[0]),
-        "attention" => ops::attention(&mut tape, &Reference, vars[0], shape[1], true),
-        "attention_bidirectional" => {
-            ops::attention(&mut tape, &Reference, vars[0], shape[1], false)
-        }
+        "attention" => ops::attention(&mut tape, attention, vars[0], shape[1], true),
+        "attention_bidirectional" => ops::attention(&mut tape, attention, vars[0], shape[1], false),
         "cross_entropy" => ops::cross_entropy_mean(&mut tape, vars[0], ints_of("targets"), None),
         _ => ops::embedding(&mut tape, vars[0], ints_of("ids"), None),
     };
@@ -371,6 +384,6 @@ pub fn op_golden(op: &str, shape: &[usize], seed: u64) -> Result<SafeTensors> {
     st.metadata
         .push(("shape".into(), shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")));
     st.metadata.push(("seed".into(), seed.to_string()));
-    common_metadata(&mut st, op_reduction(op, shape))?;
+    common_metadata(&mut st, op_reduction(op, shape), precision)?;
     Ok(st)
 }

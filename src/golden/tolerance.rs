@@ -48,6 +48,7 @@
 
 use crate::error::Result;
 use crate::io::json::{parse_json, Json};
+use crate::kernels::Precision;
 use crate::train::adamw::{step_bound, AdamW};
 
 /// Prefix of the reference tensors that hold per-element slack for another tensor:
@@ -59,6 +60,9 @@ pub const F32_RTOL: f64 = 1e-4;
 
 /// Reduction length up to which [`F32_RTOL`] holds; beyond, `rtol` grows as `√k`.
 const F32_REDUCTION: f64 = 65536.0;
+
+/// `rtol` of the bf16 class (a bf16 candidate against a bf16 golden, SPEC §21.5).
+pub const BF16_RTOL: f64 = 1e-3;
 
 /// The allowance of one comparison: `atol + rtol · max_j |b_j|` for every element of `b`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,6 +77,27 @@ impl Tolerance {
     pub fn f32(reduction: usize) -> Tolerance {
         let growth = (reduction as f64 / F32_REDUCTION).sqrt().max(1.0);
         Tolerance { rtol: F32_RTOL * growth, atol: 0.0 }
+    }
+
+    /// The bf16 class (SPEC §21.5): `rtol = 1e-3 · max(1, sqrt(reduction / 2¹⁶))`, `atol = 0`.
+    pub fn bf16(reduction: usize) -> Tolerance {
+        let f32 = Tolerance::f32(reduction);
+        Tolerance { rtol: f32.rtol * BF16_RTOL / F32_RTOL, atol: 0.0 }
+    }
+
+    /// The class of goldens computed in `precision`.
+    pub fn for_precision(precision: Precision, reduction: usize) -> Tolerance {
+        match precision {
+            Precision::F32 => Tolerance::f32(reduction),
+            Precision::Bf16 => Tolerance::bf16(reduction),
+        }
+    }
+
+    /// The longest reduction a golden's `tolerances` metadata records (1 if none).
+    pub fn recorded_reduction(text: Option<&str>, origin: &str) -> Result<usize> {
+        let Some(text) = text else { return Ok(1) };
+        let json = parse_json(text.as_bytes(), &format!("{origin} (tolerances metadata)"))?;
+        Ok(json.get("reduction").and_then(Json::as_f64).map_or(1, |r| r.max(1.0) as usize))
     }
 
     /// The scale errors are measured against: the tensor's largest magnitude `max_j |b_j|`
