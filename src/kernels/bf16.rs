@@ -38,8 +38,7 @@
 //! to keep the order `p` increasing (SPEC §21).
 
 use super::attention::{flash_backward, flash_forward};
-use super::gemm::rows_product;
-use super::simd::transpose;
+use super::gemm::{rows_product, Lhs};
 use super::{Operands, Simd};
 use crate::ops::{AttentionDims, AttentionForward, Kernels};
 use crate::tensor::{MatRef, Start};
@@ -122,48 +121,7 @@ pub fn product_reference(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &
 pub fn linear_product(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
     assert_eq!(a.cols, b.rows, "bf16 product: inner dimensions {} and {} differ", a.cols, b.rows);
     assert_eq!(c.len(), a.rows * b.cols, "bf16 product: C must be [{}, {}]", a.rows, b.cols);
-    let a_rows = rounded_rows(a);
-    rows_product(&a_rows, b, Operands::Bf16, start, c);
-}
-
-/// `A` as a row-major `[m, k]` copy rounded to bf16. A row-major view is copied row by row;
-/// a transposed one (`∂W = xᵀ·∂y` reads the activation `x` as `xᵀ`) in 8×8 register
-/// transposes, so the activation is read front to back.
-fn rounded_rows(a: MatRef<f32>) -> Vec<f32> {
-    let (m, k) = (a.rows, a.cols);
-    let mut out = vec![0.0; m * k];
-    if m == 0 || k == 0 {
-        return out;
-    }
-    if a.rs == 1 && a.cs != 1 {
-        transposed_rows(a, &mut out);
-    } else {
-        out.par_chunks_mut(k).enumerate().for_each(|(i, row)| {
-            row.iter_mut().enumerate().for_each(|(p, x)| *x = a.at(i, p));
-        });
-    }
-    round_in_place(&mut out);
-    out
-}
-
-/// Rows of a transposed view `A[i, p] = data[i + p·cs]` into row-major `out: [m, k]`: eight
-/// rows of `out` per task, whole 8×8 blocks by `simd::transpose`, the edges one by one.
-fn transposed_rows(a: MatRef<f32>, out: &mut [f32]) {
-    let (k, cs) = (a.cols, a.cs);
-    let k8 = k / 8 * 8;
-    out.par_chunks_mut(8 * k).enumerate().for_each(|(t, rows)| {
-        let i0 = 8 * t;
-        let n_rows = rows.len() / k;
-        if n_rows == 8 && k8 > 0 {
-            transpose(&a.data[i0..], cs, (k8, 8), rows, k);
-        }
-        let first_scalar = if n_rows == 8 { k8 } else { 0 };
-        for (r, row) in rows.chunks_exact_mut(k).enumerate() {
-            for (p, x) in row.iter_mut().enumerate().skip(first_scalar) {
-                *x = a.at(i0 + r, p);
-            }
-        }
-    });
+    rows_product(Lhs::Bf16(a), b, Operands::Bf16, start, c);
 }
 
 /// bf16 mixed precision behind `ops::Kernels` (see the module doc): linear and attention

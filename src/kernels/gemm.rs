@@ -26,7 +26,7 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::bf16::{flushing_subnormals, round_in_place};
+use super::bf16::{flushing_subnormals, round_bf16, round_in_place};
 use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
@@ -79,18 +79,63 @@ pub fn linear_product_new(a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) 
 /// # Panics
 /// If `a` holds fewer than `m·k` floats, `c` is not `m·n` long, or a bias is not `n` long.
 pub fn gemm_rows(a: &[f32], b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
-    rows_product(a, b, Operands::F32, start, c)
+    rows_product(Lhs::InPlace(a), b, Operands::F32, start, c)
 }
 
-/// [`gemm_rows`] with `operands` as given: f32, or rounded to bf16 (`a` already is; `B` is
-/// rounded as it is packed) with each task flushing subnormals (`bf16`).
+/// The left operand `A: [m, k]` of [`rows_product`].
+#[derive(Clone, Copy)]
+pub(super) enum Lhs<'a> {
+    /// Row-major f32, read in place.
+    InPlace(&'a [f32]),
+    /// Any view, rounded to bf16 one task's `rows × KC` block at a time into a buffer that
+    /// stays in cache (so no rounded copy of a whole activation is ever made).
+    Bf16(MatRef<'a, f32>),
+}
+
+impl Lhs<'_> {
+    /// Rows `first..first + rows`, columns `kb..kb + kc`: a slice and its row stride — `A` itself,
+    /// or `block` filled with the rounded values.
+    fn block<'s>(
+        &'s self,
+        (first, rows): (usize, usize),
+        (kb, kc): (usize, usize),
+        k: usize,
+        block: &'s mut Vec<f32>,
+    ) -> (&'s [f32], usize) {
+        match self {
+            Lhs::InPlace(a) => (&a[first * k + kb..], k),
+            Lhs::Bf16(view) => {
+                block.resize(rows * kc, 0.0);
+                let (data, rs, cs) = (view.data, view.rs, view.cs);
+                if cs == 1 {
+                    for (r, row) in block.chunks_exact_mut(kc).enumerate() {
+                        let src = &data[(first + r) * rs + kb..][..kc];
+                        row.iter_mut().zip(src).for_each(|(x, &v)| *x = round_bf16(v));
+                    }
+                } else {
+                    // A transposed view (∂W = xᵀ·∂y): walk the activation's rows, which hold
+                    // this block's columns.
+                    for p in 0..kc {
+                        for r in 0..rows {
+                            block[r * kc + p] = round_bf16(data[(first + r) * rs + (kb + p) * cs]);
+                        }
+                    }
+                }
+                (&block[..], kc)
+            }
+        }
+    }
+}
+
+/// [`gemm_rows`] with `operands` as given: f32, or rounded to bf16 (`A` block by block, `B` as
+/// it is packed) with each task flushing subnormals (`bf16`).
 ///
 /// Tasks own `ROWS` rows of `C`. When that gives fewer than [`MIN_TASKS`] tasks (`∂W = xᵀ·∂y`
 /// has as many rows as the layer has inputs), each row block is also cut into groups of
 /// panels, computed into a task's own block and copied into `C` afterwards. The cut changes
 /// which task computes an element, never its sum.
 pub(super) fn rows_product(
-    a: &[f32],
+    a: Lhs,
     b: MatRef<f32>,
     operands: Operands,
     start: Start<f32>,
@@ -101,7 +146,11 @@ pub(super) fn rows_product(
         return;
     }
     let m = c.len() / n;
-    assert!(c.len() == m * n && a.len() >= m * k, "gemm_rows: sizes disagree");
+    let a_fits = match a {
+        Lhs::InPlace(a) => a.len() >= m * k,
+        Lhs::Bf16(view) => (view.rows, view.cols) == (m, k),
+    };
+    assert!(c.len() == m * n && a_fits, "gemm_rows: sizes disagree");
     let mut panels = pack(b);
     if operands == Operands::Bf16 {
         round_in_place(&mut panels);
@@ -114,7 +163,7 @@ pub(super) fn rows_product(
         c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
             flush(&mut || {
                 start.fill(chunk, n);
-                rows_task(&a[t * ROWS * k..], k, &panels, n, chunk);
+                rows_task(a, t * ROWS, k, &panels, n, chunk);
             })
         });
         return;
@@ -137,21 +186,24 @@ pub(super) fn rows_product(
 /// The fewest tasks [`rows_product`] cuts a product into (enough to keep a few threads busy).
 const MIN_TASKS: usize = 8;
 
-/// Panels per block when [`rows_product`] cuts `C` into blocks of rows × panels.
-const BLOCK_PANELS: usize = 4;
-
-/// The blocks of a product cut into rows × panel groups (see [`rows_product`]).
+/// The blocks of a product cut into rows × panel groups (see [`rows_product`]): as few groups
+/// as make [`MIN_TASKS`] tasks, since each group reads (and, in bf16, rounds) its rows of `A`
+/// again.
 struct Blocks<'p> {
     m: usize,
     n: usize,
     k: usize,
     panels: &'p [f32],
     groups: usize,
+    /// Panels per group.
+    width: usize,
 }
 
 impl<'p> Blocks<'p> {
     fn new(m: usize, n: usize, k: usize, panels: &'p [f32]) -> Self {
-        Blocks { m, n, k, panels, groups: n.div_ceil(BLOCK_PANELS * PANEL) }
+        let n_panels = n.div_ceil(PANEL);
+        let width = n_panels.div_ceil(MIN_TASKS.div_ceil(m.div_ceil(ROWS)).min(n_panels));
+        Blocks { m, n, k, panels, groups: n_panels.div_ceil(width), width }
     }
 
     fn count(&self) -> usize {
@@ -161,13 +213,13 @@ impl<'p> Blocks<'p> {
     /// Block `t`'s rows and columns of `C`.
     fn extent(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         let (r, g) = (t / self.groups, t % self.groups);
-        let width = BLOCK_PANELS * PANEL;
+        let width = self.width * PANEL;
         (r * ROWS..self.m.min((r + 1) * ROWS), g * width..self.n.min((g + 1) * width))
     }
 
     /// Block `t` of `start + A·B`, as a row-major `[rows, cols]` buffer (`c` supplies the old
     /// values when accumulating).
-    fn compute(&self, t: usize, a: &[f32], start: Start<f32>, c: &[f32]) -> Vec<f32> {
+    fn compute(&self, t: usize, a: Lhs, start: Start<f32>, c: &[f32]) -> Vec<f32> {
         let (rows, cols) = self.extent(t);
         let width = cols.len();
         let mut block = vec![0.0; rows.len() * width];
@@ -181,7 +233,7 @@ impl<'p> Blocks<'p> {
             }
         }
         let panels = &self.panels[cols.start * self.k..];
-        rows_task(&a[rows.start * self.k..], self.k, panels, width, &mut block);
+        rows_task(a, rows.start, self.k, panels, width, &mut block);
         block
     }
 
@@ -212,7 +264,7 @@ pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) 
     let panels = pack(b);
     new_parallel(m * n, ROWS * n, |first, chunk| {
         start.fill(chunk, n);
-        rows_task(&a[first / n * k..], k, &panels, n, chunk);
+        rows_task(Lhs::InPlace(a), first / n, k, &panels, n, chunk);
     })
 }
 
@@ -223,19 +275,21 @@ fn pack(b: MatRef<f32>) -> Vec<f32> {
     panels
 }
 
-/// `C += A·B` for one task's rows: `c` is `[rows, n]`, `a` starts at the task's first row.
-fn rows_task(a: &[f32], k: usize, panels: &[f32], n: usize, c: &mut [f32]) {
+/// `C += A·B` for one task's rows `first..`: `c` is `[rows, n]`.
+fn rows_task(a: Lhs, first: usize, k: usize, panels: &[f32], n: usize, c: &mut [f32]) {
     let rows = c.len() / n;
     let full = n / PANEL;
     // The last, partial panel (if any) works on a 16-column copy of its columns.
     let mut edge = Edge::gather(c, n, full * PANEL);
+    let mut block = Vec::new();
     for kb in (0..k).step_by(KC) {
         let kc = KC.min(k - kb);
+        let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
         for p in 0..n.div_ceil(PANEL) {
             let panel = &panels[(p * k + kb) * PANEL..];
             let (dst, ldc) =
                 if p < full { (&mut c[p * PANEL..], n) } else { (&mut edge[..], PANEL) };
-            tile_gemm_nn((rows, PANEL, kc), &a[kb..], k, panel, PANEL, dst, ldc, true);
+            tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, true);
         }
     }
     edge.scatter(c, n, full * PANEL);
