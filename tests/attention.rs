@@ -2,7 +2,7 @@
 //! the fused op itself, the KV-cache decode kernel, thread-count bit identity and long sequences.
 //!
 //! Tolerances (relative norm `‖a − b‖/‖b‖`, reference evaluated in f64 on the same f32 inputs):
-//! forward ≤ 1e-5, gradients ≤ 1e-4, decode ≤ 1e-6.
+//! forward ≤ 1e-5, gradients ≤ 1e-4, decode ≤ 1e-6 (its plain f32 default, `Reference`, ≤ 1e-5).
 
 use igpt::autodiff::check::rel_norm_diff;
 use igpt::autodiff::Tape;
@@ -216,10 +216,11 @@ fn decode_matches_rows_of_causal_attention() {
             let err = rel_norm_diff(&to_f64(&out), &want);
             assert!(err <= 1e-6, "{d:?} position {pos}: error {err:e}");
             if pos % 64 == 0 || pos == t - 1 {
-                // The trait's default (plain loops in f32) on the same cache.
+                // The trait's default on the same cache: plain f32 sums, as accurate as the
+                // materialised f32 reference (SPEC §18.8), so held to the fused forward's bound.
                 cache.attend(&Reference, &row, &mut plain).expect("reference");
                 let err = rel_norm_diff(&to_f64(&plain), &want);
-                assert!(err <= 1e-6, "{d:?} position {pos}: reference error {err:e}");
+                assert!(err <= 1e-5, "{d:?} position {pos}: reference error {err:e}");
             }
         }
         assert!(cache.append(&row).is_err(), "a full cache must refuse another position");
