@@ -40,6 +40,8 @@
 use super::attention::{flash_backward, flash_forward};
 use super::gemm::{rows_product, Lhs};
 use super::{Operands, Simd};
+use crate::ops::decode::KvView;
+use crate::ops::nearest::Centers;
 use crate::ops::{AttentionDims, AttentionForward, Kernels};
 use crate::tensor::{MatRef, Start};
 use rayon::prelude::*;
@@ -125,7 +127,8 @@ pub fn linear_product(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut
 }
 
 /// bf16 mixed precision behind `ops::Kernels` (see the module doc): linear and attention
-/// products in bf16; the activation and the norm as f32's `Simd` computes them.
+/// products in bf16; the activation, the norm, decode attention and the k-means scan as f32's
+/// `Simd` computes them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bf16;
 
@@ -176,6 +179,17 @@ impl Kernels<f32> for Bf16 {
     ) {
         let operands = Operands::Bf16;
         flash_backward(qkv, out, saved, dout, dims, causal, operands, dqkv, accumulate)
+    }
+
+    /// f32's kernel: the decoder rounds `q`, `k` and `v` to bf16 before the cache sees them
+    /// (`model::decode`), and the cache's own arithmetic stays f32's.
+    fn decode_attention(&self, cache: KvView<'_, f32>, qkv: &[f32], out: &mut [f32]) {
+        Simd.decode_attention(cache, qkv, out)
+    }
+
+    /// f32's scan: pixels and distances are f32 in every precision.
+    fn nearest_two(&self, x: &[f32], centers: &Centers) -> (usize, f32, f32) {
+        Simd.nearest_two(x, centers)
     }
 }
 

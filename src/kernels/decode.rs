@@ -1,38 +1,33 @@
 //! Attention for one new token per sequence against a key/value cache: the sampling kernel.
 //!
-//! When sampling, position `t` of each sequence needs only the last row of causal attention:
-//! `o_t = softmax_j(q_t·k_j / sqrt(hd)) v_j` over `j = 0..=t`. The keys and values of earlier
-//! positions do not change, so they are computed once and kept in a [`KvCache`] (one per layer).
-//!
-//! ## Cache layout
-//! Per sequence `b` and head `h` (blocks in `b`-major, `h`-minor order):
-//! - keys **transposed in blocks of 8 positions**, `k: [B, H, cap/8, hd, 8]`: column `c` of the
-//!   key at position `t` is `k[(((b·H + h)·cap/8 + t/8)·hd + c)·8 + t mod 8]`. The 8 positions of
-//!   a block sit in the lanes of one vector per column, so 8 scores are computed at once without
-//!   horizontal sums, and a block (`hd × 8` floats) is contiguous;
-//! - values row-major, `v: [B, H, cap, hdp]`: `v[((b·H + h)·cap + t)·hdp + c]`, rows zero-padded
-//!   to `hdp` = `hd` rounded up to a multiple of 8.
-//!
-//! `cap` is the capacity rounded up to a multiple of 8; positions `len..cap` are never used.
+//! When sampling, position `t` of each sequence needs only the last row of causal attention;
+//! the keys and values of earlier positions do not change, so they are computed once and kept
+//! in a [`KvCache`] (one per layer), in the layout `ops::decode` defines (keys transposed in
+//! blocks of 8 positions, value rows padded to a multiple of 8).
 //!
 //! ## One step
 //! The model computes `qkv: [B, 3d]` for the new position (the same `c_attn` output rows the
 //! training graph uses: q | k | v, head `h` in columns `h·hd..(h+1)·hd` of each), then
-//! [`KvCache::decode_step`] appends its `k`, `v` at position `len` and returns `o: [B, d]`
-//! (heads merged) for the query against positions `0..len` (inclusive of itself):
+//! [`KvCache::decode_step`] appends its `k`, `v` at position `len` and has the kernels it is
+//! given (`Kernels::decode_attention`) compute `o: [B, d]` (heads merged) for the query against
+//! positions `0..len` (inclusive of itself). The plain reference is
+//! `ops::decode::decode_attention_reference`; [`decode_attention`] is f32's fast kernel
+//! (`kernels::Simd`):
 //! ```text
 //! s_j = q·k_j / sqrt(hd)      p_j = exp(s_j − max s)      o = (Σ_j p_j v_j) / Σ_j p_j
 //! ```
-//! with the scores accumulated in f64 (in the order `c = 0, 1, …`), `exp` in f32 through
-//! `simd::exp2`, `Σ p` in f64, and the output in f32 within blocks of 64 positions whose partial
-//! sums are added in f64 — so the rounding error grows neither with `hd`·|logits| nor with the
-//! sequence length. Heads are independent, so the result
-//! is the same for any thread count. It equals the last row of full causal attention to ≤ 1e-6
-//! relative (tests/attention.rs).
+//! with the scores accumulated in f64 (in the order `c = 0, 1, …`), 8 positions at a time from
+//! one block of keys, `exp` in f32 through `simd::exp2`, `Σ p` in f64, and the output in f32
+//! within blocks of 64 positions whose partial sums are added in f64 — so the rounding error
+//! grows neither with `hd`·|logits| nor with the sequence length. Heads are independent, so the
+//! result is the same for any thread count. It equals the last row of full causal attention to
+//! ≤ 1e-6 relative (tests/attention.rs).
 
 use super::pages::StreamBuffer;
 use super::simd::{exp2, load, prefetch, store, LANES};
 use crate::error::{Error, Result};
+use crate::ops::decode::{round8, KvLayout, KvView, KEY_BLOCK};
+use crate::ops::Kernels;
 use rayon::prelude::*;
 use std::f32::consts::LOG2_E;
 use wide::{f32x8, f64x4};
@@ -50,23 +45,15 @@ const PREFETCH_ROWS: usize = 8;
 /// Columns of the values summed in one pass (eight vectors of accumulators).
 const WIDE_COLUMNS: usize = 64;
 
-/// `n` rounded up to a multiple of 8.
-fn round8(n: usize) -> usize {
-    n.div_ceil(LANES) * LANES
-}
+// A block of keys fills one vector's lanes.
+const _: () = assert!(KEY_BLOCK == LANES);
 
-/// Keys and values of the positions decoded so far, for one layer (layout in the module doc).
+/// Keys and values of the positions decoded so far, for one layer (layout: `ops::decode`).
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    batch: usize,
-    n_head: usize,
-    head_dim: usize,
+    /// Sizes and the number of positions cached.
+    layout: KvLayout,
     capacity: usize,
-    /// `capacity` rounded up to a multiple of 8 (the row length of the transposed keys).
-    cap: usize,
-    /// `head_dim` rounded up to a multiple of 8 (the row length of the values).
-    hdp: usize,
-    len: usize,
     k: StreamBuffer,
     v: StreamBuffer,
 }
@@ -90,13 +77,8 @@ impl KvCache {
             .filter(|&n| n <= isize::MAX as usize / 8)
             .ok_or_else(|| Error::invalid("KV cache: size overflows"))?;
         Ok(KvCache {
-            batch,
-            n_head,
-            head_dim,
+            layout: KvLayout { batch, n_head, head_dim, cap, len: 0 },
             capacity,
-            cap,
-            hdp,
-            len: 0,
             // Every step reads the whole cache: huge pages make those reads faster.
             k: StreamBuffer::zeroed(n),
             v: StreamBuffer::zeroed(n),
@@ -105,11 +87,11 @@ impl KvCache {
 
     /// Number of positions cached.
     pub fn len(&self) -> usize {
-        self.len
+        self.layout.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.layout.len == 0
     }
 
     /// The largest number of positions the cache holds.
@@ -119,12 +101,12 @@ impl KvCache {
 
     /// Forgets every position (the memory is kept).
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.layout.len = 0;
     }
 
-    /// The model width `d = H·hd`.
-    fn d(&self) -> usize {
-        self.n_head * self.head_dim
+    /// The cached keys and values, for `Kernels::decode_attention`.
+    pub fn view(&self) -> KvView<'_, f32> {
+        KvView { layout: self.layout, keys: &self.k, values: &self.v }
     }
 
     /// Appends one position per sequence: the `k` and `v` parts of `qkv_row: [B, 3d]`.
@@ -141,74 +123,67 @@ impl KvCache {
     /// # Errors
     /// If `qkv` is not `B·seq·3d` long or the positions do not fit.
     pub fn append_rows(&mut self, qkv: &[f32], seq: usize) -> Result<()> {
-        let d = self.d();
-        if qkv.len() != self.batch * seq * 3 * d {
+        let l = self.layout;
+        let (d, hd, hdp) = (l.d(), l.head_dim, l.hdp());
+        if qkv.len() != l.batch * seq * 3 * d {
             return Err(Error::invalid(format!(
                 "KV cache append: expected {} floats ([{}, {seq}, {}]), got {}",
-                self.batch * seq * 3 * d,
-                self.batch,
+                l.batch * seq * 3 * d,
+                l.batch,
                 3 * d,
                 qkv.len()
             )));
         }
-        if seq > self.capacity - self.len {
+        if seq > self.capacity - l.len {
             return Err(Error::invalid(format!(
                 "KV cache append: {} + {seq} positions exceed the capacity {}",
-                self.len, self.capacity
+                l.len, self.capacity
             )));
         }
-        let (hd, hdp, cap) = (self.head_dim, self.hdp, self.cap);
-        for b in 0..self.batch {
+        for b in 0..l.batch {
             for i in 0..seq {
                 let row = &qkv[(b * seq + i) * 3 * d..][..3 * d];
-                let t = self.len + i;
-                for h in 0..self.n_head {
-                    let bh = b * self.n_head + h;
-                    let key = &row[d + h * hd..][..hd];
-                    let block = &mut self.k[((bh * cap / LANES + t / LANES) * hd) * LANES..];
-                    for (c, &x) in key.iter().enumerate() {
-                        block[c * LANES + t % LANES] = x;
+                let t = l.len + i;
+                for h in 0..l.n_head {
+                    let bh = b * l.n_head + h;
+                    for (c, &x) in row[d + h * hd..][..hd].iter().enumerate() {
+                        self.k[l.key_index(bh, t, c)] = x;
                     }
-                    let dst = &mut self.v[(bh * cap + t) * hdp..][..hdp];
+                    let dst = &mut self.v[l.value_index(bh, t, 0)..][..hdp];
                     dst[..hd].copy_from_slice(&row[2 * d + h * hd..][..hd]);
                     dst[hd..].fill(0.0);
                 }
             }
         }
-        self.len += seq;
+        self.layout.len += seq;
         Ok(())
     }
 
     /// Attention of the queries in `qkv_row: [B, 3d]` over the `len` cached positions, into
-    /// `out: [B, d]`.
+    /// `out: [B, d]`, computed by `kernels`.
     ///
     /// # Errors
     /// If the cache is empty or a slice has the wrong length.
-    pub fn attend(&self, qkv_row: &[f32], out: &mut [f32]) -> Result<()> {
-        let d = self.d();
-        if qkv_row.len() != self.batch * 3 * d || out.len() != self.batch * d {
+    pub fn attend(
+        &self,
+        kernels: &dyn Kernels<f32>,
+        qkv_row: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (batch, d) = (self.layout.batch, self.layout.d());
+        if qkv_row.len() != batch * 3 * d || out.len() != batch * d {
             return Err(Error::invalid(format!(
-                "KV cache attend: expected qkv [{}, {}] and out [{}, {d}], got {} and {} floats",
-                self.batch,
+                "KV cache attend: expected qkv [{batch}, {}] and out [{batch}, {d}], got {} and \
+                 {} floats",
                 3 * d,
-                self.batch,
                 qkv_row.len(),
                 out.len()
             )));
         }
-        if self.len == 0 {
+        if self.is_empty() {
             return Err(Error::invalid("KV cache attend: the cache is empty"));
         }
-        // `out` is [B, H, hd]: chunk `bh` is head h of sequence b.
-        let head = |(bh, o): (usize, &mut [f32])| {
-            let (b, h) = (bh / self.n_head, bh % self.n_head);
-            self.attend_head(&qkv_row[b * 3 * d + h * self.head_dim..][..self.head_dim], bh, o)
-        };
-        if self.batch * d * self.len < PARALLEL_MIN_WORK {
-            out.chunks_mut(self.head_dim).enumerate().for_each(head);
-        } else {
-            out.par_chunks_mut(self.head_dim).enumerate().for_each(head);
-        }
+        kernels.decode_attention(self.view(), qkv_row, out);
         Ok(())
     }
 
@@ -217,44 +192,67 @@ impl KvCache {
     ///
     /// # Errors
     /// As [`KvCache::append`] and [`KvCache::attend`].
-    pub fn decode_step(&mut self, qkv_row: &[f32], out: &mut [f32]) -> Result<()> {
+    pub fn decode_step(
+        &mut self,
+        kernels: &dyn Kernels<f32>,
+        qkv_row: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
         self.append(qkv_row)?;
-        self.attend(qkv_row, out)
+        self.attend(kernels, qkv_row, out)
     }
+}
 
-    /// One head (`bh = b·H + h`): `o = softmax(q·Kᵀ / sqrt(hd)) V` over the cached rows.
-    fn attend_head(&self, q: &[f32], bh: usize, o: &mut [f32]) {
-        let (hd, hdp, cap, len) = (self.head_dim, self.hdp, self.cap, self.len);
-        let k_blocks = &self.k[bh * cap * hd..][..cap * hd];
-        let values = &self.v[bh * cap * hdp..][..len * hdp];
-        let mut s = vec![0.0f64; round8(len)];
-        scores(q, k_blocks, &mut s);
-        s.truncate(len);
-        let sqrt_hd = (hd as f64).sqrt();
-        s.iter_mut().for_each(|x| *x /= sqrt_hd);
-        let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        // s − max ≤ 0 rounded to f32 loses nothing that matters: the largest weights have the
-        // smallest arguments.
-        let mut p: Vec<f32> = s.iter().map(|&x| (x - max) as f32).collect();
-        exp_in_place(&mut p);
-        let sum: f64 = p.iter().map(|&x| f64::from(x)).sum();
-        let mut total = vec![0.0f64; hdp];
-        let blocks = p.chunks(ACCUMULATE_BLOCK).zip(values.chunks(ACCUMULATE_BLOCK * hdp));
-        for (p_block, v_block) in blocks {
-            // Up to 64 columns per pass, so each value row is read as one contiguous run.
-            let mut c = 0;
-            while c + WIDE_COLUMNS <= hdp {
-                add_weighted_sum::<{ WIDE_COLUMNS / LANES }>(p_block, v_block, hdp, c, &mut total);
-                c += WIDE_COLUMNS;
-            }
-            while c < hdp {
-                add_weighted_sum::<1>(p_block, v_block, hdp, c, &mut total);
-                c += LANES;
-            }
+/// f32's fast `Kernels::decode_attention` (the module doc's step): the query of each
+/// sequence's row `qkv: [B, 3d]` against the cached positions, into `out: [B, d]`.
+pub fn decode_attention(cache: KvView<'_, f32>, qkv: &[f32], out: &mut [f32]) {
+    let l = cache.layout;
+    let (d, hd) = (l.d(), l.head_dim);
+    // `out` is [B, H, hd]: chunk `bh` is head h of sequence b.
+    let head = |(bh, o): (usize, &mut [f32])| {
+        let (b, h) = (bh / l.n_head, bh % l.n_head);
+        attend_head(cache, &qkv[b * 3 * d + h * hd..][..hd], bh, o)
+    };
+    if l.batch * d * l.len < PARALLEL_MIN_WORK {
+        out.chunks_mut(hd).enumerate().for_each(head);
+    } else {
+        out.par_chunks_mut(hd).enumerate().for_each(head);
+    }
+}
+
+/// One head (`bh = b·H + h`): `o = softmax(q·Kᵀ / sqrt(hd)) V` over the cached rows.
+fn attend_head(cache: KvView<'_, f32>, q: &[f32], bh: usize, o: &mut [f32]) {
+    let l = cache.layout;
+    let (hd, hdp, cap, len) = (l.head_dim, l.hdp(), l.cap, l.len);
+    let k_blocks = &cache.keys[l.key_index(bh, 0, 0)..][..cap * hd];
+    let values = &cache.values[l.value_index(bh, 0, 0)..][..len * hdp];
+    let mut s = vec![0.0f64; round8(len)];
+    scores(q, k_blocks, &mut s);
+    s.truncate(len);
+    let sqrt_hd = (hd as f64).sqrt();
+    s.iter_mut().for_each(|x| *x /= sqrt_hd);
+    let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // s − max ≤ 0 rounded to f32 loses nothing that matters: the largest weights have the
+    // smallest arguments.
+    let mut p: Vec<f32> = s.iter().map(|&x| (x - max) as f32).collect();
+    exp_in_place(&mut p);
+    let sum: f64 = p.iter().map(|&x| f64::from(x)).sum();
+    let mut total = vec![0.0f64; hdp];
+    let blocks = p.chunks(ACCUMULATE_BLOCK).zip(values.chunks(ACCUMULATE_BLOCK * hdp));
+    for (p_block, v_block) in blocks {
+        // Up to 64 columns per pass, so each value row is read as one contiguous run.
+        let mut c = 0;
+        while c + WIDE_COLUMNS <= hdp {
+            add_weighted_sum::<{ WIDE_COLUMNS / LANES }>(p_block, v_block, hdp, c, &mut total);
+            c += WIDE_COLUMNS;
         }
-        for (o, t) in o.iter_mut().zip(&total) {
-            *o = (t / sum) as f32;
+        while c < hdp {
+            add_weighted_sum::<1>(p_block, v_block, hdp, c, &mut total);
+            c += LANES;
         }
+    }
+    for (o, t) in o.iter_mut().zip(&total) {
+        *o = (t / sum) as f32;
     }
 }
 

@@ -1,31 +1,20 @@
-//! The distance scans of k-means (`palette::kmeans`), SIMD over eight points or centres, each
-//! beside its plain scalar twin.
+//! The distance kernels of k-means (`palette::kmeans`), SIMD over eight points or centres.
 //!
-//! One formula everywhere, so that every path gives the same bits: the squared distance of a
-//! point `x` to a centre `μ` over `c ≤ 3` channels is
-//! ```text
-//! d = (x₀−μ₀)²;  d = d + (x₁−μ₁)²;  d = d + (x₂−μ₂)²      (f32, channel 0 first, no FMA)
-//! ```
-//! - `sq_dist` is the definition; `sq_dist8` computes it for eight points at once.
-//! - `scan_all` finds the nearest and second-nearest of `k` centres, eight centres per step,
-//!   and `scan_all_reference` is its plain loop (tested equal, bit for bit, including ties).
+//! Each computes the definitions of `ops::nearest` — the squared distance `sq_dist` (f32,
+//! channel 0 first, no FMA) and the scan `nearest_two_reference` — with the same bits:
+//! - [`nearest_two`] finds the nearest and second-nearest of `k` centres, eight centres per
+//!   step: `kernels::Simd`'s `Kernels::nearest_two` (tested equal to the reference bit for bit,
+//!   including ties);
+//! - `sq_dist8` computes `sq_dist` for eight points at once (k-means++ potentials);
 //! - `fixed_sum` is igpt's fixed-order sum of f32 values (eight f32 lanes, then the lanes in
 //!   f64 in order, then the tail in f64), which makes every k-means potential and inertia
 //!   independent of the thread count.
 
+use crate::ops::nearest::{sq_dist, Centers};
 use wide::{f32x8, u32x8};
 
 /// Most channels a point may have (RGB).
 pub(crate) const MAX_C: usize = 3;
-
-/// Squared distance between two points: the definition, and the scalar twin of the SIMD scans.
-pub(crate) fn sq_dist(x: &[f32], mu: &[f32]) -> f32 {
-    let mut d = (x[0] - mu[0]) * (x[0] - mu[0]);
-    for ch in 1..x.len() {
-        d += (x[ch] - mu[ch]) * (x[ch] - mu[ch]);
-    }
-    d
-}
 
 pub(crate) fn load8(s: &[f32]) -> f32x8 {
     f32x8::new(s[..8].try_into().expect("8 lanes"))
@@ -67,49 +56,24 @@ pub(crate) fn chunk_sum(w: &[f32]) -> f64 {
     fixed_sum(w.len(), |i| load8(&w[i..]), |i| w[i])
 }
 
-/// Centres channel-major (like the points of `palette::kmeans`), for scanning eight centres at
-/// a time.
-pub(crate) struct Centers {
-    pub(crate) k: usize,
-    pub(crate) c: usize,
-    /// Row-major `k × c` (the public layout).
-    pub(crate) rows: Vec<f32>,
-    /// Channel-major copy: channel `ch` of centre `j` at `cols[ch * k + j]`.
-    cols: Vec<f32>,
-}
-
-impl Centers {
-    pub(crate) fn new(rows: Vec<f32>, c: usize) -> Self {
-        let k = rows.len() / c;
-        let mut cols = vec![0.0; rows.len()];
-        for j in 0..k {
-            for ch in 0..c {
-                cols[ch * k + j] = rows[j * c + ch];
-            }
-        }
-        Centers { k, c, rows, cols }
-    }
-
-    pub(crate) fn row(&self, j: usize) -> &[f32] {
-        &self.rows[j * self.c..(j + 1) * self.c]
-    }
-}
-
 /// Nearest and second-nearest centre of `x` by brute force: `(index, d², second d²)`, ties to
-/// the lowest index. SIMD over eight centres at a time, then a scalar tail.
-pub(crate) fn scan_all(x: &[f32], ctr: &Centers) -> (usize, f32, f32) {
+/// the lowest index. SIMD over eight centres at a time, then a scalar tail; the same bits as
+/// its plain twin `ops::nearest::nearest_two_reference`.
+pub fn nearest_two(x: &[f32], ctr: &Centers) -> (usize, f32, f32) {
     let k = ctr.k;
     let whole = k / 8 * 8;
     let mut xs = [f32x8::splat(0.0); MAX_C];
-    for (s, &v) in xs.iter_mut().zip(x) {
+    let mut cols: [&[f32]; MAX_C] = [&[]; MAX_C];
+    for (ch, (s, &v)) in xs.iter_mut().zip(x).enumerate() {
         *s = f32x8::splat(v);
+        cols[ch] = ctr.channel(ch);
     }
     let mut d1 = f32x8::splat(f32::INFINITY);
     let mut d2 = f32x8::splat(f32::INFINITY);
     let mut i1 = u32x8::splat(0);
     let mut idx = u32x8::new([0, 1, 2, 3, 4, 5, 6, 7]);
     for j in (0..whole).step_by(8) {
-        let diff = |ch: usize| xs[ch] - load8(&ctr.cols[ch * k + j..]);
+        let diff = |ch: usize| xs[ch] - load8(&cols[ch][j..]);
         let mut d = diff(0) * diff(0);
         for ch in 1..x.len() {
             let e = diff(ch);
@@ -146,26 +110,10 @@ pub(crate) fn scan_all(x: &[f32], ctr: &Centers) -> (usize, f32, f32) {
     (best.1, best.0, best.2)
 }
 
-/// The plain twin of [`scan_all`]: every centre in index order, keeping the nearest (ties to the
-/// lowest index) and the smallest distance among the others. Only the tests run it (they hold
-/// [`scan_all`] to it bit for bit); it is here so the definition sits beside the kernel.
-#[cfg(test)]
-pub(crate) fn scan_all_reference(x: &[f32], ctr: &Centers) -> (usize, f32, f32) {
-    let mut best = (usize::MAX, f32::INFINITY, f32::INFINITY);
-    for j in 0..ctr.k {
-        let d = sq_dist(x, ctr.row(j));
-        if d < best.1 {
-            best = (j, d, best.1);
-        } else {
-            best.2 = best.2.min(d);
-        }
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::nearest::nearest_two_reference;
     use crate::rng::Philox;
 
     /// `n` values on a coarse grid, so that equal distances (ties) are common.
@@ -182,7 +130,7 @@ mod tests {
             let ctr = Centers::new(grid_values(&philox, 2 * case as u64, k * c), c);
             let points = grid_values(&philox, 2 * case as u64 + 1, 50 * c);
             for x in points.chunks(c) {
-                let (fast, plain) = (scan_all(x, &ctr), scan_all_reference(x, &ctr));
+                let (fast, plain) = (nearest_two(x, &ctr), nearest_two_reference(x, &ctr));
                 assert_eq!(fast.0, plain.0, "k {k}, c {c}, x {x:?}");
                 assert_eq!(fast.1.to_bits(), plain.1.to_bits());
                 assert_eq!(fast.2.to_bits(), plain.2.to_bits());

@@ -10,12 +10,12 @@
 //! | `activation` | quick_gelu forward/backward | `ops::elementwise::quick_gelu_scalar` |
 //! | `bf16` | bf16 mixed precision ([`Bf16`]): products on bf16-rounded operands | `bf16::product_reference` |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
-//! | `decode` | one-query attention over a [`KvCache`] (sampling) | the last row of causal attention |
+//! | `decode` | one-query attention over a [`KvCache`] (sampling) | `ops::decode::decode_attention_reference` (the last row of causal attention) |
 //! | `gemm` | the products of a linear layer in training, activations read in place | `tensor::gemm` |
 //! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
 //! | `simd` | f32x8 tile product, `exp2`, prefetch | `tensor::gemm`, `f64::exp2` |
 //! | `pages` | 2 MiB-aligned, huge-page buffers for the decoder's streams | `Vec<f32>` |
-//! | `kmeans` | nearest and second-nearest of k centres, 8 at a time (palette fits) | `kmeans::scan_all_reference`, `kmeans::sq_dist` |
+//! | `kmeans` | nearest and second-nearest of k centres, 8 at a time (palette fits) | `ops::nearest::nearest_two_reference`, `ops::nearest::sq_dist` |
 //!
 //! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
 //! `.cargo/config.toml` (`-C target-cpu=x86-64-v3`) and onto two SSE halves otherwise.
@@ -34,6 +34,8 @@ pub use attention::{flash_attention_backward, flash_attention_forward, FlashForw
 pub use bf16::Bf16;
 pub use decode::KvCache;
 
+use crate::ops::decode::KvView;
+use crate::ops::nearest::Centers;
 use crate::ops::{AttentionDims, AttentionForward, Kernels};
 use crate::tensor::{MatRef, Start};
 
@@ -134,5 +136,13 @@ impl Kernels<f32> for Simd {
         accumulate: bool,
     ) {
         flash_attention_backward(qkv, out, saved, dout, dims, causal, dqkv, accumulate)
+    }
+
+    fn decode_attention(&self, cache: KvView<'_, f32>, qkv: &[f32], out: &mut [f32]) {
+        decode::decode_attention(cache, qkv, out)
+    }
+
+    fn nearest_two(&self, x: &[f32], centers: &Centers) -> (usize, f32, f32) {
+        kmeans::nearest_two(x, centers)
     }
 }

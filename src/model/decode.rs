@@ -6,7 +6,7 @@
 //! of a whole forward pass. One step, for one new token per sequence (`[B]` ids at position `t`):
 //! ```text
 //! h = wte[id] + wpe[t]                                              [B, d]
-//! for each block: qkv = norm(h, ln_1)·c_attn.W + c_attn.b; a = cache.decode_step(qkv)
+//! for each block: qkv = norm(h, ln_1)·c_attn.W + c_attn.b; a = cache.decode_step(kernels, qkv)
 //!                 h += a·attn.c_proj.W + b;  h += quick_gelu(norm(h, ln_2)·c_fc.W + b)·c_proj.W + b
 //! logits = norm(h, ln_f)·lm_headᵀ                                   [B, V−1]
 //! ```
@@ -151,8 +151,9 @@ impl BlockMath for DecodeBlock<'_> {
         self.weights.linear(x, self.batch, slot, self.model.params[bias].data())
     }
 
+    /// Attention against the layer's cache by the model's kernels (`Kernels::decode_attention`).
     /// In bf16 the new row's `q`, `k`, `v` are rounded (so the cache holds bf16 values); the
-    /// cache's own arithmetic stays as `KvCache::decode_step` defines it.
+    /// cache's own arithmetic stays f32's.
     fn attention(&mut self, l: usize, qkv: &Vec<f32>) -> Vec<f32> {
         let mut a = vec![0.0; self.batch * self.model.config.n_embd];
         let rounded: Vec<f32>;
@@ -163,7 +164,7 @@ impl BlockMath for DecodeBlock<'_> {
                 &rounded
             }
         };
-        if let Err(e) = self.caches[l].decode_step(qkv, &mut a) {
+        if let Err(e) = self.caches[l].decode_step(self.model.kernels(), qkv, &mut a) {
             self.failure.get_or_insert(e);
         }
         a

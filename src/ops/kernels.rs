@@ -1,12 +1,14 @@
 //! The dispatch trait: the hot inner loops of the ops, each with its plain reference.
 //!
-//! An op (`ops::linear`, `ops::attention`, `ops::quick_gelu`, `ops::rms_norm`) builds its node on the tape and
-//! hands the arithmetic to a [`Kernels`] value it is given. The trait's default methods *are*
-//! the references — plain loops and `tensor::gemm`, readable and exact in f64 — so
-//! [`Reference`] implements it with nothing but defaults. Faster implementations override some
-//! methods and are tested against the defaults: `kernels::Simd` (f32: packed GEMM tiles,
-//! FlashAttention, SIMD activation) today; a bf16 variant or a GPU port reads this trait as the
-//! list of kernels to write.
+//! An op (`ops::linear`, `ops::attention`, `ops::quick_gelu`, `ops::rms_norm`) builds its node
+//! on the tape and hands the arithmetic to a [`Kernels`] value it is given; the KV-cache decoder
+//! (`model::decode`) and palette fitting (`palette::kmeans`) run their loops through it too. The
+//! trait's default methods *are* the references — plain loops and `tensor::gemm`, readable and
+//! exact in f64 — so [`Reference`] implements it with nothing but defaults. Faster
+//! implementations override some methods and are tested against the defaults: `kernels::Simd`
+//! (f32: packed GEMM tiles, FlashAttention, SIMD activation, the streaming decode kernel, the
+//! eight-centre k-means scan) and `kernels::Bf16` (bf16 products) today; a GPU port reads this
+//! trait as the list of kernels to write.
 //!
 //! | method | computes | reference (default) |
 //! |---|---|---|
@@ -18,6 +20,8 @@
 //! | [`Kernels::rms_norm_backward_rows`] | `∂x` and the rows' share of `∂g` | `norm::rms_norm_backward_rows_reference` |
 //! | [`Kernels::attention_forward`] | `o = softmax(QKᵀ/√hd)·V` per head | `attention::attention_reference_forward` (keeps `P`) |
 //! | [`Kernels::attention_backward`] | `∂qkv` from `∂o` | `attention::attention_reference_backward` |
+//! | [`Kernels::decode_attention`] | one query per sequence against a KV cache (sampling) | `decode::decode_attention_reference` |
+//! | [`Kernels::nearest_two`] | nearest and second-nearest of `k` centres (k-means, f32) | `nearest::nearest_two_reference` |
 //!
 //! What a forward saves for its backward is the implementation's business
 //! ([`AttentionForward::saved`]: the probabilities `P` for the reference, the row logsumexps
@@ -25,7 +29,9 @@
 //! keep the kernels they were given in their tape nodes.
 
 use super::attention::{attention_reference_backward, attention_reference_forward, AttentionDims};
+use super::decode::{decode_attention_reference, KvView};
 use super::elementwise::{quick_gelu_grad, quick_gelu_scalar};
+use super::nearest::{nearest_two_reference, Centers};
 use super::norm::{rms_norm_backward_rows_reference, rms_norm_rows_reference};
 use crate::autodiff::GradSlot;
 use crate::tensor::{gemm_new, gemm_start, Float, MatRef, Start};
@@ -116,6 +122,24 @@ pub trait Kernels<T: Float>: Sync {
     ) {
         let grad = attention_reference_backward(qkv, saved, dout, dims);
         GradSlot { buf: dqkv, accumulate }.put_all(&grad);
+    }
+
+    /// Attention of the query in each sequence's new row `qkv: [B, 3d]` over the positions in
+    /// `cache` (the row's own key and value already appended), into `out: [B, d]`: the last row
+    /// of causal attention, without recomputing the others.
+    fn decode_attention(&self, cache: KvView<'_, T>, qkv: &[T], out: &mut [T]) {
+        decode_attention_reference(cache, qkv, out)
+    }
+
+    /// Nearest and second-nearest of the `centers` to the point `x`: `(index, d², second d²)`,
+    /// ties to the lowest index, distances exactly `nearest::sq_dist`.
+    ///
+    /// f32 for every `T`, and in this trait rather than a trait of its own: k-means clusters
+    /// pixels, which are f32 whatever a model computes in, and `Float` has neither `min` nor
+    /// infinity to write the scan over `T` — while one trait keeps one list of the kernels a
+    /// port writes, and lets palette fitting take its kernels like every other caller.
+    fn nearest_two(&self, x: &[f32], centers: &Centers) -> (usize, f32, f32) {
+        nearest_two_reference(x, centers)
     }
 }
 

@@ -19,14 +19,20 @@
 //! | `attention` | `attention.rs` | the model's attention (materialised reference; FlashAttention in `kernels::Simd`) |
 //! | `dropout` | `dropout.rs` | `embd_pdrop`, `attn_pdrop`, `resid_pdrop` |
 //! | the `Kernels` trait, `Reference` | `kernels.rs` | which code computes the hot loops above |
+//!
+//! Two more of the trait's references are loops outside the tape: attention of one query
+//! against a key/value cache (`decode.rs`, the sampler's step) and the nearest-centre scan of
+//! k-means (`nearest.rs`, palette fitting).
 
 pub mod attention;
+pub mod decode;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod kernels;
 pub mod linear;
 pub mod loss;
+pub mod nearest;
 pub mod norm;
 pub mod pool;
 

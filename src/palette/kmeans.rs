@@ -27,7 +27,8 @@
 //! if the test still fails are all `k` centres scanned. Bounds carry a relative slack of 2⁻¹⁶ so
 //! that floating-point rounding can never make a skip wrong. The scan itself is SIMD over eight
 //! centres at a time, keeping the best and second-best distance per lane; it and the other
-//! distance kernels live in `kernels::kmeans`, each beside its plain twin.
+//! distance kernels live in `kernels::kmeans`; the scan runs through `Kernels::nearest_two`
+//! ([`KMeansOptions::kernels`]), whose plain definition is `ops::nearest`.
 //!
 //! Why not GEMM (`‖x‖² − 2x·μ + ‖μ‖²` with `matrixmultiply::sgemm`, as scikit-learn does)? With 3
 //! channels the product has an inner dimension of 3, so it is all overhead and output traffic
@@ -58,11 +59,13 @@
 //! chunk)` — or, if rounding leaves none, the chunk's last point of positive weight.
 
 use crate::error::{Error, Result};
-use crate::kernels::kmeans::{
-    chunk_sum, fixed_sum, load8, scan_all, sq_dist, sq_dist8, Centers, MAX_C,
-};
+use crate::kernels::kmeans::{chunk_sum, fixed_sum, load8, sq_dist8, MAX_C};
+use crate::kernels::Simd;
+use crate::ops::nearest::{sq_dist, Centers};
+use crate::ops::Kernels;
 use crate::rng::Philox;
 use rayon::prelude::*;
+use std::fmt;
 use std::time::Instant;
 
 /// Points per chunk: the unit of parallel work and of every partial sum.
@@ -81,7 +84,7 @@ const SLACK: f32 = 1.0 / 65536.0;
 const TINY: f32 = 1e-18;
 
 /// Settings of [`fit_kmeans`]; `Default` gives scikit-learn's defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KMeansOptions {
     /// Philox key of every random draw.
     pub seed: u64,
@@ -95,6 +98,23 @@ pub struct KMeansOptions {
     pub n_local_trials: Option<usize>,
     /// Record the inertia after every assignment step (costs one extra pass per iteration).
     pub track_inertia: bool,
+    /// What runs the nearest-centre scans (`Kernels::nearest_two`): f32's `kernels::Simd` by
+    /// default; every implementation gives the same bits, so the fit does not depend on it.
+    pub kernels: &'static dyn Kernels<f32>,
+}
+
+impl fmt::Debug for KMeansOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KMeansOptions")
+            .field("seed", &self.seed)
+            .field("max_iter", &self.max_iter)
+            .field("tol", &self.tol)
+            .field("max_points", &self.max_points)
+            .field("n_local_trials", &self.n_local_trials)
+            .field("track_inertia", &self.track_inertia)
+            .field("kernels", &self.kernels.name())
+            .finish()
+    }
 }
 
 impl Default for KMeansOptions {
@@ -106,6 +126,7 @@ impl Default for KMeansOptions {
             max_points: None,
             n_local_trials: None,
             track_inertia: false,
+            kernels: &Simd,
         }
     }
 }
@@ -423,18 +444,24 @@ impl Moves {
 }
 
 /// Half the distance from each centre to its nearest other centre, deflated (`s_j`).
-fn half_separation(ctr: &Centers) -> Vec<f32> {
+fn half_separation(kernels: &dyn Kernels<f32>, ctr: &Centers) -> Vec<f32> {
     (0..ctr.k)
         .into_par_iter()
-        .map(|j| deflate(0.5 * scan_all(ctr.row(j), ctr).2.sqrt()).max(0.0))
+        .map(|j| deflate(0.5 * kernels.nearest_two(ctr.row(j), ctr).2.sqrt()).max(0.0))
         .collect()
 }
 
 /// One assignment step. With `moves = None` every point is scanned (the first step); otherwise
 /// the bounds are updated by the moves and only points failing Hamerly's test are re-examined.
-/// Returns how many labels changed.
-fn assign(pts: &Points, ctr: &Centers, state: &mut Assignment, moves: Option<&Moves>) -> usize {
-    let sep = moves.map(|_| half_separation(ctr));
+/// Returns how many labels changed. `kernels` run the scans.
+fn assign(
+    kernels: &dyn Kernels<f32>,
+    pts: &Points,
+    ctr: &Centers,
+    state: &mut Assignment,
+    moves: Option<&Moves>,
+) -> usize {
+    let sep = moves.map(|_| half_separation(kernels, ctr));
     let changed: Vec<usize> = state
         .labels
         .par_chunks_mut(CHUNK)
@@ -459,7 +486,7 @@ fn assign(pts: &Points, ctr: &Centers, state: &mut Assignment, moves: Option<&Mo
                         continue;
                     }
                 }
-                let (best, d1, d2) = scan_all(x, ctr);
+                let (best, d1, d2) = kernels.nearest_two(x, ctr);
                 changed += usize::from(moves.is_none() || best as u32 != *label);
                 *label = best as u32;
                 *u = inflate(d1.sqrt());
@@ -558,7 +585,7 @@ fn lloyd(
     let mut converged = false;
     while iterations < opts.max_iter {
         iterations += 1;
-        let changed = assign(pts, &ctr, &mut state, moves.as_ref());
+        let changed = assign(opts.kernels, pts, &ctr, &mut state, moves.as_ref());
         if opts.track_inertia {
             history.push(inertia(pts, &ctr, &state.labels));
         }
@@ -580,7 +607,7 @@ fn lloyd(
     }
     if !strict {
         // Make the labels those of the final centres.
-        assign(pts, &ctr, &mut state, moves.as_ref());
+        assign(opts.kernels, pts, &ctr, &mut state, moves.as_ref());
     }
     let inertia = inertia(pts, &ctr, &state.labels);
     KMeansResult {
@@ -655,7 +682,7 @@ pub fn nearest_centers(points: &[f32], n: usize, c: usize, centers: &[f32]) -> R
     let pts = to_channel_major(points, c, None);
     let ctr = Centers::new(centers.to_vec(), c);
     let mut state = Assignment { labels: vec![0; n], upper: vec![0.0; n], lower: vec![0.0; n] };
-    assign(&pts, &ctr, &mut state, None);
+    assign(&Simd, &pts, &ctr, &mut state, None);
     let inertia = inertia(&pts, &ctr, &state.labels);
     Ok(Assigned { labels: state.labels, inertia })
 }
@@ -707,18 +734,23 @@ mod tests {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
     }
 
+    /// The same bits for any thread count, and with the plain scan (`ops::Reference`).
     #[test]
-    fn one_and_two_threads_give_identical_bits() {
+    fn threads_and_kernels_do_not_change_the_bits() {
         let pts = blob_points(3 * CHUNK + 77, 40, 0.08, 5);
         let n = pts.len() / 3;
         let opts = KMeansOptions { seed: 11, ..Default::default() };
+        let plain = KMeansOptions { kernels: &crate::ops::Reference, ..opts.clone() };
         let a = in_pool(1, || fit_kmeans(&pts, n, 3, 37, &opts).unwrap());
         let b = in_pool(2, || fit_kmeans(&pts, n, 3, 37, &opts).unwrap());
+        let c = fit_kmeans(&pts, n, 3, 37, &plain).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&a.centers), bits(&b.centers));
-        assert_eq!(a.labels, b.labels);
-        assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
-        assert_eq!(a.iterations, b.iterations);
+        for other in [b, c] {
+            assert_eq!(bits(&a.centers), bits(&other.centers));
+            assert_eq!(a.labels, other.labels);
+            assert_eq!(a.inertia.to_bits(), other.inertia.to_bits());
+            assert_eq!(a.iterations, other.iterations);
+        }
     }
 
     #[test]
