@@ -2,7 +2,7 @@
 //! distribution, greedy limits, reproducibility across threads, and kept prompt tokens.
 
 use igpt::model::decode::Decoder;
-use igpt::model::{Config, Model, TokenBatch};
+use igpt::model::{Config, Model, Precision, TokenBatch};
 use igpt::rng::Philox;
 use igpt::sample::{choose_token, complete, SamplingSettings};
 use igpt::{Tensor, Token};
@@ -35,6 +35,34 @@ fn cached_logits_equal_the_full_forward_at_every_position() {
     for (n_embd, n_head, b) in [(48, 3, 3), (20, 4, 1), (20, 4, 6)] {
         cached_logits_match(&model_of_width(n_embd, n_head), b);
     }
+}
+
+#[test]
+fn bf16_cached_logits_stay_within_bf16_rounding_of_the_bf16_forward() {
+    // SPEC §21.2: decoding rounds the same operands as the forward except the attention
+    // probabilities, so the two agree to bf16 rounding, not to f32's 1e-5.
+    let mut m = model_of_width(48, 3);
+    m.precision = Precision::Bf16;
+    let (b, t) = (2, 40);
+    let ids: Vec<Token> =
+        (0..b * t).map(|i| if i % t == 0 { 17 } else { (i * 5 % 17) as Token }).collect();
+    let batch = TokenBatch::new(ids.clone(), b, t, &m.config, "t").unwrap();
+    let full = m.forward(&batch, false).logits.unwrap();
+    let v = full.cols();
+    let mut dec = Decoder::new(&m, b).unwrap();
+    let (mut err, mut norm) = (0f64, 0f64);
+    for pos in 0..t {
+        let step: Vec<Token> = (0..b).map(|s| ids[s * t + pos]).collect();
+        let logits = dec.step(&step).unwrap();
+        for s in 0..b {
+            let want = &full.data()[(s * t + pos) * v..(s * t + pos + 1) * v];
+            for (g, w) in logits.data()[s * v..(s + 1) * v].iter().zip(want) {
+                (err, norm) = (err + f64::from(g - w).powi(2), norm + f64::from(*w).powi(2));
+            }
+        }
+    }
+    let relative = (err / norm).sqrt();
+    assert!(relative > 0.0 && relative < 4.0 / 256.0, "relative error {relative}");
 }
 
 fn cached_logits_match(m: &Model, b: usize) {
