@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use crate::kernels::attention::{flash_attention_backward, flash_attention_forward};
+use crate::kernels::Operands::F32;
 use crate::model::{Config, DropoutRng, Model, Objective, Precision, TokenBatch};
 use crate::ops::AttentionDims;
 use crate::palette::{fit_kmeans, KMeansOptions, KMeansResult};
@@ -107,7 +108,7 @@ pub fn bench_attention(dims: AttentionDims, causal: bool, reps: usize) -> Vec<At
     let forward_backward = || {
         let f = forward();
         let mut dqkv = vec![0.0f32; qkv.len()];
-        flash_attention_backward(&qkv, &f.out, &f.lse, &dout, dims, causal, &mut dqkv, false);
+        flash_attention_backward(&qkv, &f.out, &f.lse, &dout, dims, causal, F32, &mut dqkv, false);
         dqkv
     };
     forward_backward();

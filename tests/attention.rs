@@ -11,6 +11,7 @@ use igpt::kernels::attention::{
     backward_workspace_floats, flash_attention_backward, flash_attention_forward,
     forward_workspace_floats,
 };
+use igpt::kernels::Operands::F32;
 use igpt::kernels::{KvCache, Simd};
 use igpt::ops::attention::{attention_reference_backward, attention_reference_forward};
 use igpt::ops::{self, AttentionDims, Reference};
@@ -45,7 +46,7 @@ fn fused_backward(
     causal: bool,
 ) -> Vec<f32> {
     let mut dqkv = vec![f32::NAN; qkv.len()];
-    flash_attention_backward(qkv, out, lse, dout, dims, causal, &mut dqkv, false);
+    flash_attention_backward(qkv, out, lse, dout, dims, causal, F32, &mut dqkv, false);
     dqkv
 }
 
@@ -311,7 +312,7 @@ fn backward_accumulates_when_asked() {
     let f = flash_attention_forward(&qkv, d, true);
     let fresh = fused_backward(&qkv, &f.out, &f.lse, &dout, d, true);
     let mut acc = vec![1.0f32; qkv.len()];
-    flash_attention_backward(&qkv, &f.out, &f.lse, &dout, d, true, &mut acc, true);
+    flash_attention_backward(&qkv, &f.out, &f.lse, &dout, d, true, F32, &mut acc, true);
     for (a, g) in acc.iter().zip(&fresh) {
         assert_eq!(*a, 1.0 + g);
     }
@@ -323,7 +324,7 @@ fn empty_shapes_and_nan_inputs() {
         let f = flash_attention_forward(&[], d, true);
         assert!(f.out.is_empty() && f.lse.is_empty());
         let mut g: Vec<f32> = Vec::new();
-        flash_attention_backward(&[], &[], &[], &[], d, true, &mut g, false);
+        flash_attention_backward(&[], &[], &[], &[], d, true, F32, &mut g, false);
     }
     // A NaN input must show up in the output, not vanish.
     let d = dims(1, 10, 1, 8);

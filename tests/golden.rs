@@ -13,7 +13,7 @@ use igpt::model::forward::{heads, trunk, ForwardInput};
 use igpt::model::{Config, Model, Objective, Precision, Scheme, TokenBatch};
 use igpt::ops::{AttentionDims, AttentionForward, Kernels, Reference};
 use igpt::rng::Philox;
-use igpt::tensor::{MatRef, Start};
+use igpt::tensor::{Float, MatRef, Start};
 use igpt::train::AdamWConfig;
 use igpt::Tensor;
 
@@ -53,25 +53,7 @@ fn f64_port(model: &Model, batch: &TokenBatch, golden: &SafeTensors, steps: usiz
         out.push_f32(name, t.shape(), &v).unwrap();
     };
     // Forward: logits and hidden states.
-    let mut tape = Tape::<f64>::new();
-    let p: Vec<Var> = params.iter().map(|x| tape.constant(x.clone())).collect();
-    let input = ForwardInput {
-        ids: &batch.ids,
-        batch: batch.batch,
-        seq: batch.seq,
-        keep: None,
-        causal: true,
-        dropout: None,
-        kernels: &Reference,
-    };
-    let fv = trunk(&mut tape, &model.config, &model.layout, &p, &input);
-    let (logits, _) = heads(&mut tape, &model.layout, &p, &fv, &Reference);
-    push(&mut out, "logits", tape.value(logits.unwrap()));
-    let d = model.config.n_embd;
-    for (l, &h) in fv.hidden.iter().enumerate() {
-        let h = tape.value(h).clone().reshape(&[batch.batch, batch.seq, d]);
-        push(&mut out, &format!("hidden_states.{l}"), &h);
-    }
+    push_forward(&mut out, model, &params, batch, &Reference);
     // Loss and gradients, then AdamW in f64 (torch's arithmetic, no rounding to f32).
     let (b1, b2, eps, lr) = (0.9f64, 0.95f64, 1e-8f64, 1e-3f64);
     let mut m: Vec<Vec<f64>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
@@ -106,6 +88,40 @@ fn f64_port(model: &Model, batch: &TokenBatch, golden: &SafeTensors, steps: usiz
         }
     }
     out
+}
+
+/// `logits` and `hidden_states.{l}` of `model` with parameters `params` (eval mode), its hot
+/// ops run by `kernels`, pushed to `out` in f32.
+fn push_forward<T: Float>(
+    out: &mut SafeTensors,
+    model: &Model,
+    params: &[Tensor<T>],
+    batch: &TokenBatch,
+    kernels: &'static dyn Kernels<T>,
+) {
+    let mut tape = Tape::<T>::new();
+    let p: Vec<Var> = params.iter().map(|x| tape.constant(x.clone())).collect();
+    let input = ForwardInput {
+        ids: &batch.ids,
+        batch: batch.batch,
+        seq: batch.seq,
+        keep: None,
+        causal: true,
+        dropout: None,
+        kernels,
+    };
+    let fv = trunk(&mut tape, &model.config, &model.layout, &p, &input);
+    let (logits, _) = heads(&mut tape, &model.layout, &p, &fv, kernels);
+    let push = |out: &mut SafeTensors, name: &str, t: &Tensor<T>| {
+        let v: Vec<f32> = t.data().iter().map(|&x| x.to_f32()).collect();
+        out.push_f32(name, t.shape(), &v).unwrap();
+    };
+    push(out, "logits", tape.value(logits.unwrap()));
+    let d = model.config.n_embd;
+    for (l, &h) in fv.hidden.iter().enumerate() {
+        let h = tape.value(h).clone().reshape(&[batch.batch, batch.seq, d]);
+        push(out, &format!("hidden_states.{l}"), &h);
+    }
 }
 
 fn f64_loss_and_grads(
@@ -269,26 +285,7 @@ impl Kernels<f32> for Bf16Port {
 fn bf16_port(model: &Model, batch: &TokenBatch, golden: &SafeTensors) -> SafeTensors {
     let mut out = SafeTensors::new();
     out.push("input_ids", golden.get("input_ids").unwrap().clone()).unwrap();
-    let mut tape = Tape::<f32>::new();
-    let p: Vec<Var> = model.params.iter().map(|x| tape.param(x.clone())).collect();
-    let input = ForwardInput {
-        ids: &batch.ids,
-        batch: batch.batch,
-        seq: batch.seq,
-        keep: None,
-        causal: true,
-        dropout: None,
-        kernels: &Bf16Port,
-    };
-    let fv = trunk(&mut tape, &model.config, &model.layout, &p, &input);
-    let (logits, _) = heads(&mut tape, &model.layout, &p, &fv, &Bf16Port);
-    let logits = tape.value(logits.unwrap());
-    out.push_f32("logits", logits.shape(), logits.data()).unwrap();
-    let d = model.config.n_embd;
-    for (l, &h) in fv.hidden.iter().enumerate() {
-        let h = tape.value(h).clone().reshape(&[batch.batch, batch.seq, d]);
-        out.push_f32(&format!("hidden_states.{l}"), h.shape(), h.data()).unwrap();
-    }
+    push_forward(&mut out, model, &model.params, batch, &Bf16Port);
     let mut tape = Tape::<f32>::new();
     let p: Vec<Var> = model.params.iter().map(|x| tape.param(x.clone())).collect();
     let loss =

@@ -542,32 +542,15 @@ fn row_dots(out: &[f32], dout: &[f32], g: &Geometry, delta: &mut [f32]) {
 }
 
 /// Fused attention backward: writes (or, with `accumulate`, adds) `∂qkv: [B, T, 3d]` into
-/// `dqkv`, from `qkv`, the forward's `out` and `lse`, and `∂o: [B, T, d]`.
+/// `dqkv`, from `qkv`, the forward's `out` and `lse`, and `∂o: [B, T, d]`, the products'
+/// operands as given: with bf16, `Q`, `K`, `V` and `dO` are rounded once packed, each
+/// recomputed tile of `P` once computed (it then also enters `dS`), and each tile of `dS`
+/// before its products; `D = rowsum(dO ∘ O)` stays f32.
 ///
 /// # Panics
 /// If a slice length does not match `dims`.
 #[allow(clippy::too_many_arguments)]
 pub fn flash_attention_backward(
-    qkv: &[f32],
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-    dims: AttentionDims,
-    causal: bool,
-    dqkv: &mut [f32],
-    accumulate: bool,
-) {
-    flash_backward(qkv, out, lse, dout, dims, causal, Operands::F32, dqkv, accumulate)
-}
-
-/// [`flash_attention_backward`] with the products' operands as given: with bf16, `Q`, `K`, `V`
-/// and `dO` are rounded once packed, each recomputed tile of `P` once computed (it then also
-/// enters `dS`), and each tile of `dS` before its products; `D = rowsum(dO ∘ O)` stays f32.
-///
-/// # Panics
-/// If a slice length does not match `dims`.
-#[allow(clippy::too_many_arguments)]
-pub fn flash_backward(
     qkv: &[f32],
     out: &[f32],
     lse: &[f32],

@@ -37,7 +37,7 @@
 //! pair first, so a kernel packs element `2i` into the odd slot and `2i + 1` into the even one
 //! to keep the order `p` increasing (SPEC §21).
 
-use super::attention::{flash_backward, flash_forward};
+use super::attention::{flash_attention_backward, flash_forward};
 use super::gemm::{rows_product, Lhs};
 use super::{Operands, Simd};
 use crate::ops::decode::KvView;
@@ -178,7 +178,7 @@ impl Kernels<f32> for Bf16 {
         accumulate: bool,
     ) {
         let operands = Operands::Bf16;
-        flash_backward(qkv, out, saved, dout, dims, causal, operands, dqkv, accumulate)
+        flash_attention_backward(qkv, out, saved, dout, dims, causal, operands, dqkv, accumulate)
     }
 
     /// f32's kernel: the decoder rounds `q`, `k` and `v` to bf16 before the cache sees them

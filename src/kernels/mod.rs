@@ -135,7 +135,17 @@ impl Kernels<f32> for Simd {
         dqkv: &mut [f32],
         accumulate: bool,
     ) {
-        flash_attention_backward(qkv, out, saved, dout, dims, causal, dqkv, accumulate)
+        flash_attention_backward(
+            qkv,
+            out,
+            saved,
+            dout,
+            dims,
+            causal,
+            Operands::F32,
+            dqkv,
+            accumulate,
+        )
     }
 
     fn decode_attention(&self, cache: KvView<'_, f32>, qkv: &[f32], out: &mut [f32]) {
