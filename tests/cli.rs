@@ -218,9 +218,13 @@ fn a_golden_of_a_zero_head_is_refused_unless_asked() {
 #[test]
 fn op_goldens_are_reproducible_from_the_seed() {
     let dir = scratch("opgolden");
-    for (op, shape) in
-        [("linear", "3,5,7"), ("norm", "4,9"), ("attention", "1,2,5,4"), ("cross_entropy", "6,11")]
-    {
+    for (op, shape) in [
+        ("linear", "3,5,7"),
+        ("norm", "4,9"),
+        ("attention", "1,2,5,4"),
+        ("cross_entropy", "6,11"),
+        ("decode", "2,1,5,4"),
+    ] {
         let a = dir.join(format!("{op}-a.st"));
         let b = dir.join(format!("{op}-b.st"));
         for f in [&a, &b] {
@@ -231,7 +235,8 @@ fn op_goldens_are_reproducible_from_the_seed() {
     }
     let o = igpt(&["golden", "--op", "softmax", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("unknown --op 'softmax'"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("embedding, sample)"), "every op is listed: {}", stderr(&o));
+    let listed = "(known: linear, norm, quick_gelu, gelu_tanh, attention, attention_bidirectional, cross_entropy, embedding, sample, decode)";
+    assert!(stderr(&o).contains(listed), "every op is listed: {}", stderr(&o));
     let o = igpt(&["golden", "--op", "linear", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -106,6 +106,10 @@ fn the_manifest_describes_every_file_and_covers_the_edges() {
         assert_eq!(text(f, "seed"), "5");
         assert!(!text(f, "covers").is_empty());
     }
+    // An op file is the very golden `igpt golden --op` writes for its parameters.
+    let file = dir.join("op.attention.1x2x67x32.safetensors");
+    let alone = op_golden("attention", &[1, 2, 67, 32], 5, Precision::F32).unwrap();
+    assert_eq!(std::fs::read(file).unwrap(), alone.to_bytes().unwrap());
     let shapes = |op: &str| -> Vec<Vec<usize>> {
         let of = files.iter().filter(|f| text(f, "op") == op);
         of.map(|f| f.get("shape").and_then(Json::as_array).unwrap().iter())

@@ -122,18 +122,18 @@ impl SuiteReport {
             self.reference, self.candidates
         );
         let width = self.files.iter().map(|f| f.file.len()).max().unwrap_or(0).max(4);
+        let names = self.files.iter().filter_map(|f| f.worst().map(|t| t.name.len()));
+        let w = names.max().unwrap_or(0).max(12);
         s.push_str(&format!(
-            "{:<width$} {:>9} {:>9}  {:<36} result\n",
+            "{:<width$} {:>9} {:>9}  {:<w$} result\n",
             "file", "tensors", "used", "worst tensor"
         ));
         for f in &self.files {
             let tensors = f.tensor_counts().map_or("-".into(), |(p, n)| format!("{p}/{n}"));
-            let (used, worst) = f
-                .worst()
-                .map_or(("-".into(), "-"), |t| (format!("{:.1}%", 100.0 * t.used), &t.name));
+            let (used, worst) = f.worst().map_or(("-".into(), "-"), |t| (percent(t.used), &t.name));
             let result = f.failure().map_or("ok".into(), |why| format!("FAIL: {why}"));
             s.push_str(&format!(
-                "{:<width$} {tensors:>9} {used:>9}  {worst:<36} {result}\n",
+                "{:<width$} {tensors:>9} {used:>9}  {worst:<w$} {result}\n",
                 f.file
             ));
         }
@@ -191,6 +191,15 @@ impl SuiteReport {
 
     fn path(&self, dir: &str, f: &FileReport) -> String {
         Path::new(dir).join(&f.file).display().to_string()
+    }
+}
+
+/// A share as a percentage, in at most 9 characters (a wild candidate can use 10⁸ %).
+fn percent(share: f64) -> String {
+    if 100.0 * share < 1e5 {
+        format!("{:.1}%", 100.0 * share)
+    } else {
+        format!("{:.1e}%", 100.0 * share)
     }
 }
 
