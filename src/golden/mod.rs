@@ -85,25 +85,20 @@ pub fn zero_head<'m>(model: &'m Model, objective: &Objective) -> Option<&'m str>
     p.data().iter().all(|&x| x == 0.0).then_some(head)
 }
 
-/// The objectives a model golden can be made for: (name, what the metadata says it computes).
-/// The joint objective has none (it is the sum of two that have).
-fn objective_meaning(objective: &Objective) -> Result<(&'static str, &'static str)> {
+/// What a model golden's `objective` metadata says its loss computes. The joint objective has
+/// no golden (it is the sum of two that have).
+fn objective_meaning(objective: &Objective) -> Result<&'static str> {
     Ok(match objective {
-        Objective::HfShifted => (
-            "hf_shifted",
-            "hf_shifted: mean over b and t < T-1 of CE(logits[b,t], input_ids[b,t+1])",
-        ),
-        Objective::Autoregressive => (
-            "autoregressive",
-            "autoregressive: the network reads [SOS, input_ids[b,0..T-1]]; mean over b, t of CE(logits[b,t], input_ids[b,t])",
-        ),
-        Objective::Bert { .. } => (
-            "bert",
-            "bert: wte rows of positions with bert_mask = 1 zeroed, bidirectional attention; per image the mean CE over its masked positions, averaged over images with one",
-        ),
-        Objective::Classify { .. } => {
-            ("classification", "classification: mean CE of score(mean_t ln_f) vs labels")
+        Objective::HfShifted => {
+            "hf_shifted: mean over b and t < T-1 of CE(logits[b,t], input_ids[b,t+1])"
         }
+        Objective::Autoregressive => {
+            "autoregressive: the network reads [SOS, input_ids[b,0..T-1]]; mean over b, t of CE(logits[b,t], input_ids[b,t])"
+        }
+        Objective::Bert { .. } => {
+            "bert: wte rows of positions with bert_mask = 1 zeroed, bidirectional attention; per image the mean CE over its masked positions, averaged over images with one"
+        }
+        Objective::Classify { .. } => "classification: mean CE of score(mean_t ln_f) vs labels",
         Objective::Joint { .. } => {
             return Err(Error::invalid("the joint objective has no model golden"))
         }
@@ -139,7 +134,7 @@ pub fn model_golden(
     objective: &Objective,
     opts: &GoldenOptions,
 ) -> Result<SafeTensors> {
-    let (_, objective_name) = objective_meaning(objective)?;
+    let objective_name = objective_meaning(objective)?;
     let mut st = SafeTensors::new();
     let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
     st.push_i64("input_ids", &[batch.batch, batch.seq], &ids)?;

@@ -221,8 +221,12 @@ pub(super) fn number(x: f64) -> Json {
     }
 }
 
+/// A shape or multi-index as a JSON array.
+pub(super) fn dims(v: &[usize]) -> Json {
+    Json::Array(v.iter().map(|&x| x.into()).collect())
+}
+
 fn tensor_json(r: &TensorReport) -> Json {
-    let dims = |v: &[usize]| Json::Array(v.iter().map(|&x| x.into()).collect());
     Json::Object(vec![
         ("name".into(), r.name.as_str().into()),
         ("shape".into(), dims(&r.shape)),
