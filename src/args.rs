@@ -212,7 +212,7 @@ impl Parsed {
         &self.positionals[i]
     }
 
-    /// Whether the switch `--name` was given.
+    /// Whether the switch `--name` was given (for a flag with a value: whether it was given).
     pub fn switch(&self, name: &str) -> bool {
         self.raw(name).is_some()
     }

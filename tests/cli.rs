@@ -90,6 +90,40 @@ fn bad_files_exit_1_and_name_the_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `golden --suite` and `verify --suite`: exit 0 against itself, 1 with a missing file (named
+/// on its line of the table, counted in the JSON).
+#[test]
+fn golden_suite_verify_suite_round_trip() {
+    let dir = scratch("suite");
+    let (suite, candidates) = (dir.join("suite"), dir.join("candidates"));
+    let o = igpt(&["golden", "--suite", s(&suite), "--seed", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let verify = |extra: &[&str]| {
+        let args = ["verify", "--suite", s(&suite), "--candidates", s(&candidates)];
+        igpt(&[&args[..], extra].concat())
+    };
+    std::fs::create_dir_all(&candidates).unwrap();
+    for e in std::fs::read_dir(&suite).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), candidates.join(e.file_name())).unwrap();
+    }
+    let o = verify(&[]);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let gone = "op.decode.2x2x1x64.safetensors";
+    std::fs::remove_file(candidates.join(gone)).unwrap();
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let line = table.lines().find(|l| l.starts_with(gone)).unwrap();
+    assert!(line.contains("FAIL: missing from the candidates"), "{table}");
+    let o = verify(&["--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let json = parse_json(&o.stdout, "verify --suite --json").unwrap();
+    let counts = json.get("counts").unwrap();
+    assert_eq!(counts.get("missing").and_then(Json::as_usize), Some(1), "{counts:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn init_golden_verify_round_trip() {
     let dir = scratch("golden");
@@ -184,9 +218,13 @@ fn a_golden_of_a_zero_head_is_refused_unless_asked() {
 #[test]
 fn op_goldens_are_reproducible_from_the_seed() {
     let dir = scratch("opgolden");
-    for (op, shape) in
-        [("linear", "3,5,7"), ("norm", "4,9"), ("attention", "1,2,5,4"), ("cross_entropy", "6,11")]
-    {
+    for (op, shape) in [
+        ("linear", "3,5,7"),
+        ("norm", "4,9"),
+        ("attention", "1,2,5,4"),
+        ("cross_entropy", "6,11"),
+        ("decode", "2,1,5,4"),
+    ] {
         let a = dir.join(format!("{op}-a.st"));
         let b = dir.join(format!("{op}-b.st"));
         for f in [&a, &b] {
@@ -197,7 +235,8 @@ fn op_goldens_are_reproducible_from_the_seed() {
     }
     let o = igpt(&["golden", "--op", "softmax", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("unknown --op 'softmax'"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("embedding, sample)"), "every op is listed: {}", stderr(&o));
+    let listed = "(known: linear, norm, quick_gelu, gelu_tanh, attention, attention_bidirectional, cross_entropy, embedding, sample, decode)";
+    assert!(stderr(&o).contains(listed), "every op is listed: {}", stderr(&o));
     let o = igpt(&["golden", "--op", "linear", "--shape", "2,2", "--out", s(&dir.join("x"))]);
     assert!(stderr(&o).contains("N,IN,OUT"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -698,6 +737,9 @@ fn every_command_exits_2_for_a_bad_value_and_1_for_a_bad_file() {
         (&["golden", "--op", "softmax", "--shape", "2,2", "--out", out], "unknown --op"),
         (&["verify", "--reference", junk, "--candidate", junk, "--rtol", "-1"], "--rtol"),
         (&["verify", "--reference", junk, "--candidate", junk, "--atol", "nan"], "--atol"),
+        (&["verify", "--suite", out], "--suite DIR --candidates DIR2"),
+        (&["verify", "--suite", out, "--candidates", out, "--reference", junk], "--suite DIR"),
+        (&["golden", "--suite", out, "--op", "linear"], "--op cannot go with it"),
         (&["bench", "sgemm", "--threads", "0"], "--threads"),
         (&["bench", "sgemm", "--reps", "0"], "--reps"),
         (&["bench", "sgemm", "--size", "0"], "--size"),
@@ -722,6 +764,7 @@ fn every_command_exits_2_for_a_bad_value_and_1_for_a_bad_file() {
         (&["forward", "--model", m, "--tokens", junk, "--out", out], "junk.npy"),
         (&["golden", "--model", m, "--tokens", junk, "--out", out], "junk.npy"),
         (&["verify", "--reference", junk, "--candidate", junk], "junk.npy"),
+        (&["verify", "--suite", missing, "--candidates", out], "manifest.json"),
         (&["bench", "kmeans", "--pixels", junk], "junk.npy"),
     ];
     for (args, want) in failed {

@@ -3,15 +3,16 @@
 use super::Failure;
 use igpt::admission;
 use igpt::args::{parse, Command, Flag, Parsed};
-use igpt::golden::{model_golden, op_golden, verify, zero_head, GoldenOptions, Tolerance};
+use igpt::golden::{
+    model_golden, op_golden, random_tokens, verify, verify_suite, write_suite, zero_head,
+    GoldenOptions, Tolerance, MANIFEST,
+};
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::footprint;
 use igpt::model::hf::load_config;
 use igpt::model::{Config, Model, Objective, Scheme, TokenBatch};
-use igpt::rng::Philox;
 use igpt::train::AdamWConfig;
 use igpt::Error;
-use igpt::Token;
 use std::path::Path;
 
 /// `--config NAME|config.json`: a preset name or a path to an HF `config.json` (or a model
@@ -120,7 +121,7 @@ pub fn forward(argv: &[String]) -> Result<(), Failure> {
 
 const GOLDEN: Command = Command {
     name: "igpt golden",
-    about: "Write a golden file: a model's outputs and gradients, or one kernel's (--op).",
+    about: "Write a golden file: a model's outputs and gradients, or one kernel's (--op); or the whole conformance suite (--suite DIR).",
     positionals: &[],
     flags: &[
         Flag::one("model", "DIR", "HF model directory (or use --config and --seed)"),
@@ -135,17 +136,21 @@ const GOLDEN: Command = Command {
         Flag::one("steps", "K", "also record the losses and parameters after K AdamW steps"),
         Flag::one("lr", "X", "AdamW learning rate for --steps (default 1e-3)"),
         Flag::one("weight-decay", "X", "AdamW decoupled weight decay for --steps (default 0)"),
-        Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, attention, attention_bidirectional, cross_entropy, embedding, sample"),
-        Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm N,D; quick_gelu N,D; attention B,H,T,D; cross_entropy N,V; embedding V,D,N; sample N,V)"),
+        Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, gelu_tanh, attention, attention_bidirectional, cross_entropy, embedding, sample, decode"),
+        Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm, quick_gelu, gelu_tanh N,D; attention, decode B,H,T,D; cross_entropy N,V; embedding V,D,N; sample N,V)"),
         Flag::one("out", "FILE", "output .safetensors"),
+        Flag::one("suite", "DIR", "write the conformance suite into DIR instead: op goldens at edge shapes, model goldens of every objective, the decode step, bf16 variants, and manifest.json (only --seed applies)"),
         super::PRECISION,
     ],
 };
 
 pub fn golden(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&GOLDEN, argv)?;
-    let out = Path::new(p.required("out")?);
     let seed = p.parse_or("seed", 0u64)?;
+    if let Some(dir) = p.str("suite") {
+        return golden_suite(&p, Path::new(dir), seed);
+    }
+    let out = Path::new(p.required("out")?);
     let st = match p.str("op") {
         // Every input of an op golden is a flag: whatever it refuses is a usage error.
         Some(op) => {
@@ -156,6 +161,20 @@ pub fn golden(argv: &[String]) -> Result<(), Failure> {
     };
     st.write(out)?;
     eprintln!("igpt golden: {} tensors written to {}", st.tensors.len(), out.display());
+    Ok(())
+}
+
+/// `--suite DIR`: the whole suite from `--seed`; any other flag that shapes a golden is a
+/// usage error (the suite fixes them).
+fn golden_suite(p: &Parsed, dir: &Path, seed: u64) -> Result<(), Failure> {
+    let fixed = GOLDEN.flags.iter().map(|f| f.name).filter(|&n| n != "suite" && n != "seed");
+    if let Some(flag) = fixed.into_iter().find(|&n| p.switch(n)) {
+        return Err(p
+            .usage(format!("--suite fixes every golden; --{flag} cannot go with it"))
+            .into());
+    }
+    let n = write_suite(dir, seed)?;
+    eprintln!("igpt golden: {n} golden files and {MANIFEST} written to {}", dir.display());
     Ok(())
 }
 
@@ -230,30 +249,7 @@ fn random_batch(p: &Parsed, config: &Config, seed: u64) -> Result<TokenBatch, Fa
     let t = t.unwrap_or(positions);
     let what = format!("--batch {b} --seq {t}: a golden of {b} × {t} tokens");
     super::admit(p, &what, footprint::golden(config, b, t))?;
-    random_tokens(config, b, t, seed)
-}
-
-/// Random colour ids `[b, t]`, row-major, from Philox stream 0 of `seed`: id `i` is
-/// `word_i mod (V − 1)`; the first column is SOS, as an AR input starts.
-pub fn random_tokens(
-    config: &Config,
-    b: usize,
-    t: usize,
-    seed: u64,
-) -> Result<TokenBatch, Failure> {
-    let philox = Philox::new(seed);
-    let colours = config.sos();
-    let ids: Vec<Token> =
-        (0..(b * t) as u64)
-            .map(|i| {
-                if i as usize % t.max(1) == 0 {
-                    config.sos()
-                } else {
-                    philox.u32_at(0, i) % colours
-                }
-            })
-            .collect();
-    Ok(TokenBatch::new(ids, b, t, config, "random tokens")?)
+    Ok(random_tokens(config, b, t, seed, true)?)
 }
 
 fn read_labels(path: &Path, b: usize) -> Result<Vec<usize>, Failure> {
@@ -280,11 +276,13 @@ fn read_labels(path: &Path, b: usize) -> Result<Vec<usize>, Failure> {
 
 const VERIFY: Command = Command {
     name: "igpt verify",
-    about: "Compare a candidate's tensors with a golden file (SPEC §7, §13.3): element i passes if |a_i-b_i| <= atol + rtol*max_j|b_j| + slack_i (b the reference); integer tensors must be equal. Exit 0: every reference tensor passed; 1: a tensor failed or is missing, or a file is bad; 2: usage error.",
+    about: "Compare a candidate's tensors with a golden file, or a directory of candidates with a suite (SPEC §7, §13.3): element i passes if |a_i-b_i| <= atol + rtol*max_j|b_j| + slack_i (b the reference); integer tensors must be equal. Exit 0: every reference tensor passed; 1: a tensor or file failed or is missing, or a file is bad; 2: usage error.",
     positionals: &[],
     flags: &[
         Flag::one("reference", "FILE", "the golden .safetensors (every tensor in it is checked)"),
         Flag::one("candidate", "FILE", "the .safetensors to check"),
+        Flag::one("suite", "DIR", "instead: every golden DIR/manifest.json lists (igpt golden --suite) ..."),
+        Flag::one("candidates", "DIR2", "... against the same-named files in DIR2, in one table (a missing file fails)"),
         Flag::one("rtol", "R", "replace the golden's rtol for every tensor (default: its metadata, else 1e-4)"),
         Flag::one("atol", "A", "replace the golden's atol for every tensor (default: its metadata, else 0)"),
         Flag::switch("json", "print one JSON document instead of the table"),
@@ -297,20 +295,45 @@ pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
     let non_negative = |x: f64| x >= 0.0;
     let rtol = p.parse_where("rtol", non_negative, "be non-negative")?;
     let atol = p.parse_where("atol", non_negative, "be non-negative")?;
+    let precision = match p.str("precision") {
+        Some(_) => Some(super::precision(&p)?),
+        None => None,
+    };
+    // The tolerance one golden is held to: its recorded class, or --precision's at its recorded
+    // reduction; then --rtol and --atol.
+    let tolerance = |reference: &SafeTensors, origin: &str| -> igpt::Result<Tolerance> {
+        let recorded = reference.get_metadata("tolerances");
+        let mut tol = match precision {
+            None => Tolerance::from_metadata(recorded, origin)?,
+            Some(precision) => Tolerance::for_precision(
+                precision,
+                Tolerance::recorded_reduction(recorded, origin)?,
+            ),
+        };
+        (tol.rtol, tol.atol) = (rtol.unwrap_or(tol.rtol), atol.unwrap_or(tol.atol));
+        Ok(tol)
+    };
+    match (p.str("suite"), p.str("candidates")) {
+        (Some(dir), Some(candidates)) if !p.switch("reference") && !p.switch("candidate") => {
+            verify_suite_cmd(&p, Path::new(dir), Path::new(candidates), &tolerance)
+        }
+        (None, None) => verify_file(&p, &tolerance),
+        _ => Err(p
+            .usage("give --reference FILE --candidate FILE, or --suite DIR --candidates DIR2")
+            .into()),
+    }
+}
+
+/// `--reference FILE --candidate FILE`: one golden, a table of its tensors.
+fn verify_file(
+    p: &Parsed,
+    tolerance: &dyn Fn(&SafeTensors, &str) -> igpt::Result<Tolerance>,
+) -> Result<(), Failure> {
     let ref_path = p.required("reference")?;
     let cand_path = p.required("candidate")?;
     let reference = SafeTensors::read(Path::new(ref_path))?;
     let candidate = SafeTensors::read(Path::new(cand_path))?;
-    let recorded = reference.get_metadata("tolerances");
-    let mut tol = match p.str("precision") {
-        None => Tolerance::from_metadata(recorded, ref_path)?,
-        Some(_) => {
-            let reduction = Tolerance::recorded_reduction(recorded, ref_path)?;
-            Tolerance::for_precision(super::precision(&p)?, reduction)
-        }
-    };
-    (tol.rtol, tol.atol) = (rtol.unwrap_or(tol.rtol), atol.unwrap_or(tol.atol));
-    let report = verify(&reference, &candidate, &tol);
+    let report = verify(&reference, &candidate, &tolerance(&reference, ref_path)?);
     if p.switch("json") {
         println!("{}", report.to_json(ref_path, cand_path)?);
     } else {
@@ -318,6 +341,31 @@ pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
     }
     if !report.passed() {
         let msg = format!("{cand_path}: {} tensors of {ref_path} failed", report.failed());
+        return Err(Error::invalid(msg).into());
+    }
+    Ok(())
+}
+
+/// `--suite DIR --candidates DIR2`: every golden of a suite, a table of its files.
+fn verify_suite_cmd(
+    p: &Parsed,
+    dir: &Path,
+    candidates: &Path,
+    tolerance: &dyn Fn(&SafeTensors, &str) -> igpt::Result<Tolerance>,
+) -> Result<(), Failure> {
+    let report = verify_suite(dir, candidates, tolerance)?;
+    if p.switch("json") {
+        println!("{}", report.to_json()?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.passed() {
+        let (n, total) = (report.failed(), report.files.len());
+        let msg = format!(
+            "{}: {n} of {total} files of the suite {} failed",
+            candidates.display(),
+            dir.display()
+        );
         return Err(Error::invalid(msg).into());
     }
     Ok(())

@@ -6,27 +6,37 @@
 //!   `grad.{param}` and, after `K` AdamW steps, `adamw.losses` and `adamw.{param}` — the same
 //!   names as the `transformers` fixtures, so either can be the reference for the other;
 //! - **op goldens** ([`op_golden`]): one kernel's inputs (drawn from Philox, so a GPU test can
-//!   regenerate them), an upstream gradient, the output and the gradients of every input.
+//!   regenerate them), an upstream gradient, the output and the gradients of every input (the
+//!   sampler and the KV-cache decode step, which have no gradients: inputs and outputs).
 //!
 //! Each golden records the tolerance its numbers are held to ([`tolerance`], SPEC §7) and,
 //! after AdamW steps, the per-element slack of every parameter (`slack.adamw.{param}`);
 //! [`verify`](mod@verify) compares a candidate against it and explains the result.
+//!
+//! The conformance [`suite`] is a directory of goldens at every op's edge shapes and of every
+//! model objective, with a `manifest.json`; [`suite_verify`] checks a port's whole directory.
 
 use crate::admission;
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::io::safetensors::SafeTensors;
 use crate::kernels::{Bf16, Precision, Simd};
-use crate::model::{Model, Objective, TokenBatch};
+use crate::model::{Config, Model, Objective, TokenBatch};
+use crate::ops::attention::{attention_reference_forward, AttentionDims};
 use crate::ops::{self, Kernels, Reference};
 use crate::rng::Philox;
 use crate::sample::{choose_token, sampling_uniform, SamplingSettings};
 use crate::tensor::Tensor;
+use crate::token::Token;
 use crate::train::{train_step, AdamW, AdamWConfig, StepOptions};
 
+pub mod suite;
+pub mod suite_verify;
 pub mod tolerance;
 pub mod verify;
 
+pub use suite::{write_suite, MANIFEST};
+pub use suite_verify::{verify_suite, FileOutcome, FileReport, SuiteReport};
 pub use tolerance::{AdamWSlack, Tolerance, SLACK_PREFIX};
 pub use verify::{verify, Report, TensorReport, Verdict};
 
@@ -75,25 +85,61 @@ pub fn zero_head<'m>(model: &'m Model, objective: &Objective) -> Option<&'m str>
     p.data().iter().all(|&x| x == 0.0).then_some(head)
 }
 
-/// The model golden of `batch` (fed as given, HF semantics) under `objective`
-/// ([`Objective::HfShifted`] for causal models, [`Objective::Classify`] with labels).
+/// What a model golden's `objective` metadata says its loss computes. The joint objective has
+/// no golden (it is the sum of two that have).
+fn objective_meaning(objective: &Objective) -> Result<&'static str> {
+    Ok(match objective {
+        Objective::HfShifted => {
+            "hf_shifted: mean over b and t < T-1 of CE(logits[b,t], input_ids[b,t+1])"
+        }
+        Objective::Autoregressive => {
+            "autoregressive: the network reads [SOS, input_ids[b,0..T-1]]; mean over b, t of CE(logits[b,t], input_ids[b,t])"
+        }
+        Objective::Bert { .. } => {
+            "bert: wte rows of positions with bert_mask = 1 zeroed, bidirectional attention; per image the mean CE over its masked positions, averaged over images with one"
+        }
+        Objective::Classify { .. } => "classification: mean CE of score(mean_t ln_f) vs labels",
+        Objective::Joint { .. } => {
+            return Err(Error::invalid("the joint objective has no model golden"))
+        }
+    })
+}
+
+/// The integer inputs of `objective` beside `input_ids`: `labels [B]` or `bert_mask [B, T]`.
+fn push_objective_inputs(
+    st: &mut SafeTensors,
+    batch: &TokenBatch,
+    objective: &Objective,
+) -> Result<()> {
+    match objective {
+        Objective::Classify { labels } => {
+            let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+            st.push_i64("labels", &[labels.len()], &labels)
+        }
+        Objective::Bert { mask } => {
+            let mask: Vec<i64> = mask.iter().map(|&m| i64::from(m)).collect();
+            st.push_i64("bert_mask", &[batch.batch, batch.seq], &mask)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The model golden of `batch` under `objective` (any but the joint one): the logits and
+/// hidden states of the forward pass the loss reads (the ids as given for the HF shifted and
+/// classification objectives, SOS-shifted for the autoregressive one, masked and bidirectional
+/// for BERT), the loss, every gradient and, with `opts.steps`, the AdamW record.
 pub fn model_golden(
     model: &Model,
     batch: &TokenBatch,
     objective: &Objective,
     opts: &GoldenOptions,
 ) -> Result<SafeTensors> {
+    let objective_name = objective_meaning(objective)?;
     let mut st = SafeTensors::new();
     let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
     st.push_i64("input_ids", &[batch.batch, batch.seq], &ids)?;
-    if let Objective::Classify { labels } = objective {
-        st.push_i64(
-            "labels",
-            &[labels.len()],
-            &labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-        )?;
-    }
-    let out = model.forward(batch, true);
+    push_objective_inputs(&mut st, batch, objective)?;
+    let out = model.forward_for(batch, objective, true)?;
     let logits = out.score.or(out.logits).ok_or_else(|| Error::invalid("the model has no head"))?;
     st.push_f32("logits", logits.shape(), logits.data())?;
     for (l, h) in out.hidden_states.iter().enumerate() {
@@ -107,10 +153,6 @@ pub fn model_golden(
     if opts.steps > 0 {
         adamw_golden(model, batch, objective, opts, &mut st)?;
     }
-    let objective_name = match objective {
-        Objective::Classify { .. } => "classification: mean CE of score(mean_t ln_f) vs labels",
-        _ => "hf_shifted: mean over b and t < T-1 of CE(logits[b,t], input_ids[b,t+1])",
-    };
     st.metadata.push(("kind".into(), "model".into()));
     st.metadata.push(("objective".into(), objective_name.into()));
     st.metadata.push(("config".into(), model.config.to_json().to_compact()?));
@@ -173,16 +215,43 @@ fn adamw_golden(
     Ok(())
 }
 
+/// Random ids `[b, t]`, row-major, from Philox stream 0 of `seed`: id `i` is
+/// `word_i mod (V − 1)` (a colour), except that with `sos_first` the first column is SOS, as
+/// an input fed as given starts (the autoregressive and BERT objectives score the ids
+/// themselves, which must then all be colours).
+pub fn random_tokens(
+    config: &Config,
+    b: usize,
+    t: usize,
+    seed: u64,
+    sos_first: bool,
+) -> Result<TokenBatch> {
+    let philox = Philox::new(seed);
+    let colours = config.sos();
+    let ids: Vec<Token> = (0..(b * t) as u64)
+        .map(|i| {
+            if sos_first && i as usize % t.max(1) == 0 {
+                config.sos()
+            } else {
+                philox.u32_at(0, i) % colours
+            }
+        })
+        .collect();
+    TokenBatch::new(ids, b, t, config, "random tokens")
+}
+
 /// The kernels an op golden can be made for.
 pub const GOLDEN_OPS: &[&str] = &[
     "linear",
     "norm",
     "quick_gelu",
+    "gelu_tanh",
     "attention",
     "attention_bidirectional",
     "cross_entropy",
     "embedding",
     "sample",
+    "decode",
 ];
 
 /// `n` normals of standard deviation `std` from Philox stream `stream` of `seed`.
@@ -202,8 +271,8 @@ fn integers(seed: u64, stream: u64, n: usize, bound: usize) -> Vec<usize> {
 fn op_shape_names(op: &str) -> Result<&'static str> {
     Ok(match op {
         "linear" => "N,IN,OUT",
-        "norm" | "quick_gelu" => "N,D",
-        "attention" | "attention_bidirectional" => "B,H,T,D",
+        "norm" | "quick_gelu" | "gelu_tanh" => "N,D",
+        "attention" | "attention_bidirectional" | "decode" => "B,H,T,D",
         "cross_entropy" | "sample" => "N,V",
         "embedding" => "V,D,N",
         other => {
@@ -220,24 +289,24 @@ fn op_elements(op: &str, shape: &[usize]) -> f64 {
     let s: Vec<f64> = shape.iter().map(|&x| x as f64).collect();
     match op {
         "linear" => s[0] * s[1] + s[1] * s[2] + s[2] + s[0] * s[2],
-        "attention" | "attention_bidirectional" => {
+        "attention" | "attention_bidirectional" | "decode" => {
             let (b, h, t, d) = (s[0], s[1], s[2], s[3]);
             4.0 * b * t * h * d + b * h * t * t
         }
         "embedding" => s[0] * s[1] + s[2] * s[1] + s[2],
-        // norm, quick_gelu: input and output; cross_entropy, sample: logits and one id per row.
+        // norm and the activations: input and output; cross_entropy, sample: logits and one id per row.
         _ => 2.0 * s[0] * s[1] + s[0],
     }
 }
 
 /// The longest reduction of `op` on a checked `shape` (forward or backward): linear sums over
-/// `IN` (y), `OUT` (∂x) and `N` (∂w, ∂b); norm over `D` and `N` (∂g); attention over `T` and
-/// the head width; cross_entropy over `V` and the `N` rows of the mean; embedding's ∂table over
-/// the `N` ids; sampling's softmax over `V`. quick_gelu has none.
+/// `IN` (y), `OUT` (∂x) and `N` (∂w, ∂b); norm over `D` and `N` (∂g); attention and the decode
+/// step over `T` and the head width; cross_entropy over `V` and the `N` rows of the mean;
+/// embedding's ∂table over the `N` ids; sampling's softmax over `V`. The activations have none.
 fn op_reduction(op: &str, shape: &[usize]) -> usize {
     match op {
-        "quick_gelu" => 1,
-        "attention" | "attention_bidirectional" => shape[2].max(shape[3]),
+        "quick_gelu" | "gelu_tanh" => 1,
+        "attention" | "attention_bidirectional" | "decode" => shape[2].max(shape[3]),
         "embedding" => shape[2],
         "sample" => shape[1],
         // linear, norm, cross_entropy: every size is a reduction of the forward or backward.
@@ -286,16 +355,48 @@ fn sample_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
             .collect();
         st.push_i64(name, &[n], &tokens)?;
     }
-    st.metadata.push(("kind".into(), "op".into()));
-    st.metadata.push(("op".into(), "sample".into()));
-    st.metadata.push(("shape".into(), format!("{n},{v}")));
-    st.metadata.push(("seed".into(), seed.to_string()));
-    common_metadata(&mut st, v, Precision::F32)?;
+    op_metadata(&mut st, "sample", shape, seed, Precision::F32)?;
     Ok(st)
 }
 
+/// The KV-cache decode step's golden (SPEC §13.2, §18.7): `qkv [B, T, 3HD]` (normals, stream
+/// 0) holds the `T − 1` cached positions and the new one, and `y [B, HD]` is the attention
+/// output of the new token at position `T − 1`: row `T − 1` of causal attention over `qkv`,
+/// from the plain materialised reference. The cache's layout is the port's own; only what it
+/// computes is fixed.
+fn decode_golden(shape: &[usize], seed: u64) -> Result<SafeTensors> {
+    let (b, n_head, t, head_dim) = (shape[0], shape[1], shape[2], shape[3]);
+    let d = n_head * head_dim;
+    let qkv = normals(seed, 0, 1.0, &[b, t, 3 * d]);
+    let dims = AttentionDims { batch: b, seq: t, n_head, head_dim };
+    let (o, _) = attention_reference_forward(qkv.data(), dims, true);
+    let last: Vec<f32> = o.chunks(t * d).flat_map(|seq| seq[(t - 1) * d..].to_vec()).collect();
+    let mut st = SafeTensors::new();
+    st.push_f32("qkv", qkv.shape(), qkv.data())?;
+    st.push_f32("y", &[b, d], &last)?;
+    op_metadata(&mut st, "decode", shape, seed, Precision::F32)?;
+    Ok(st)
+}
+
+/// The metadata of an op golden: its kind, op, shape and seed, then [`common_metadata`].
+fn op_metadata(
+    st: &mut SafeTensors,
+    op: &str,
+    shape: &[usize],
+    seed: u64,
+    precision: Precision,
+) -> Result<()> {
+    let joined: Vec<String> = shape.iter().map(usize::to_string).collect();
+    st.metadata.push(("kind".into(), "op".into()));
+    st.metadata.push(("op".into(), op.into()));
+    st.metadata.push(("shape".into(), joined.join(",")));
+    st.metadata.push(("seed".into(), seed.to_string()));
+    common_metadata(st, op_reduction(op, shape), precision)
+}
+
 /// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC), its
-/// products in `precision` (`linear` and `attention`; the other ops have none).
+/// products in `precision` (`linear` and `attention`; the other ops have none, and `sample`
+/// and `decode` are f32 goldens whatever `precision` says).
 pub fn op_golden(
     op: &str,
     shape: &[usize],
@@ -303,8 +404,10 @@ pub fn op_golden(
     precision: Precision,
 ) -> Result<SafeTensors> {
     check_op(op, shape)?;
-    if op == "sample" {
-        return sample_golden(shape, seed);
+    match op {
+        "sample" => return sample_golden(shape, seed),
+        "decode" => return decode_golden(shape, seed),
+        _ => {}
     }
     let mut tape = Tape::<f32>::new();
     let mut st = SafeTensors::new();
@@ -326,7 +429,7 @@ pub fn op_golden(
             g.data_mut().iter_mut().for_each(|x| *x += 1.0);
             (vec![("x", normals(seed, 0, 1.0, shape), true), ("g", g, true)], vec![])
         }
-        "quick_gelu" => (vec![("x", normals(seed, 0, 2.0, shape), true)], vec![]),
+        "quick_gelu" | "gelu_tanh" => (vec![("x", normals(seed, 0, 2.0, shape), true)], vec![]),
         "attention" | "attention_bidirectional" => {
             let d = shape[1] * shape[3];
             (vec![("qkv", normals(seed, 0, 1.0, &[shape[0], shape[2], 3 * d]), true)], vec![])
@@ -355,6 +458,7 @@ pub fn op_golden(
         "linear" => ops::linear(&mut tape, products, vars[0], vars[1], Some(vars[2])),
         "norm" => ops::rms_norm(&mut tape, &Reference, vars[0], vars[1], 1e-5),
         "quick_gelu" => ops::quick_gelu(&mut tape, &Simd, vars[0]),
+        "gelu_tanh" => ops::gelu_tanh(&mut tape, vars[0]),
         "attention" => ops::attention(&mut tape, attention, vars[0], shape[1], true),
         "attention_bidirectional" => ops::attention(&mut tape, attention, vars[0], shape[1], false),
         "cross_entropy" => ops::cross_entropy_mean(&mut tape, vars[0], ints_of("targets"), None),
@@ -379,11 +483,6 @@ pub fn op_golden(
         let g = grads.get(*v).cloned().unwrap_or_else(|| Tensor::zeros(t.shape()));
         st.push_f32(&format!("grad.{name}"), g.shape(), g.data())?;
     }
-    st.metadata.push(("kind".into(), "op".into()));
-    st.metadata.push(("op".into(), op.into()));
-    st.metadata
-        .push(("shape".into(), shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")));
-    st.metadata.push(("seed".into(), seed.to_string()));
-    common_metadata(&mut st, op_reduction(op, shape), precision)?;
+    op_metadata(&mut st, op, shape, seed, precision)?;
     Ok(st)
 }

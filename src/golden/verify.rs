@@ -85,8 +85,16 @@ impl TensorReport {
     fn result_text(&self) -> String {
         match self.verdict {
             Verdict::Pass => "ok".into(),
-            Verdict::Missing => "FAIL: missing from the candidate".into(),
             Verdict::Extra => "extra: in the candidate only (not compared)".into(),
+            Verdict::Missing | Verdict::Fail => format!("FAIL: {}", self.failure()),
+        }
+    }
+
+    /// Why a failed or missing tensor failed (empty for the others).
+    pub fn failure(&self) -> String {
+        match self.verdict {
+            Verdict::Pass | Verdict::Extra => String::new(),
+            Verdict::Missing => "missing from the candidate".into(),
             Verdict::Fail => {
                 let mut why = Vec::new();
                 if let Some(r) = &self.reason {
@@ -102,7 +110,7 @@ impl TensorReport {
                         self.elements()
                     ));
                 }
-                format!("FAIL: {}", why.join("; "))
+                why.join("; ")
             }
         }
     }
@@ -117,7 +125,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn count(&self, v: Verdict) -> usize {
+    pub fn count(&self, v: Verdict) -> usize {
         self.tensors.iter().filter(|t| t.verdict == v).count()
     }
 
@@ -175,9 +183,14 @@ impl Report {
     /// One JSON document on one line (SPEC §13.3): the files, the verdict, the tolerance, the
     /// counts and every tensor.
     pub fn to_json(&self, reference: &str, candidate: &str) -> Result<String> {
+        self.to_json_value(reference, candidate).to_compact()
+    }
+
+    /// The document of [`Report::to_json`] as a value (a suite's report embeds one per file).
+    pub fn to_json_value(&self, reference: &str, candidate: &str) -> Json {
         let t = self.tolerance;
         let count = |v: Verdict| Json::from(self.count(v));
-        let doc = Json::Object(vec![
+        Json::Object(vec![
             ("reference".into(), reference.into()),
             ("candidate".into(), candidate.into()),
             ("passed".into(), self.passed().into()),
@@ -195,13 +208,12 @@ impl Report {
                 ]),
             ),
             ("tensors".into(), Json::Array(self.tensors.iter().map(tensor_json).collect())),
-        ]);
-        doc.to_compact()
+        ])
     }
 }
 
 /// A finite number, or `null` (JSON has no NaN or infinity).
-fn number(x: f64) -> Json {
+pub(super) fn number(x: f64) -> Json {
     if x.is_finite() {
         x.into()
     } else {
@@ -209,8 +221,12 @@ fn number(x: f64) -> Json {
     }
 }
 
+/// A shape or multi-index as a JSON array.
+pub(super) fn dims(v: &[usize]) -> Json {
+    Json::Array(v.iter().map(|&x| x.into()).collect())
+}
+
 fn tensor_json(r: &TensorReport) -> Json {
-    let dims = |v: &[usize]| Json::Array(v.iter().map(|&x| x.into()).collect());
     Json::Object(vec![
         ("name".into(), r.name.as_str().into()),
         ("shape".into(), dims(&r.shape)),

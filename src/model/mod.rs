@@ -216,17 +216,31 @@ impl Model {
 
     /// Eval-mode forward (no dropout) of `batch` fed as given (HF semantics: no SOS is added).
     pub fn forward(&self, batch: &TokenBatch, hidden_states: bool) -> ForwardOutput {
+        self.forward_reading(batch, &NetworkInput::default(), hidden_states)
+    }
+
+    /// Eval-mode forward of what `objective`'s loss reads: the SOS-shifted ids for the
+    /// autoregressive objectives, the BERT mask and bidirectional attention for BERT, the ids
+    /// as given otherwise (so its logits are the ones the loss scores).
+    pub fn forward_for(
+        &self,
+        batch: &TokenBatch,
+        objective: &Objective,
+        hidden_states: bool,
+    ) -> Result<ForwardOutput> {
+        let input = self.network_input(batch, objective)?;
+        Ok(self.forward_reading(batch, &input, hidden_states))
+    }
+
+    fn forward_reading(
+        &self,
+        batch: &TokenBatch,
+        read: &NetworkInput,
+        hidden_states: bool,
+    ) -> ForwardOutput {
         let mut tape = Tape::<f32>::new();
         let p: Vec<Var> = self.params.iter().map(|x| tape.constant(x.clone())).collect();
-        let input = ForwardInput {
-            ids: &batch.ids,
-            batch: batch.batch,
-            seq: batch.seq,
-            keep: None,
-            causal: true,
-            dropout: None,
-            kernels: self.kernels(),
-        };
+        let input = read.forward_input(batch, None, self.kernels());
         let (fv, logits, score) = self.heads(&mut tape, &p, &input);
         let d = self.config.n_embd;
         let hidden = if hidden_states {
@@ -263,36 +277,8 @@ impl Model {
     ) -> Result<Var> {
         let (b, t) = (batch.batch, batch.seq);
         let v = self.config.vocab_size - 1;
-        // What the network reads: the ids (SOS-shifted for the autoregressive objectives), the
-        // BERT keep-mask, and causal attention for everything but BERT.
-        let sos_shifted = match objective {
-            Objective::Autoregressive | Objective::Joint { .. } => {
-                Some(shift_right_with_sos(&batch.ids, t, self.config.sos()))
-            }
-            _ => None,
-        };
-        let keep: Option<Vec<bool>> = match objective {
-            Objective::Bert { mask } if mask.len() == b * t => {
-                Some(mask.iter().map(|m| !m).collect())
-            }
-            Objective::Bert { mask } => {
-                return Err(Error::invalid(format!(
-                    "BERT mask of {} for {} positions",
-                    mask.len(),
-                    b * t
-                )))
-            }
-            _ => None,
-        };
-        let input = ForwardInput {
-            ids: sos_shifted.as_deref().unwrap_or(&batch.ids),
-            batch: b,
-            seq: t,
-            keep: keep.as_deref(),
-            causal: keep.is_none(),
-            dropout,
-            kernels,
-        };
+        let read = self.network_input(batch, objective)?;
+        let input = read.forward_input(batch, dropout, kernels);
         match objective {
             Objective::Autoregressive => {
                 let targets = checked_targets(&batch.ids, v)?;
@@ -335,6 +321,29 @@ impl Model {
                 Ok(ops::cross_entropy_mean(tape, score, labels, None))
             }
         }
+    }
+
+    /// What the network reads under `objective`: the ids (SOS-shifted for the autoregressive
+    /// objectives) and the BERT keep-mask (attention is causal for everything but BERT).
+    fn network_input(&self, batch: &TokenBatch, objective: &Objective) -> Result<NetworkInput> {
+        let (b, t) = (batch.batch, batch.seq);
+        let shifted = match objective {
+            Objective::Autoregressive | Objective::Joint { .. } => {
+                Some(shift_right_with_sos(&batch.ids, t, self.config.sos()))
+            }
+            _ => None,
+        };
+        let keep = match objective {
+            Objective::Bert { mask } if mask.len() == b * t => {
+                Some(mask.iter().map(|m| !m).collect())
+            }
+            Objective::Bert { mask } => {
+                let msg = format!("BERT mask of {} for {} positions", mask.len(), b * t);
+                return Err(Error::invalid(msg));
+            }
+            _ => None,
+        };
+        Ok(NetworkInput { shifted, keep })
     }
 
     /// Errors unless the model has a classification head and `labels` are `b` classes of it.
@@ -401,6 +410,35 @@ impl Model {
             .map(|(&v, x)| grads.take(v).unwrap_or_else(|| Tensor::zeros(x.shape())))
             .collect();
         Ok((value, g))
+    }
+}
+
+/// What an objective feeds the network besides the batch (see [`Model::network_input`]);
+/// the default reads the ids as given, causally.
+#[derive(Default)]
+struct NetworkInput {
+    /// The SOS-shifted ids, for the autoregressive objectives.
+    shifted: Option<Vec<Token>>,
+    /// BERT's keep-mask (false where a position is masked); attention is then bidirectional.
+    keep: Option<Vec<bool>>,
+}
+
+impl NetworkInput {
+    fn forward_input<'a, T: Float>(
+        &'a self,
+        batch: &'a TokenBatch,
+        dropout: Option<DropoutRng>,
+        kernels: &'static dyn Kernels<T>,
+    ) -> ForwardInput<'a, T> {
+        ForwardInput {
+            ids: self.shifted.as_deref().unwrap_or(&batch.ids),
+            batch: batch.batch,
+            seq: batch.seq,
+            keep: self.keep.as_deref(),
+            causal: self.keep.is_none(),
+            dropout,
+            kernels,
+        }
     }
 }
 
