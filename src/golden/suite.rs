@@ -1,7 +1,7 @@
 //! The conformance suite (`igpt golden --suite DIR`): one directory of golden files that covers
 //! every op at its edge shapes, the model under every objective and both activations with
 //! AdamW steps, the KV-cache decode step, and bf16 variants — plus `manifest.json`, which says
-//! what each file covers and how it is judged. [`verify_suite`] checks a whole directory of a
+//! what each file covers and how it is judged. [`verify_suite`](super::suite_verify::verify_suite) checks a whole directory of a
 //! port's candidate files against it (`igpt verify --suite DIR --candidates DIR2`).
 //!
 //! ## What is covered, and why these shapes
