@@ -29,9 +29,10 @@
 //!
 //! Where it sits: [`Bf16`] is the second implementation of the ops' dispatch trait
 //! `ops::Kernels` (f32's is `kernels::Simd`); `--precision bf16` selects it. The products run
-//! on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`) over rounded copies of their
-//! operands, so they are those kernels' FMA chains exactly; [`product_reference`] is the plain
-//! triple loop they are tested against, bit for bit.
+//! on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`, `skinny`) over rounded operands —
+//! packed weights and attention tiles rounded once, an activation `A` one cache-resident block
+//! at a time (`gemm::Lhs::Bf16`) — so they are those kernels' FMA chains exactly;
+//! [`product_reference`] is the plain triple loop they are tested against, bit for bit.
 //!
 //! A hardware `vdpbf16ps` path must reproduce the same bits: it adds the odd element of each
 //! pair first, so a kernel packs element `2i` into the odd slot and `2i + 1` into the even one
