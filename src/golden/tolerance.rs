@@ -58,8 +58,9 @@ pub const SLACK_PREFIX: &str = "slack.";
 /// `rtol` of the f32 class at reductions of up to 2¹⁶ terms.
 pub const F32_RTOL: f64 = 1e-4;
 
-/// Reduction length up to which [`F32_RTOL`] holds; beyond, `rtol` grows as `√k`.
-const F32_REDUCTION: f64 = 65536.0;
+/// Reduction length up to which a class's `rtol` ([`F32_RTOL`], [`BF16_RTOL`]) holds; beyond,
+/// `rtol` grows as `√k`.
+const FLAT_REDUCTION: f64 = 65536.0;
 
 /// `rtol` of the bf16 class (a bf16 candidate against a bf16 golden, SPEC §21.5).
 pub const BF16_RTOL: f64 = 1e-3;
@@ -75,14 +76,19 @@ impl Tolerance {
     /// The f32 class for a computation whose longest reduction has `reduction` terms:
     /// `rtol = 1e-4 · max(1, sqrt(reduction / 2¹⁶))`, `atol = 0`.
     pub fn f32(reduction: usize) -> Tolerance {
-        let growth = (reduction as f64 / F32_REDUCTION).sqrt().max(1.0);
-        Tolerance { rtol: F32_RTOL * growth, atol: 0.0 }
+        Tolerance::class(F32_RTOL, reduction)
     }
 
     /// The bf16 class (SPEC §21.5): `rtol = 1e-3 · max(1, sqrt(reduction / 2¹⁶))`, `atol = 0`.
     pub fn bf16(reduction: usize) -> Tolerance {
-        let f32 = Tolerance::f32(reduction);
-        Tolerance { rtol: f32.rtol * BF16_RTOL / F32_RTOL, atol: 0.0 }
+        Tolerance::class(BF16_RTOL, reduction)
+    }
+
+    /// A precision's class: `rtol` up to 2¹⁶-term reductions, growing as `√k` beyond (the
+    /// rounding error of a longer sum grows so), `atol = 0`.
+    fn class(rtol: f64, reduction: usize) -> Tolerance {
+        let growth = (reduction as f64 / FLAT_REDUCTION).sqrt().max(1.0);
+        Tolerance { rtol: rtol * growth, atol: 0.0 }
     }
 
     /// The class of goldens computed in `precision`.

@@ -68,7 +68,7 @@
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
 
-use super::bf16::{flushing_subnormals, round_bf16, round_in_place};
+use super::bf16::{round_bf16, round_in_place};
 use super::simd::{copy_short, dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
 use super::Operands;
 use crate::ops::AttentionDims;
@@ -99,14 +99,14 @@ struct Geometry {
     d: usize,
     /// Number of tiles: `ceil(T / BLOCK)`.
     nt: usize,
-    /// Whether the products' operands are rounded to bf16 (see `bf16`).
-    bf16: bool,
+    /// What the products multiply: f32 values, or values rounded to bf16 (see `bf16`).
+    operands: Operands,
 }
 
 impl Geometry {
     fn new(dims: AttentionDims, operands: Operands) -> Self {
         Geometry {
-            bf16: operands == Operands::Bf16,
+            operands,
             batch: dims.batch,
             n_head: dims.n_head,
             seq: dims.seq,
@@ -137,18 +137,14 @@ impl Geometry {
         BLOCK.min(self.seq - tile * BLOCK)
     }
 
-    /// Runs one task's work, flushing subnormals when the operands are bf16 (see `bf16`).
-    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.bf16 {
-            flushing_subnormals(f)
-        } else {
-            f()
-        }
+    /// Whether the products' operands are rounded to bf16.
+    fn bf16(&self) -> bool {
+        self.operands == Operands::Bf16
     }
 
     /// Rounds a tile's operand to bf16 if the products take bf16.
     fn round(&self, xs: &mut [f32]) {
-        if self.bf16 {
+        if self.bf16() {
             xs.iter_mut().for_each(|x| *x = round_bf16(*x));
         }
     }
@@ -326,7 +322,7 @@ pub fn flash_forward(
     with_workspace(&CALL_WORKSPACE, 4 * part_len, |ws| {
         let (rows, k_t) = ws.split_at_mut(3 * part_len);
         pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, rows);
-        if g.bf16 {
+        if g.bf16() {
             round_in_place(rows);
         }
         let keys = &rows[part_len..2 * part_len];
@@ -341,7 +337,7 @@ pub fn flash_forward(
                 k_t: &k_t[bh * head_len..][..head_len],
                 v: &rows[2 * part_len + bh * head_len..][..head_len],
             };
-            g.run(|| forward_tile(&head, &g, bh, qt, causal, &o_out, &lse_out));
+            g.operands.run(|| forward_tile(&head, &g, bh, qt, causal, &o_out, &lse_out));
         });
     });
     FlashForward { out, lse }
@@ -582,7 +578,7 @@ pub fn flash_attention_backward(
         let (qkv_rows, do_rows) = rows.split_at_mut(3 * part_len);
         pack_heads(qkv, 3 * g.d, &[0, g.d, 2 * g.d], &g, qkv_rows);
         pack_heads(dout, g.d, &[0], &g, do_rows);
-        if g.bf16 {
+        if g.bf16() {
             round_in_place(rows);
         }
         row_dots(out, dout, &g, delta);
@@ -600,7 +596,8 @@ pub fn flash_attention_backward(
             };
             with_workspace(&TASK_WORKSPACE, HeadBuffers::floats(&g), |ws| {
                 let mut bufs = HeadBuffers::split(ws, &g);
-                g.run(|| backward_head(&inputs, &mut bufs, &g, bh, causal, &dst, accumulate));
+                g.operands
+                    .run(|| backward_head(&inputs, &mut bufs, &g, bh, causal, &dst, accumulate));
             })
         });
     });

@@ -26,7 +26,7 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::bf16::{flushing_subnormals, round_bf16, round_in_place};
+use super::bf16::{round_bf16, round_in_place};
 use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
@@ -155,13 +155,9 @@ pub(super) fn rows_product(
     if operands == Operands::Bf16 {
         round_in_place(&mut panels);
     }
-    let flush = |f: &mut dyn FnMut()| match operands {
-        Operands::F32 => f(),
-        Operands::Bf16 => flushing_subnormals(f),
-    };
     if m.div_ceil(ROWS) >= MIN_TASKS {
         c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
-            flush(&mut || {
+            operands.run(|| {
                 start.fill(chunk, n);
                 rows_task(a, t * ROWS, k, &panels, n, chunk);
             })
@@ -172,11 +168,7 @@ pub(super) fn rows_product(
     let old: &[f32] = c;
     let done: Vec<Vec<f32>> = (0..blocks.count())
         .into_par_iter()
-        .map(|t| {
-            let mut block = Vec::new();
-            flush(&mut || block = blocks.compute(t, a, start, old));
-            block
-        })
+        .map(|t| operands.run(|| blocks.compute(t, a, start, old)))
         .collect();
     for (t, block) in done.iter().enumerate() {
         blocks.write(t, block, c);

@@ -47,6 +47,18 @@ pub enum Operands {
     Bf16,
 }
 
+impl Operands {
+    /// Runs one task's share of a product: as it is in f32, with subnormals flushed in bf16
+    /// (`bf16::flushing_subnormals`, which acts on the calling thread only, so every parallel
+    /// task calls this itself).
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Operands::F32 => f(),
+            Operands::Bf16 => bf16::flushing_subnormals(f),
+        }
+    }
+}
+
 /// The arithmetic a model's products run in (`--precision`): f32, the default and the
 /// reference, or bf16 mixed precision (see `bf16`). Master weights, optimizer state and every
 /// tensor between ops are f32 either way.

@@ -23,7 +23,7 @@
 //! parallel; every output element is the same sum in the same order whatever the thread count.
 //! Tested against `tensor::gemm_reference`.
 
-use super::bf16::{flushing_subnormals, round_bf16};
+use super::bf16::round_bf16;
 use super::simd::{load, prefetch, store, transpose, LANES};
 use super::Operands;
 use rayon::prelude::*;
@@ -185,12 +185,7 @@ pub fn skinny_linear<W: PanelWeight>(
         .map(|g| {
             let p0 = g * PANELS_PER_TASK;
             let p1 = (p0 + PANELS_PER_TASK).min(n_panels);
-            let group = || panel_group(x, rows, w, bias, p0, p1);
-            let part = match W::OPERANDS {
-                Operands::F32 => group(),
-                Operands::Bf16 => flushing_subnormals(group),
-            };
-            (p0 * PANEL, part)
+            (p0 * PANEL, W::OPERANDS.run(|| panel_group(x, rows, w, bias, p0, p1)))
         })
         .collect();
     for (c0, part) in groups {

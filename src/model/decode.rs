@@ -81,17 +81,27 @@ impl PackedWeights {
             slots.push(Slot { offset, d_in, d_out });
             offset += panels_len(d_in, d_out);
         }
-        let mut data = StreamBuffer::zeroed(offset);
-        for (&(i, transposed), s) in order.iter().zip(&slots) {
-            let dst = &mut data[s.offset..][..panels_len(s.d_in, s.d_out)];
-            pack_panels(p[i].data(), s.d_in, s.d_out, transposed, dst);
-        }
+        let packed = order.iter().zip(&slots).map(|(&(i, transposed), s)| {
+            (s.offset..s.offset + panels_len(s.d_in, s.d_out), p[i].data(), s, transposed)
+        });
         let data = match model.precision {
-            Precision::F32 => PanelData::F32(data),
+            Precision::F32 => {
+                let mut data = StreamBuffer::zeroed(offset);
+                for (range, w, s, transposed) in packed {
+                    pack_panels(w, s.d_in, s.d_out, transposed, &mut data[range]);
+                }
+                PanelData::F32(data)
+            }
             Precision::Bf16 => {
-                let mut half = StreamBuffer::zeroed(data.len());
-                bf16_panels(&data, &mut half);
-                PanelData::Bf16(half)
+                // One matrix at a time through f32 panels, so the f32 copy of all the
+                // weights never exists beside the bf16 one.
+                let mut data = StreamBuffer::zeroed(offset);
+                for (range, w, s, transposed) in packed {
+                    let mut panels = vec![0.0; range.len()];
+                    pack_panels(w, s.d_in, s.d_out, transposed, &mut panels);
+                    bf16_panels(&panels, &mut data[range]);
+                }
+                PanelData::Bf16(data)
             }
         };
         let lm_head = slots.pop().expect("lm_head slot");

@@ -419,8 +419,8 @@ impl Trainer<'_> {
                     self.out.display()
                 )));
             }
+            // The loaded state keeps `state`'s model, precision included.
             state = load_state(&self.out, state, &cfg_json)?;
-            state.model.precision = cfg.precision;
             log = read_log(&self.out.join(LOG_FILE))?
                 .into_iter()
                 .filter(|r| r.step <= state.step)
