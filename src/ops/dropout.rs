@@ -14,8 +14,10 @@ use crate::rng::Philox;
 use crate::tensor::{Float, Tensor};
 use rayon::prelude::*;
 
-/// Elements per parallel task (a multiple of 4, Philox's block size).
+/// Elements per parallel task (a multiple of [`WORDS`]).
 const CHUNK: usize = 1 << 14;
+/// Mask words drawn at a time into a buffer on the stack (a multiple of 4, Philox's block).
+const WORDS: usize = 1024;
 
 /// Where a dropout mask comes from: the seed, the stream, and the drop probability.
 #[derive(Clone, Copy, Debug)]
@@ -26,28 +28,34 @@ pub struct DropoutMask {
 }
 
 impl DropoutMask {
-    /// Calls `f(i, &mut out[i], scale_i)` for every element, where `scale_i` is `1/(1−p)` if
-    /// element `i` is kept and 0 if it is dropped.
-    fn for_each_scale<T: Float>(&self, out: &mut [T], f: impl Fn(usize, &mut T, T) + Sync) {
+    /// The smallest word `u` that keeps its element: `uniform(u) ≥ p` exactly when
+    /// `u ≥ ⌈p·2²⁴⌉·2⁸`, since `uniform(u) = ⌊u / 2⁸⌋·2⁻²⁴` and `p·2²⁴` is exact in f64. One
+    /// integer compare per element instead of a conversion and a float compare.
+    fn keep_threshold(&self) -> u32 {
+        let steps = (f64::from(self.p) * 16_777_216.0).ceil() as u32;
+        steps << 8
+    }
+
+    /// Walks `out` in pieces: `f(piece, scales, start)` gets the piece of `out` that starts at
+    /// element `start` and, beside it, each element's scale: `1/(1−p)` if it is kept, 0 if it
+    /// is dropped. Pieces are independent (the mask is a function of the index), so they run
+    /// in parallel.
+    fn for_each_scale<T: Float>(&self, out: &mut [T], f: impl Fn(&mut [T], &[T], usize) + Sync) {
         let keep_scale = T::from_f64(1.0 / (1.0 - f64::from(self.p)));
+        let threshold = self.keep_threshold();
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-            let mut u = vec![0.0f32; chunk.len()];
-            fill_uniform_from(self.philox, self.stream, c * CHUNK, &mut u);
-            for (j, o) in chunk.iter_mut().enumerate() {
-                let scale = if u[j] >= self.p { keep_scale } else { T::ZERO };
-                f(c * CHUNK + j, o, scale);
+            let mut words = [0u32; WORDS];
+            let mut scales = [T::ZERO; WORDS];
+            for (s, piece) in chunk.chunks_mut(WORDS).enumerate() {
+                let start = c * CHUNK + s * WORDS;
+                let (words, scales) = (&mut words[..piece.len()], &mut scales[..piece.len()]);
+                self.philox.fill_words(self.stream, start as u64, words);
+                for (scale, &u) in scales.iter_mut().zip(words.iter()) {
+                    *scale = if u >= threshold { keep_scale } else { T::ZERO };
+                }
+                f(piece, scales, start);
             }
         });
-    }
-}
-
-/// Uniforms `start .. start + out.len()` of `stream` (`start` a multiple of 4).
-fn fill_uniform_from(philox: Philox, stream: u64, start: usize, out: &mut [f32]) {
-    for (b, chunk) in out.chunks_mut(4).enumerate() {
-        let w = philox.block(stream, (start / 4 + b) as u64);
-        for (o, &u) in chunk.iter_mut().zip(&w) {
-            *o = crate::rng::u32_to_unit_f32(u);
-        }
     }
 }
 
@@ -62,7 +70,11 @@ pub fn dropout<T: Float>(tape: &mut Tape<T>, x: Var, mask: DropoutMask) -> Var {
     }
     let xv = tape.value(x);
     let mut y = vec![T::ZERO; xv.len()];
-    mask.for_each_scale(&mut y, |i, o, s| *o = xv.data()[i] * s);
+    mask.for_each_scale(&mut y, |y, scales, start| {
+        for ((y, &x), &s) in y.iter_mut().zip(&xv.data()[start..]).zip(scales) {
+            *y = x * s;
+        }
+    });
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x], DropoutBackward { x, mask })
 }
@@ -76,9 +88,53 @@ impl<T: Float> Backward<T> for DropoutBackward {
     fn backward(&self, tape: &Tape<T>, dy: &Tensor<T>, grads: &mut Grads<T>) {
         let Some(slot) = grads.slot(tape, self.x) else { return };
         let accumulate = slot.accumulate;
-        self.mask.for_each_scale(slot.buf, |i, g, s| {
-            let v = dy.data()[i] * s;
-            *g = if accumulate { *g + v } else { v };
+        self.mask.for_each_scale(slot.buf, |g, scales, start| {
+            let dy = &dy.data()[start..];
+            if accumulate {
+                g.iter_mut().zip(dy).zip(scales).for_each(|((g, &dy), &s)| *g += dy * s);
+            } else {
+                g.iter_mut().zip(dy).zip(scales).for_each(|((g, &dy), &s)| *g = dy * s);
+            }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::u32_to_unit_f32;
+
+    /// The integer threshold keeps exactly the words whose uniform is at least `p`: checked on
+    /// both sides of it, for `p` on and off the 2⁻²⁴ grid, tiny and as close to 1 as f32 gets.
+    #[test]
+    fn threshold_is_the_uniform_comparison() {
+        let grid = 2f32.powi(-24);
+        for p in [0.1, 0.5, 0.3, grid, 3.0 * grid, 1.5 * grid, 1e-30, 1.0 - grid, 0.999_99] {
+            let mask = DropoutMask { philox: Philox::new(0), stream: 0, p };
+            let t = mask.keep_threshold();
+            for u in [t.saturating_sub(257), t.saturating_sub(1), t, t + 1, t + 255, t + 256] {
+                assert_eq!(u >= t, u32_to_unit_f32(u) >= p, "p = {p}, u = {u}");
+            }
+        }
+    }
+
+    /// Forward and backward equal the definition element by element, across the parallel
+    /// chunks, the stack buffer's pieces and a ragged tail.
+    #[test]
+    fn mask_is_the_definition() {
+        let n = CHUNK + WORDS + 7;
+        let mask = DropoutMask { philox: Philox::new(11), stream: 9, p: 0.25 };
+        let x: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
+        let mut tape = Tape::new();
+        let v = tape.param(Tensor::new(&[n], x.clone()));
+        let y = dropout(&mut tape, v, mask);
+        let grads = tape.backward_with(y, Tensor::new(&[n], vec![2.0; n]));
+        let (y, dx) = (tape.value(y).data(), grads.get(v).unwrap().data());
+        for i in 0..n {
+            let keep = mask.philox.uniform_at(9, i as u64) >= 0.25;
+            let scale = if keep { 1.0 / 0.75 } else { 0.0 };
+            assert_eq!(y[i], x[i] * scale, "y[{i}]");
+            assert_eq!(dx[i], 2.0 * scale, "dx[{i}]");
+        }
     }
 }
