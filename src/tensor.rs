@@ -329,6 +329,21 @@ impl<'a, T> MatRef<'a, T> {
         MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
+    /// Rows `range` (a view; nothing is copied).
+    ///
+    /// # Panics
+    /// If the range reaches past the last row.
+    pub fn row_range(self, range: std::ops::Range<usize>) -> Self {
+        assert!(
+            range.start <= range.end && range.end <= self.rows,
+            "MatRef: rows {range:?} of {}",
+            self.rows
+        );
+        let data =
+            if range.is_empty() { &self.data[..0] } else { &self.data[range.start * self.rs..] };
+        MatRef { data, rows: range.len(), ..self }
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

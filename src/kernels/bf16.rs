@@ -31,7 +31,9 @@
 //! `ops::Kernels` (f32's is `kernels::Simd`); `--precision bf16` selects it. The products run
 //! on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`, `skinny`) over rounded operands —
 //! packed weights and attention tiles rounded once, an activation `A` one cache-resident block
-//! at a time (`gemm::Lhs::Bf16`) — so they are those kernels' FMA chains exactly;
+//! at a time (`gemm::Lhs::Bf16`), a tall `B` (`∂W`'s `∂y`) one packed slab of rows at a time
+//! (so bf16 training holds no rounded copy of an activation) — so they are those kernels' FMA
+//! chains exactly;
 //! [`product_reference`] is the plain triple loop they are tested against, bit for bit.
 //!
 //! A hardware `vdpbf16ps` path must reproduce the same bits: it adds the odd element of each
@@ -269,6 +271,25 @@ mod tests {
                         assert_eq!(got, want, "{m}x{n}x{k}, A layout {v}, {start:?}");
                     }
                 }
+            }
+        }
+    }
+
+    /// A tall `B` (more than 1 MiB of panels, as `∂W`'s `∂y` is) is packed a slab of rows at a
+    /// time; the chains go on across slabs unchanged. Several slabs and a partial one, for both
+    /// task cuts and `∂W`'s transposed `A`.
+    #[test]
+    fn slabs_of_a_tall_b_change_no_bit() {
+        for (m, n, k) in [(5, 40, 12_000), (390, 40, 5_500)] {
+            let a = normal(2, m * k, 1.0);
+            let w = normal(3, k * n, 1.0);
+            let c0 = normal(5, m * n, 1.0);
+            for a_view in [MatRef::new(&a, m, k), MatRef::new(&a, k, m).t()] {
+                let mut want = c0.clone();
+                product_reference(a_view, MatRef::new(&w, k, n), Start::Accumulate, &mut want);
+                let mut got = c0.clone();
+                linear_product(a_view, MatRef::new(&w, k, n), Start::Accumulate, &mut got);
+                assert_eq!(got, want, "{m}x{n}x{k}");
             }
         }
     }

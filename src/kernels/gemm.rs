@@ -32,6 +32,7 @@ use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
 use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Rows of `C` per task in [`gemm_rows`] (a multiple of the 6-row register tile).
 const ROWS: usize = 48;
@@ -39,6 +40,8 @@ const ROWS: usize = 48;
 const KC: usize = 128;
 /// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels.
 pub const MAX_B_FLOATS: usize = 1 << 18;
+/// The packed slab of a larger `B` (bf16 only): 256 KiB of panels, or one `KC` block.
+const SLAB_FLOATS: usize = 1 << 16;
 
 /// `C = start + A·B` (row-major `C`): [`gemm_rows`] when `A` is row-major and `B` holds fewer
 /// than [`MAX_B_FLOATS`], else `tensor::gemm_start`.
@@ -151,20 +154,58 @@ pub(super) fn rows_product(
         Lhs::Bf16(view) => (view.rows, view.cols) == (m, k),
     };
     assert!(c.len() == m * n && a_fits, "gemm_rows: sizes disagree");
-    let mut panels = pack(b);
-    if operands == Operands::Bf16 {
-        round_in_place(&mut panels);
+    let slab = slab_rows(k, n);
+    let mut first = 0;
+    loop {
+        let inner = first..k.min(first + slab);
+        let start = if first == 0 { start } else { Start::Accumulate };
+        let mut panels = pack(b.row_range(inner.clone()));
+        if operands == Operands::Bf16 {
+            round_in_place(&mut panels);
+        }
+        slab_product(a, (k, inner.clone()), (&panels, n), operands, start, c);
+        if inner.end >= k {
+            return;
+        }
+        first = inner.end;
     }
+}
+
+/// Rows of `B` packed at a time by [`rows_product`]: all of them while the panels stay within
+/// [`MAX_B_FLOATS`], else slabs of whole `KC` blocks of about [`SLAB_FLOATS`]. Only bf16 meets
+/// such `B`s (f32 hands them to `gemm`): `∂W = xᵀ·∂y`'s `∂y` has a row per token, and packing
+/// it whole would put a rounded copy of it on top of the step's peak memory (measured: digits
+/// bf16 training 15 MB above f32's; with slabs, level with it).
+fn slab_rows(k: usize, n: usize) -> usize {
+    let padded = n.div_ceil(PANEL) * PANEL;
+    if k * padded <= MAX_B_FLOATS {
+        return k.max(1);
+    }
+    (SLAB_FLOATS / padded / KC).max(1) * KC
+}
+
+/// `C = start + A[:, inner]·B[inner, :]` into `C: [m, n]`, with `panels` holding `B`'s rows
+/// `inner`, packed; `k` is `A`'s full inner length. Every element's chain continues where the
+/// previous slab left it (stored in `C` as f32, which rounds nothing).
+fn slab_product(
+    a: Lhs,
+    (k, inner): (usize, Range<usize>),
+    (panels, n): (&[f32], usize),
+    operands: Operands,
+    start: Start<f32>,
+    c: &mut [f32],
+) {
+    let m = c.len() / n;
     if m.div_ceil(ROWS) >= MIN_TASKS {
         c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
             operands.run(|| {
                 start.fill(chunk, n);
-                rows_task(a, t * ROWS, k, &panels, n, chunk);
+                rows_task(a, t * ROWS, (k, inner.clone()), panels, n, chunk);
             })
         });
         return;
     }
-    let blocks = Blocks::new(m, n, k, &panels);
+    let blocks = Blocks::new(m, n, (k, inner), panels);
     let old: &[f32] = c;
     let done: Vec<Vec<f32>> = (0..blocks.count())
         .into_par_iter()
@@ -184,7 +225,9 @@ const MIN_TASKS: usize = 8;
 struct Blocks<'p> {
     m: usize,
     n: usize,
+    /// `A`'s inner length and the slab of it these panels hold.
     k: usize,
+    inner: Range<usize>,
     panels: &'p [f32],
     groups: usize,
     /// Panels per group.
@@ -192,10 +235,10 @@ struct Blocks<'p> {
 }
 
 impl<'p> Blocks<'p> {
-    fn new(m: usize, n: usize, k: usize, panels: &'p [f32]) -> Self {
+    fn new(m: usize, n: usize, (k, inner): (usize, Range<usize>), panels: &'p [f32]) -> Self {
         let n_panels = n.div_ceil(PANEL);
         let width = n_panels.div_ceil(MIN_TASKS.div_ceil(m.div_ceil(ROWS)).min(n_panels));
-        Blocks { m, n, k, panels, groups: n_panels.div_ceil(width), width }
+        Blocks { m, n, k, inner, panels, groups: n_panels.div_ceil(width), width }
     }
 
     fn count(&self) -> usize {
@@ -224,8 +267,8 @@ impl<'p> Blocks<'p> {
                 Start::Bias(bias) => row.copy_from_slice(&bias[cols.clone()]),
             }
         }
-        let panels = &self.panels[cols.start * self.k..];
-        rows_task(a, rows.start, self.k, panels, width, &mut block);
+        let panels = &self.panels[cols.start * self.inner.len()..];
+        rows_task(a, rows.start, (self.k, self.inner.clone()), panels, width, &mut block);
         block
     }
 
@@ -256,7 +299,7 @@ pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) 
     let panels = pack(b);
     new_parallel(m * n, ROWS * n, |first, chunk| {
         start.fill(chunk, n);
-        rows_task(Lhs::InPlace(a), first / n, k, &panels, n, chunk);
+        rows_task(Lhs::InPlace(a), first / n, (k, 0..k), &panels, n, chunk);
     })
 }
 
@@ -267,18 +310,26 @@ fn pack(b: MatRef<f32>) -> Vec<f32> {
     panels
 }
 
-/// `C += A·B` for one task's rows `first..`: `c` is `[rows, n]`.
-fn rows_task(a: Lhs, first: usize, k: usize, panels: &[f32], n: usize, c: &mut [f32]) {
+/// `C += A[:, inner]·B[inner, :]` for one task's rows `first..`: `c` is `[rows, n]`, `panels`
+/// hold `B`'s rows `inner`, `k` is `A`'s full inner length.
+fn rows_task(
+    a: Lhs,
+    first: usize,
+    (k, inner): (usize, Range<usize>),
+    panels: &[f32],
+    n: usize,
+    c: &mut [f32],
+) {
     let rows = c.len() / n;
     let full = n / PANEL;
     // The last, partial panel (if any) works on a 16-column copy of its columns.
     let mut edge = Edge::gather(c, n, full * PANEL);
     let mut block = Vec::new();
-    for kb in (0..k).step_by(KC) {
-        let kc = KC.min(k - kb);
+    for kb in inner.clone().step_by(KC) {
+        let kc = KC.min(inner.end - kb);
         let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
         for p in 0..n.div_ceil(PANEL) {
-            let panel = &panels[(p * k + kb) * PANEL..];
+            let panel = &panels[(p * inner.len() + kb - inner.start) * PANEL..];
             let (dst, ldc) =
                 if p < full { (&mut c[p * PANEL..], n) } else { (&mut edge[..], PANEL) };
             tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, true);
