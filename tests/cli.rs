@@ -124,6 +124,30 @@ fn golden_suite_verify_suite_round_trip() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `golden --suite DIR --small --only P`: just the selected files and the manifest listing them.
+#[test]
+fn golden_suite_small_only_writes_the_selected_files() {
+    let dir = scratch("suite-only");
+    let o = igpt(&["golden", "--suite", s(&dir), "--small", "--only", "op.decode,op.sample"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let want = [
+        "manifest.json",
+        "op.decode.1x2x9x16.safetensors",
+        "op.decode.2x1x1x8.safetensors",
+        "op.sample.8x33.safetensors",
+    ];
+    assert_eq!(names, want);
+    let o = igpt(&["verify", "--suite", s(&dir), "--candidates", s(&dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 files: 3 passed"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn init_golden_verify_round_trip() {
     let dir = scratch("golden");
@@ -740,6 +764,9 @@ fn every_command_exits_2_for_a_bad_value_and_1_for_a_bad_file() {
         (&["verify", "--suite", out], "--suite DIR --candidates DIR2"),
         (&["verify", "--suite", out, "--candidates", out, "--reference", junk], "--suite DIR"),
         (&["golden", "--suite", out, "--op", "linear"], "--op cannot go with it"),
+        (&["golden", "--suite", out, "--only", "op.softmax"], "names no file of the full suite"),
+        (&["golden", "--suite", out, "--small", "--only", "op.linear,"], "none empty"),
+        (&["golden", "--small", "--config", "digits", "--out", out], "--small applies to --suite"),
         (&["bench", "sgemm", "--threads", "0"], "--threads"),
         (&["bench", "sgemm", "--reps", "0"], "--reps"),
         (&["bench", "sgemm", "--size", "0"], "--size"),

@@ -3,8 +3,10 @@
 //! missing one fails; the manifest covers the edges the suite promises; and the KV-cache decode
 //! golden is what igpt's own decode kernel computes, the last row of the attention golden.
 
+use igpt::golden::suite_verify::manifest_files;
 use igpt::golden::{
-    op_golden, verify, verify_suite, write_suite, FileOutcome, SuiteReport, Tolerance, MANIFEST,
+    op_golden, suite_files, verify, verify_suite, write_suite, write_suite_with, FileOutcome,
+    SuiteOptions, SuiteReport, SuiteSize, Tolerance, MANIFEST,
 };
 use igpt::io::json::{read_json, Json};
 use igpt::io::safetensors::SafeTensors;
@@ -145,6 +147,67 @@ fn the_manifest_describes_every_file_and_covers_the_edges() {
     let bf16 = files.iter().filter(|f| text(f, "precision") == "bf16");
     let kinds: Vec<String> = bf16.map(|f| text(f, "kind")).collect();
     assert!(kinds.contains(&"op".into()) && kinds.contains(&"model".into()), "{kinds:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--small` and `--only` (SPEC §13.4): the manifest lists exactly the files a prefix selects
+/// (`op.attention` also selects `op.attention_bidirectional`), only they are written and
+/// `verify --suite` checks exactly them; a prefix that names no file is an error before
+/// anything is written. The small suite's op files are `igpt golden --op`'s, and it has every
+/// op kind, both bf16 products and every model case of the full suite.
+#[test]
+fn small_and_only_select_the_files_the_manifest_lists() {
+    let dir = scratch("only");
+    let only = vec!["op.attention".to_string(), "model.bert".to_string()];
+    let opts = SuiteOptions { seed: 1, size: SuiteSize::Small, only: only.clone() };
+    let n = write_suite_with(&dir.join("suite"), &opts).unwrap();
+    let listed = manifest_files(&dir.join("suite")).unwrap();
+    let all = suite_files(SuiteSize::Small);
+    let selected: Vec<String> =
+        all.iter().filter(|f| only.iter().any(|p| f.starts_with(p.as_str()))).cloned().collect();
+    assert_eq!(listed, selected);
+    assert_eq!(n, listed.len());
+    assert!(listed.contains(&"op.attention_bidirectional.1x2x9x16.safetensors".to_string()));
+    assert!(listed.contains(&"model.bert.quick_gelu.safetensors".to_string()));
+    assert_eq!(std::fs::read_dir(dir.join("suite")).unwrap().count(), n + 1);
+    let manifest = read_json(&dir.join("suite").join(MANIFEST)).unwrap();
+    assert_eq!(manifest.get("size").and_then(Json::as_str), Some("small"));
+    let recorded: Vec<&str> = manifest
+        .get("only")
+        .and_then(Json::as_array)
+        .unwrap()
+        .iter()
+        .flat_map(Json::as_str)
+        .collect();
+    assert_eq!(recorded, ["op.attention", "model.bert"]);
+    let ok = check(&dir.join("suite"), &dir.join("suite"));
+    assert!(ok.passed() && ok.files.len() == n, "{}", ok.to_text());
+    let file = dir.join("suite").join("op.attention.1x1x67x16.bf16.safetensors");
+    let alone = op_golden("attention", &[1, 1, 67, 16], 1, Precision::Bf16).unwrap();
+    assert_eq!(std::fs::read(file).unwrap(), alone.to_bytes().unwrap());
+
+    let bad = SuiteOptions { only: vec!["op.softmax".into()], ..opts };
+    let err = write_suite_with(&dir.join("bad"), &bad).unwrap_err().to_string();
+    assert!(err.contains("\"op.softmax\" names no file of the small suite"), "{err}");
+    assert!(!dir.join("bad").exists());
+
+    let stems = |size: SuiteSize| -> Vec<String> {
+        let mut kinds: Vec<String> = suite_files(size)
+            .iter()
+            .map(|f| {
+                let parts: Vec<&str> = f.split('.').collect();
+                let bf16 = if f.ends_with(".bf16.safetensors") { ".bf16" } else { "" };
+                match parts[0] {
+                    "op" => format!("op.{}{bf16}", parts[1]),
+                    _ => f.trim_end_matches(".safetensors").to_string(),
+                }
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    assert_eq!(stems(SuiteSize::Small), stems(SuiteSize::Full));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

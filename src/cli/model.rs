@@ -4,8 +4,8 @@ use super::Failure;
 use igpt::admission;
 use igpt::args::{parse, Command, Flag, Parsed};
 use igpt::golden::{
-    model_golden, op_golden, random_tokens, verify, verify_suite, write_suite, zero_head,
-    GoldenOptions, Tolerance, MANIFEST,
+    model_golden, op_golden, random_tokens, suite_files, verify, verify_suite, write_suite_with,
+    zero_head, GoldenOptions, SuiteOptions, SuiteSize, Tolerance, MANIFEST,
 };
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::footprint;
@@ -139,7 +139,9 @@ const GOLDEN: Command = Command {
         Flag::one("op", "NAME", "a per-op golden instead: linear, norm, quick_gelu, gelu_tanh, attention, attention_bidirectional, cross_entropy, embedding, sample, decode"),
         Flag::one("shape", "A,B,..", "the op's shape (linear N,IN,OUT; norm, quick_gelu, gelu_tanh N,D; attention, decode B,H,T,D; cross_entropy N,V; embedding V,D,N; sample N,V)"),
         Flag::one("out", "FILE", "output .safetensors"),
-        Flag::one("suite", "DIR", "write the conformance suite into DIR instead: op goldens at edge shapes, model goldens of every objective, the decode step, bf16 variants, and manifest.json (only --seed applies)"),
+        Flag::one("suite", "DIR", "write the conformance suite into DIR instead: op goldens at edge shapes, model goldens of every objective, the decode step, bf16 variants, and manifest.json (only --seed, --small and --only apply)"),
+        Flag::switch("small", "with --suite: the small suite (every op kind and model case at small shapes, a d = 16 model; ~0.6 MB)"),
+        Flag::one("only", "PREFIX,..", "with --suite: only the files whose names start with one of these prefixes (e.g. op.attention,model.bert); the manifest lists just them"),
         super::PRECISION,
     ],
 };
@@ -149,6 +151,9 @@ pub fn golden(argv: &[String]) -> Result<(), Failure> {
     let seed = p.parse_or("seed", 0u64)?;
     if let Some(dir) = p.str("suite") {
         return golden_suite(&p, Path::new(dir), seed);
+    }
+    if let Some(flag) = ["small", "only"].into_iter().find(|&n| p.switch(n)) {
+        return Err(p.usage(format!("--{flag} applies to --suite only")).into());
     }
     let out = Path::new(p.required("out")?);
     let st = match p.str("op") {
@@ -164,16 +169,31 @@ pub fn golden(argv: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--suite DIR`: the whole suite from `--seed`; any other flag that shapes a golden is a
-/// usage error (the suite fixes them).
+/// `--suite DIR`: the suite from `--seed` (`--small`: the small one; `--only`: some of its
+/// files); any other flag that shapes a golden is a usage error (the suite fixes them), as is a
+/// prefix that names no file.
 fn golden_suite(p: &Parsed, dir: &Path, seed: u64) -> Result<(), Failure> {
-    let fixed = GOLDEN.flags.iter().map(|f| f.name).filter(|&n| n != "suite" && n != "seed");
+    let own = ["suite", "seed", "small", "only"];
+    let fixed = GOLDEN.flags.iter().map(|f| f.name).filter(|n| !own.contains(n));
     if let Some(flag) = fixed.into_iter().find(|&n| p.switch(n)) {
         return Err(p
             .usage(format!("--suite fixes every golden; --{flag} cannot go with it"))
             .into());
     }
-    let n = write_suite(dir, seed)?;
+    let size = if p.switch("small") { SuiteSize::Small } else { SuiteSize::Full };
+    let only: Vec<String> = match p.str("only") {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => Vec::new(),
+    };
+    if only.iter().any(String::is_empty) {
+        return Err(p.usage("--only takes comma-separated file-name prefixes, none empty").into());
+    }
+    let names = suite_files(size);
+    if let Some(bad) = only.iter().find(|x| !names.iter().any(|n| n.starts_with(x.as_str()))) {
+        let msg = format!("--only {bad:?} names no file of the {} suite", size.name());
+        return Err(p.usage(format!("{msg} (its files: {})", names.join(", "))).into());
+    }
+    let n = write_suite_with(dir, &SuiteOptions { seed, size, only })?;
     eprintln!("igpt golden: {n} golden files and {MANIFEST} written to {}", dir.display());
     Ok(())
 }

@@ -35,7 +35,7 @@ pub mod suite_verify;
 pub mod tolerance;
 pub mod verify;
 
-pub use suite::{write_suite, MANIFEST};
+pub use suite::{suite_files, write_suite, write_suite_with, SuiteOptions, SuiteSize, MANIFEST};
 pub use suite_verify::{verify_suite, FileOutcome, FileReport, SuiteReport};
 pub use tolerance::{AdamWSlack, Tolerance, SLACK_PREFIX};
 pub use verify::{verify, Report, TensorReport, Verdict};

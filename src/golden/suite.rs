@@ -14,11 +14,17 @@
 //! gain a port could ignore) under every objective a port trains with, with AdamW steps.
 //!
 //! Every input is drawn from the suite's seed, so the directory is a pure function of the
-//! igpt version and the seed; the whole suite takes a few seconds to write.
+//! igpt version, the seed and the options; the whole suite takes under a second to write.
+//!
+//! The **small** suite ([`SuiteSize::Small`], `--small`) has every op kind, both bf16
+//! products and every model case at small shapes (a d = 16 model): its candidate files are
+//! small enough to commit (`tests/fixtures/port/`). `--only PREFIX,…` ([`SuiteOptions::only`])
+//! writes only the files whose names start with a prefix, for a port built one op at a time.
 //!
 //! ## manifest.json
 //! ```text
 //! {"format": "igpt-golden-suite", "version": 1, "igpt_version", "seed" (a decimal string),
+//!  "size": "full"|"small", "only": [prefixes; empty: every file],
 //!  "files": [{"file", "kind": "op"|"model", "covers", "seed", "precision", "tolerance",
 //!             op: "op", "shape"; model: "objective", "activation", "batch", "seq", "steps",
 //!             "lr", "config"; "tensors": [{"name", "dtype", "shape"}]}]}
@@ -85,6 +91,26 @@ const OP_CASES: &[OpCase] = &[
     ("decode", &[2, 1, 33, 128], F32, "head dim 128"),
 ];
 
+/// The small suite's op goldens (`--small`): every op and both bf16 products at small shapes,
+/// so that a port's candidate files can be committed (SPEC §13.4). Fewer edges: bf16 attention
+/// keeps `T` past one key tile (its rounding follows the online softmax's tiles, SPEC §21.2).
+const SMALL_OP_CASES: &[OpCase] = &[
+    ("linear", &[5, 24, 40], F32, "a linear layer, sizes not multiples of a vector"),
+    ("linear", &[5, 24, 40], BF16, "bf16 products (SPEC §21.2), the bias starting each chain"),
+    ("norm", &[5, 24], F32, "rows of 24"),
+    ("quick_gelu", &[3, 7], F32, "a width below one vector"),
+    ("gelu_tanh", &[3, 7], F32, "a width below one vector"),
+    ("attention", &[2, 2, 9, 16], F32, "B = 2, H = 2: the head layout"),
+    ("attention", &[1, 1, 67, 16], F32, "T = 67, past one tile (64)"),
+    ("attention", &[1, 1, 67, 16], BF16, "bf16 attention over two key tiles (SPEC §21.2)"),
+    ("attention_bidirectional", &[1, 2, 9, 16], F32, "no causal mask"),
+    ("cross_entropy", &[5, 33], F32, "V = 33"),
+    ("embedding", &[9, 8, 12], F32, "more ids than rows: repeated ids"),
+    ("sample", &[8, 33], F32, "the four sampling settings"),
+    ("decode", &[1, 2, 9, 16], F32, "a cache of 8 positions"),
+    ("decode", &[2, 1, 1, 8], F32, "T = 1: an empty cache, the token attends to itself"),
+];
+
 /// One model golden of the suite.
 struct ModelCase {
     objective: &'static str,
@@ -133,11 +159,15 @@ const MODEL_CASES: &[ModelCase] = &[
 ];
 
 /// The suite's models: 32 colours + SOS, 16 positions, d = 64, 2 layers of 2 heads (head dim
-/// 32), the MLP 4d wide; every parameter random. Batch 2 × 16 tokens, 2 AdamW steps.
-fn suite_config(activation: Activation, num_labels: Option<usize>) -> Result<Config> {
+/// 32), the MLP 4d wide; every parameter random. Batch 2 × 16 tokens, 2 AdamW steps. The small
+/// suite's: 8 colours + SOS, 8 positions, d = 16, 2 layers of 2 heads (head dim 8).
+fn suite_config(size: SuiteSize, activation: Activation, labels: Option<usize>) -> Result<Config> {
     let mut c = Config::preset("tiny")?;
-    (c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head) = (33, 16, 64, 2, 2);
-    (c.activation, c.num_labels) = (activation, num_labels);
+    (c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head) = match size {
+        SuiteSize::Full => (33, 16, 64, 2, 2),
+        SuiteSize::Small => (9, 8, 16, 2, 2),
+    };
+    (c.activation, c.num_labels) = (activation, labels);
     Ok(c)
 }
 const MODEL_BATCH: usize = 2;
@@ -219,12 +249,80 @@ fn entry(
     Ok(Json::Object(fields))
 }
 
-/// Writes the op goldens into `dir`; returns their manifest entries.
-fn write_ops(dir: &Path, seed: u64) -> Result<Vec<Json>> {
-    let mut entries = Vec::new();
-    for &(op, shape, precision, covers) in OP_CASES {
-        let joined: Vec<String> = shape.iter().map(usize::to_string).collect();
-        let name = file_name(&format!("op.{op}.{}", joined.join("x")), precision);
+/// Which suite: the full one (edge shapes, about 12 MB) or the small one (`--small`, about
+/// 0.6 MB: every op kind and every model case at small shapes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuiteSize {
+    Full,
+    Small,
+}
+
+impl SuiteSize {
+    pub fn name(self) -> &'static str {
+        match self {
+            SuiteSize::Full => "full",
+            SuiteSize::Small => "small",
+        }
+    }
+
+    fn op_cases(self) -> &'static [OpCase] {
+        match self {
+            SuiteSize::Full => OP_CASES,
+            SuiteSize::Small => SMALL_OP_CASES,
+        }
+    }
+}
+
+/// What `write_suite_with` writes: the seed of every input, the size, and (if not empty) only
+/// the files whose names start with one of `only`'s prefixes.
+#[derive(Clone, Debug)]
+pub struct SuiteOptions {
+    pub seed: u64,
+    pub size: SuiteSize,
+    pub only: Vec<String>,
+}
+
+impl SuiteOptions {
+    /// The whole full suite for `seed`.
+    pub fn full(seed: u64) -> Self {
+        SuiteOptions { seed, size: SuiteSize::Full, only: Vec::new() }
+    }
+
+    /// The whole small suite for `seed`.
+    pub fn small(seed: u64) -> Self {
+        SuiteOptions { seed, size: SuiteSize::Small, only: Vec::new() }
+    }
+
+    /// Whether the file `name` is written: no `only`, or a prefix of it in `only`.
+    pub fn selects(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+fn op_file_name(op: &str, shape: &[usize], precision: Precision) -> String {
+    let joined: Vec<String> = shape.iter().map(usize::to_string).collect();
+    file_name(&format!("op.{op}.{}", joined.join("x")), precision)
+}
+
+fn model_file_name(case: &ModelCase) -> String {
+    let stem = format!("model.{}.{}", case.objective, activation_name(case.activation));
+    file_name(&stem, case.precision)
+}
+
+/// Every file name of the suite of `size`, in the manifest's order (ops, then models).
+pub fn suite_files(size: SuiteSize) -> Vec<String> {
+    let ops = size.op_cases().iter().map(|&(op, shape, p, _)| op_file_name(op, shape, p));
+    ops.chain(MODEL_CASES.iter().map(model_file_name)).collect()
+}
+
+/// Writes the selected op goldens into `dir`; returns their manifest entries.
+fn write_ops(dir: &Path, opts: &SuiteOptions) -> Result<Vec<Json>> {
+    let (seed, mut entries) = (opts.seed, Vec::new());
+    for &(op, shape, precision, covers) in opts.size.op_cases() {
+        let name = op_file_name(op, shape, precision);
+        if !opts.selects(&name) {
+            continue;
+        }
         let st = op_golden(op, shape, seed, precision)?;
         st.write(&dir.join(&name))?;
         let specific = vec![("op".into(), op.into()), ("shape".into(), dims(shape))];
@@ -233,31 +331,33 @@ fn write_ops(dir: &Path, seed: u64) -> Result<Vec<Json>> {
     Ok(entries)
 }
 
-/// Writes the model goldens into `dir`; returns their manifest entries.
-fn write_models(dir: &Path, seed: u64) -> Result<Vec<Json>> {
-    let mut entries = Vec::new();
+/// Writes the selected model goldens into `dir`; returns their manifest entries.
+fn write_models(dir: &Path, opts: &SuiteOptions) -> Result<Vec<Json>> {
+    let (seed, mut entries) = (opts.seed, Vec::new());
     for case in MODEL_CASES {
+        let name = model_file_name(case);
+        if !opts.selects(&name) {
+            continue;
+        }
         let labels = (case.objective == "classification").then_some(CLASSES);
-        let config = suite_config(case.activation, labels)?;
+        let config = suite_config(opts.size, case.activation, labels)?;
         let mut model = Model::init_with(config, seed, Scheme::Random)?;
         model.precision = case.precision;
         let t = model.config.n_positions;
         let sos_first = matches!(case.objective, "hf_shifted" | "classification");
         let batch = random_tokens(&model.config, MODEL_BATCH, t, seed, sos_first)?;
         let objective = suite_objective(case.objective, &batch, seed);
-        let opts = GoldenOptions {
+        let golden = GoldenOptions {
             steps: MODEL_STEPS,
             lr: MODEL_LR,
             adamw: AdamWConfig::default(),
             seed: Some(seed),
         };
-        let st = model_golden(&model, &batch, &objective, &opts)?;
-        let activation = activation_name(case.activation);
-        let name = file_name(&format!("model.{}.{activation}", case.objective), case.precision);
+        let st = model_golden(&model, &batch, &objective, &golden)?;
         st.write(&dir.join(&name))?;
         let specific = vec![
             ("objective".into(), case.objective.into()),
-            ("activation".into(), activation.into()),
+            ("activation".into(), activation_name(case.activation).into()),
             ("batch".into(), MODEL_BATCH.into()),
             ("seq".into(), t.into()),
             ("steps".into(), MODEL_STEPS.into()),
@@ -269,18 +369,36 @@ fn write_models(dir: &Path, seed: u64) -> Result<Vec<Json>> {
     Ok(entries)
 }
 
-/// Writes the whole suite for `seed` into `dir` (created if needed): every golden, then
+/// Writes the whole full suite for `seed` into `dir` (created if needed): every golden, then
 /// `manifest.json`. Returns the number of golden files.
 pub fn write_suite(dir: &Path, seed: u64) -> Result<usize> {
+    write_suite_with(dir, &SuiteOptions::full(seed))
+}
+
+/// Writes the suite `opts` asks for into `dir` (created if needed): the selected goldens, then
+/// `manifest.json` listing exactly them. A prefix of `opts.only` that names no file of the
+/// suite is an error, raised before anything is written. Returns the number of golden files.
+pub fn write_suite_with(dir: &Path, opts: &SuiteOptions) -> Result<usize> {
+    let names = suite_files(opts.size);
+    if let Some(p) = opts.only.iter().find(|p| !names.iter().any(|n| n.starts_with(p.as_str()))) {
+        let suite = opts.size.name();
+        return Err(Error::invalid(format!(
+            "--only {p:?} names no file of the {suite} suite (its files: {})",
+            names.join(", ")
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut files = write_ops(dir, seed)?;
-    files.extend(write_models(dir, seed)?);
+    let mut files = write_ops(dir, opts)?;
+    files.extend(write_models(dir, opts)?);
     let n = files.len();
+    let only = opts.only.iter().map(|p| Json::from(p.as_str())).collect();
     let manifest = Json::Object(vec![
         ("format".into(), "igpt-golden-suite".into()),
         ("version".into(), 1usize.into()),
         ("igpt_version".into(), env!("CARGO_PKG_VERSION").into()),
-        ("seed".into(), seed.to_string().into()),
+        ("seed".into(), opts.seed.to_string().into()),
+        ("size".into(), opts.size.name().into()),
+        ("only".into(), Json::Array(only)),
         ("files".into(), Json::Array(files)),
     ]);
     write_json(&dir.join(MANIFEST), &manifest)?;
