@@ -310,7 +310,7 @@ fn a_bf16_port_passes_the_bf16_class_and_a_1e2_error_fails_it() {
     let b = batch(&m, 2, t);
     let golden = model_golden(&m, &b, &Objective::HfShifted, &options(0)).unwrap();
     let tol = tolerance(&golden);
-    assert_eq!(tol, Tolerance::bf16(128));
+    assert_eq!(tol, Tolerance::bf16_model(128));
     let port = bf16_port(&m, &b, &golden);
     let report = verify(&golden, &port, &tol);
     let worst = report.tensors.iter().map(|t| t.used).fold(0.0, f64::max);

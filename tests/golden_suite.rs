@@ -104,7 +104,11 @@ fn the_manifest_describes_every_file_and_covers_the_edges() {
         let st = SafeTensors::read(&dir.join(text(f, "file"))).unwrap();
         assert_eq!(st.get_metadata("precision"), Some(text(f, "precision").as_str()));
         let class = f.get("tolerance").and_then(|t| t.get("class")).and_then(Json::as_str);
-        assert_eq!(class, Some(text(f, "precision").as_str()));
+        let expected = match (text(f, "kind").as_str(), text(f, "precision").as_str()) {
+            ("model", "bf16") => "bf16-model".to_string(),
+            (_, precision) => precision.to_string(),
+        };
+        assert_eq!(class, Some(expected.as_str()));
         assert_eq!(text(f, "seed"), "5");
         assert!(!text(f, "covers").is_empty());
     }

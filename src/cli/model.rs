@@ -5,7 +5,7 @@ use igpt::admission;
 use igpt::args::{parse, Command, Flag, Parsed};
 use igpt::golden::{
     model_golden, op_golden, random_tokens, suite_files, verify, verify_suite, write_suite_with,
-    zero_head, GoldenOptions, SuiteOptions, SuiteSize, Tolerance, MANIFEST,
+    zero_head, GoldenOptions, Kind, SuiteOptions, SuiteSize, Tolerance, MANIFEST,
 };
 use igpt::io::safetensors::SafeTensors;
 use igpt::model::footprint;
@@ -325,10 +325,14 @@ pub fn verify_cmd(argv: &[String]) -> Result<(), Failure> {
         let recorded = reference.get_metadata("tolerances");
         let mut tol = match precision {
             None => Tolerance::from_metadata(recorded, origin)?,
-            Some(precision) => Tolerance::for_precision(
-                precision,
-                Tolerance::recorded_reduction(recorded, origin)?,
-            ),
+            Some(precision) => {
+                let kind = match reference.get_metadata("kind") {
+                    Some("model") => Kind::Model,
+                    _ => Kind::Op,
+                };
+                let reduction = Tolerance::recorded_reduction(recorded, origin)?;
+                Tolerance::for_golden(kind, precision, reduction).0
+            }
         };
         (tol.rtol, tol.atol) = (rtol.unwrap_or(tol.rtol), atol.unwrap_or(tol.atol));
         Ok(tol)

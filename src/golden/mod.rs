@@ -37,7 +37,7 @@ pub mod verify;
 
 pub use suite::{suite_files, write_suite, write_suite_with, SuiteOptions, SuiteSize, MANIFEST};
 pub use suite_verify::{verify_suite, FileOutcome, FileReport, SuiteReport};
-pub use tolerance::{AdamWSlack, Tolerance, SLACK_PREFIX};
+pub use tolerance::{AdamWSlack, Kind, Tolerance, SLACK_PREFIX};
 pub use verify::{verify, Report, TensorReport, Verdict};
 
 /// Options of a model golden.
@@ -60,11 +60,16 @@ fn build_mode() -> &'static str {
 }
 
 /// Metadata every golden file carries: the version, the build, the precision of its products
-/// and the tolerance (that precision's class at the computation's longest reduction,
-/// `reduction` terms).
-fn common_metadata(st: &mut SafeTensors, reduction: usize, precision: Precision) -> Result<()> {
-    let tol = Tolerance::for_precision(precision, reduction);
-    let tolerances = tol.to_json(precision.name(), reduction);
+/// and the tolerance (the class of its kind and precision at the computation's longest
+/// reduction, `reduction` terms).
+fn common_metadata(
+    st: &mut SafeTensors,
+    kind: Kind,
+    reduction: usize,
+    precision: Precision,
+) -> Result<()> {
+    let (tol, class) = Tolerance::for_golden(kind, precision, reduction);
+    let tolerances = tol.to_json(class, reduction);
     st.metadata.push(("igpt_version".into(), env!("CARGO_PKG_VERSION").into()));
     st.metadata.push(("build".into(), build_mode().into()));
     st.metadata.push(("precision".into(), precision.name().into()));
@@ -157,7 +162,7 @@ pub fn model_golden(
     st.metadata.push(("objective".into(), objective_name.into()));
     st.metadata.push(("config".into(), model.config.to_json().to_compact()?));
     st.metadata.push(("seed".into(), opts.seed.map_or("none".into(), |s| s.to_string())));
-    common_metadata(&mut st, model_reduction(model, batch), model.precision)?;
+    common_metadata(&mut st, Kind::Model, model_reduction(model, batch), model.precision)?;
     Ok(st)
 }
 
@@ -181,7 +186,8 @@ fn adamw_golden(
     let mut opt = AdamW::new(opts.adamw, &m.params);
     let mut losses = Vec::with_capacity(opts.steps);
     let mut slack = AdamWSlack::new(m.params.iter().map(Tensor::len));
-    let tol = Tolerance::for_precision(model.precision, model_reduction(model, batch));
+    let (tol, _) =
+        Tolerance::for_golden(Kind::Model, model.precision, model_reduction(model, batch));
     for k in 0..opts.steps {
         let out = train_step(&mut m, &mut opt, batch, objective, opts.lr, &StepOptions::golden())?;
         if !out.applied {
@@ -391,7 +397,7 @@ fn op_metadata(
     st.metadata.push(("op".into(), op.into()));
     st.metadata.push(("shape".into(), joined.join(",")));
     st.metadata.push(("seed".into(), seed.to_string()));
-    common_metadata(st, op_reduction(op, shape), precision)
+    common_metadata(st, Kind::Op, op_reduction(op, shape), precision)
 }
 
 /// The op golden of kernel `op` on `shape` with inputs from `seed` (layout in SPEC), its

@@ -44,7 +44,10 @@
 //! rows of `wte`/`wpe`; any element whose gradient happens to be that small) — by computation,
 //! not by name.
 //!
-//! A lower precision (bf16) is another constructor with its own `rtol`; the rule stays.
+//! A lower precision is another constructor with its own `rtol`; the rule stays. bf16 has two:
+//! 1e-3 for one op ([`Tolerance::bf16`]) and two bf16 spacings for a whole model
+//! ([`Tolerance::bf16_model`]), where a rounding that two correct ports flip differently moves
+//! a value by a bf16 spacing and the difference carries through the layers (SPEC §21.5).
 
 use crate::error::Result;
 use crate::io::json::{parse_json, Json};
@@ -62,8 +65,20 @@ pub const F32_RTOL: f64 = 1e-4;
 /// `rtol` grows as `√k`.
 const FLAT_REDUCTION: f64 = 65536.0;
 
-/// `rtol` of the bf16 class (a bf16 candidate against a bf16 golden, SPEC §21.5).
+/// `rtol` of the bf16 class (a bf16 candidate against a bf16 op golden, SPEC §21.5).
 pub const BF16_RTOL: f64 = 1e-3;
+
+/// `rtol` of the bf16 model class: two bf16 spacings, 2·2⁻⁸ (SPEC §21.5: in a whole model, a
+/// bf16 rounding that two correct ports flip differently moves a value by one bf16 spacing,
+/// and the discrepancy carries on through the layers).
+pub const BF16_MODEL_RTOL: f64 = 2.0 / 256.0;
+
+/// What a golden holds, which picks its class in bf16: one op, or a whole model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Op,
+    Model,
+}
 
 /// The allowance of one comparison: `atol + rtol · max_j |b_j|` for every element of `b`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,9 +94,16 @@ impl Tolerance {
         Tolerance::class(F32_RTOL, reduction)
     }
 
-    /// The bf16 class (SPEC §21.5): `rtol = 1e-3 · max(1, sqrt(reduction / 2¹⁶))`, `atol = 0`.
+    /// The bf16 class of op goldens (SPEC §21.5): `rtol = 1e-3 · max(1, sqrt(reduction / 2¹⁶))`,
+    /// `atol = 0`.
     pub fn bf16(reduction: usize) -> Tolerance {
         Tolerance::class(BF16_RTOL, reduction)
+    }
+
+    /// The bf16 class of model goldens (SPEC §21.5): `rtol = 2⁻⁷ · max(1, sqrt(reduction /
+    /// 2¹⁶))`, `atol = 0`.
+    pub fn bf16_model(reduction: usize) -> Tolerance {
+        Tolerance::class(BF16_MODEL_RTOL, reduction)
     }
 
     /// A precision's class: `rtol` up to 2¹⁶-term reductions, growing as `√k` beyond (the
@@ -91,11 +113,17 @@ impl Tolerance {
         Tolerance { rtol: rtol * growth, atol: 0.0 }
     }
 
-    /// The class of goldens computed in `precision`.
-    pub fn for_precision(precision: Precision, reduction: usize) -> Tolerance {
-        match precision {
-            Precision::F32 => Tolerance::f32(reduction),
-            Precision::Bf16 => Tolerance::bf16(reduction),
+    /// The class of a golden of `kind` computed in `precision`, and its name as the golden
+    /// records it (`f32`, `bf16`, `bf16-model`).
+    pub fn for_golden(
+        kind: Kind,
+        precision: Precision,
+        reduction: usize,
+    ) -> (Tolerance, &'static str) {
+        match (precision, kind) {
+            (Precision::F32, _) => (Tolerance::f32(reduction), "f32"),
+            (Precision::Bf16, Kind::Op) => (Tolerance::bf16(reduction), "bf16"),
+            (Precision::Bf16, Kind::Model) => (Tolerance::bf16_model(reduction), "bf16-model"),
         }
     }
 
