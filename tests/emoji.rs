@@ -99,6 +99,7 @@ fn the_mini_package_matches_transformers_from_the_tgz_and_the_folder() {
     unpack(&mini_tgz(), &dir);
     check_mini(&dir);
     check_mini(&dir.join("package"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -167,6 +168,7 @@ fn a_truncated_or_corrupted_tgz_is_an_error_naming_it() {
     }
     let e = error_of(&dir.join("missing.tgz"));
     assert!(e.contains("missing.tgz"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -190,6 +192,7 @@ fn a_missing_sheet_or_a_tile_outside_its_sheet_names_the_culprit() {
     std::fs::write(&json_path, "[{\"unified\": \"1F600\", \"category\": 7}]").unwrap();
     let e = error_of(&dir);
     assert!(e.contains("entry 0 (1F600)") && e.contains("category"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The real package, where `.ci/run` put it (or `$HOME/.cache/igpt`). Without it the test says
