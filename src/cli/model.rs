@@ -36,7 +36,7 @@ const INIT: Command = Command {
     about: "Create a model with the paper's initialisation (Philox-seeded) and save it as an HF directory.",
     positionals: &[],
     flags: &[
-        Flag::one("config", "NAME|FILE", "preset (digits, tiny, small, igpt-s, igpt-m, igpt-l, igpt-xl) or config.json"),
+        Flag::one("config", "NAME|FILE", "preset (digits, emoji, tiny, small, igpt-s, igpt-m, igpt-l, igpt-xl) or config.json"),
         Flag::one("out", "DIR", "output model directory"),
         Flag::one("seed", "S", "initialisation seed (default 0)"),
         INIT_FLAG,
