@@ -13,6 +13,9 @@ use igpt::io::safetensors::SafeTensors;
 use igpt::kernels::{KvCache, Precision, Simd};
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::perturb;
+
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("igpt-suite-{name}-{}", std::process::id()));
@@ -36,23 +39,6 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
-}
-
-/// `name` of the golden at `path` scaled by `1 + rel`.
-fn perturb(path: &Path, name: &str, rel: f32) {
-    let mut st = SafeTensors::read(path).unwrap();
-    let (shape, mut v) = st.get_f32(name).unwrap();
-    v.iter_mut().for_each(|x| *x *= 1.0 + rel);
-    let mut out = SafeTensors::new();
-    for (n, view) in &st.tensors {
-        if n == name {
-            out.push_f32(n, &shape, &v).unwrap();
-        } else {
-            out.push(n, view.clone()).unwrap();
-        }
-    }
-    st.tensors = out.tensors;
-    st.write(path).unwrap();
 }
 
 #[test]

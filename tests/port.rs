@@ -9,6 +9,9 @@ use igpt::golden::{verify_suite, write_suite_with, SuiteOptions, SuiteReport, To
 use igpt::io::safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::perturb;
+
 /// The committed candidates of the port, one per file of the small suite.
 fn committed() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/port/candidates")
@@ -85,19 +88,7 @@ fn a_committed_candidate_off_by_1e_3_fails() {
     let (file, name) =
         ("model.autoregressive.quick_gelu.safetensors", "grad.transformer.h.1.mlp.c_fc.weight");
     let path = candidates.join(file);
-    let mut st = SafeTensors::read(&path).unwrap();
-    let (shape, mut v) = st.get_f32(name).unwrap();
-    v.iter_mut().for_each(|x| *x *= 1.0 + 1e-3);
-    let mut out = SafeTensors::new();
-    for (n, view) in &st.tensors {
-        if n == name {
-            out.push_f32(n, &shape, &v).unwrap();
-        } else {
-            out.push(n, view.clone()).unwrap();
-        }
-    }
-    st.tensors = out.tensors;
-    st.write(&path).unwrap();
+    perturb(&path, name, 1e-3);
 
     let report = check(&dir.join("suite"), &candidates);
     assert_eq!(report.failed(), 1, "{}", report.to_text());

@@ -1,11 +1,14 @@
-//! Test helpers shared by several test files: random tensors and a tiny two-block transformer.
+//! Test helpers shared by several test files: random tensors, a tiny two-block transformer, and
+//! a golden file's tensor perturbed on purpose.
 #![allow(dead_code)]
 
 use igpt::autodiff::check::Graph;
 use igpt::autodiff::{Tape, Var};
+use igpt::io::safetensors::SafeTensors;
 use igpt::ops::{self, Reference};
 use igpt::rng::Philox;
 use igpt::{Float, Tensor};
+use std::path::Path;
 
 /// A tensor of normals with standard deviation `std`, drawn from Philox stream `stream`.
 pub fn normal(shape: &[usize], seed: u64, stream: u64, std: f32) -> Tensor<f64> {
@@ -94,4 +97,22 @@ pub fn tiny_transformer(
     }
     inputs.extend([gain(d, seed, 90), normal(&[vocab - 1, d], seed, 91, 0.5)]);
     (TinyTransformer { ids, targets, batch, seq, n_head }, inputs)
+}
+
+/// Tensor `name` of the safetensors file at `path` scaled by `1 + rel`, in place (a candidate
+/// made wrong on purpose).
+pub fn perturb(path: &Path, name: &str, rel: f32) {
+    let mut st = SafeTensors::read(path).unwrap();
+    let (shape, mut v) = st.get_f32(name).unwrap();
+    v.iter_mut().for_each(|x| *x *= 1.0 + rel);
+    let mut out = SafeTensors::new();
+    for (n, view) in &st.tensors {
+        if n == name {
+            out.push_f32(n, &shape, &v).unwrap();
+        } else {
+            out.push(n, view.clone()).unwrap();
+        }
+    }
+    st.tensors = out.tensors;
+    st.write(path).unwrap();
 }
