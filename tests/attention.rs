@@ -11,10 +11,11 @@ use igpt::kernels::attention::{
     backward_workspace_floats, flash_attention_backward, flash_attention_forward,
     forward_workspace_floats,
 };
+use igpt::kernels::bf16::round_bf16;
 use igpt::kernels::Operands::F32;
-use igpt::kernels::{KvCache, Simd};
+use igpt::kernels::{KvCache, Precision, Simd};
 use igpt::ops::attention::{attention_reference_backward, attention_reference_forward};
-use igpt::ops::{self, AttentionDims, Reference};
+use igpt::ops::{self, AttentionDims, Kernels, Reference};
 use igpt::rng::Philox;
 use igpt::Tensor;
 use proptest::prelude::*;
@@ -225,6 +226,36 @@ fn decode_matches_rows_of_causal_attention() {
             }
         }
         assert!(cache.append(&row).is_err(), "a full cache must refuse another position");
+    }
+}
+
+/// A bf16 cache stores what it is given rounded to bf16, in half the bytes: decoding from it
+/// gives the same bits as decoding from an f32 cache given the rounded rows, with the fast
+/// kernel and with the trait's plain default (uneven head sizes included).
+#[test]
+fn a_bf16_cache_decodes_the_bits_of_an_f32_cache_of_rounded_values() {
+    for (b, t, h, hd) in [(2, 45, 3, 12), (1, 130, 2, 64), (3, 9, 1, 5)] {
+        let d = dims(b, t, h, hd);
+        let (qkv, _) = inputs(d, 40 + t as u64, 2.0);
+        let rounded: Vec<f32> = qkv.iter().map(|&x| round_bf16(x)).collect();
+        let w = 3 * d.d();
+        let mut half = KvCache::with_precision(b, h, hd, t, Precision::Bf16).expect("cache");
+        let mut full = KvCache::new(b, h, hd, t).expect("cache");
+        let (mut o_half, mut o_full) = (vec![0.0; b * d.d()], vec![0.0; b * d.d()]);
+        for pos in 0..t {
+            let row = |x: &[f32]| -> Vec<f32> {
+                (0..b).flat_map(|s| x[(s * t + pos) * w..][..w].to_vec()).collect()
+            };
+            let (q_row, r_row) = (row(&rounded), row(&qkv));
+            // The bf16 cache rounds the raw row itself; the query is rounded by the caller.
+            half.append(&r_row).expect("append");
+            full.append(&q_row).expect("append");
+            for kernels in [&Simd as &dyn Kernels<f32>, &Reference] {
+                half.attend(kernels, &q_row, &mut o_half).expect("attend");
+                full.attend(kernels, &q_row, &mut o_full).expect("attend");
+                assert_eq!(bits(&o_half), bits(&o_full), "{d:?} position {pos}");
+            }
+        }
     }
 }
 

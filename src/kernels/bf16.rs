@@ -62,6 +62,12 @@ pub fn round_bf16(x: f32) -> f32 {
     f32::from_bits(rounded & 0xffff_0000)
 }
 
+/// `x` rounded to bf16 and stored in 16 bits: the high half of [`round_bf16`]`(x)`'s bits
+/// (`simd::bf16_bits_to_f32` widens it back exactly).
+pub fn bf16_bits(x: f32) -> u16 {
+    (round_bf16(x).to_bits() >> 16) as u16
+}
+
 /// Rounds every element of `xs` to bf16 in place (in parallel chunks; each element alone).
 pub fn round_in_place(xs: &mut [f32]) {
     xs.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|x| *x = round_bf16(*x)));
@@ -185,7 +191,8 @@ impl Kernels<f32> for Bf16 {
     }
 
     /// f32's kernel: the decoder rounds `q`, `k` and `v` to bf16 before the cache sees them
-    /// (`model::decode`), and the cache's own arithmetic stays f32's.
+    /// (`model::decode`; the cache stores them as bf16), and the attention's own arithmetic
+    /// stays f32's.
     fn decode_attention(&self, cache: KvView<'_, f32>, qkv: &[f32], out: &mut [f32]) {
         Simd.decode_attention(cache, qkv, out)
     }

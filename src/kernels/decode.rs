@@ -23,10 +23,12 @@
 //! result is the same for any thread count. It equals the last row of full causal attention to
 //! ≤ 1e-6 relative (tests/attention.rs).
 
+use super::bf16::bf16_bits;
 use super::pages::StreamBuffer;
-use super::simd::{exp2, load, prefetch, store, LANES};
+use super::simd::{exp2, load, prefetch, store, Stored, LANES};
+use super::Precision;
 use crate::error::{Error, Result};
-use crate::ops::decode::{round8, KvLayout, KvView, KEY_BLOCK};
+use crate::ops::decode::{round8, KvData, KvLayout, KvView, KEY_BLOCK};
 use crate::ops::Kernels;
 use rayon::prelude::*;
 use std::f32::consts::LOG2_E;
@@ -48,22 +50,72 @@ const WIDE_COLUMNS: usize = 64;
 // A block of keys fills one vector's lanes.
 const _: () = assert!(KEY_BLOCK == LANES);
 
-/// Keys and values of the positions decoded so far, for one layer (layout: `ops::decode`).
+/// Keys and values of the positions decoded so far, for one layer (layout: `ops::decode`), as
+/// f32 or, for bf16 decoding, as bf16 values (`ops::decode::KvData`).
 #[derive(Clone, Debug)]
 pub struct KvCache {
     /// Sizes and the number of positions cached.
     layout: KvLayout,
     capacity: usize,
-    k: StreamBuffer,
-    v: StreamBuffer,
+    k: Store,
+    v: Store,
+}
+
+/// The numbers of a cache. Every step reads the whole cache: huge pages make those reads
+/// faster (`StreamBuffer`), and bf16 halves them.
+#[derive(Clone, Debug)]
+enum Store {
+    F32(StreamBuffer<f32>),
+    Bf16(StreamBuffer<u16>),
+}
+
+impl Store {
+    fn zeroed(precision: Precision, n: usize) -> Store {
+        match precision {
+            Precision::F32 => Store::F32(StreamBuffer::zeroed(n)),
+            Precision::Bf16 => Store::Bf16(StreamBuffer::zeroed(n)),
+        }
+    }
+
+    /// Writes `src` from element `at` on (rounded to bf16 in a bf16 store).
+    fn write(&mut self, at: usize, src: &[f32]) {
+        match self {
+            Store::F32(x) => x[at..][..src.len()].copy_from_slice(src),
+            Store::Bf16(x) => x[at..][..src.len()].iter_mut().zip(src).for_each(|(d, &s)| {
+                *d = bf16_bits(s);
+            }),
+        }
+    }
+
+    fn data(&self) -> KvData<'_, f32> {
+        match self {
+            Store::F32(x) => KvData::Full(x),
+            Store::Bf16(x) => KvData::Bf16(x),
+        }
+    }
 }
 
 impl KvCache {
-    /// An empty cache for `batch` sequences of up to `capacity` positions.
+    /// An empty f32 cache for `batch` sequences of up to `capacity` positions.
     ///
     /// # Errors
     /// If a size is zero or the cache would not fit in memory addressing.
     pub fn new(batch: usize, n_head: usize, head_dim: usize, capacity: usize) -> Result<Self> {
+        Self::with_precision(batch, n_head, head_dim, capacity, Precision::F32)
+    }
+
+    /// An empty cache that stores keys and values in `precision`: bf16 rounds each number it
+    /// is given to bf16 (what bf16's attention products do to their operands anyway).
+    ///
+    /// # Errors
+    /// As [`KvCache::new`].
+    pub fn with_precision(
+        batch: usize,
+        n_head: usize,
+        head_dim: usize,
+        capacity: usize,
+        precision: Precision,
+    ) -> Result<Self> {
         if batch == 0 || n_head == 0 || head_dim == 0 || capacity == 0 {
             return Err(Error::invalid(format!(
                 "KV cache: sizes must be positive (batch {batch}, heads {n_head}, head dim \
@@ -79,9 +131,8 @@ impl KvCache {
         Ok(KvCache {
             layout: KvLayout { batch, n_head, head_dim, cap, len: 0 },
             capacity,
-            // Every step reads the whole cache: huge pages make those reads faster.
-            k: StreamBuffer::zeroed(n),
-            v: StreamBuffer::zeroed(n),
+            k: Store::zeroed(precision, n),
+            v: Store::zeroed(precision, n),
         })
     }
 
@@ -106,7 +157,7 @@ impl KvCache {
 
     /// The cached keys and values, for `Kernels::decode_attention`.
     pub fn view(&self) -> KvView<'_, f32> {
-        KvView { layout: self.layout, keys: &self.k, values: &self.v }
+        KvView { layout: self.layout, keys: self.k.data(), values: self.v.data() }
     }
 
     /// Appends one position per sequence: the `k` and `v` parts of `qkv_row: [B, 3d]`.
@@ -140,6 +191,7 @@ impl KvCache {
                 l.len, self.capacity
             )));
         }
+        let padding = [0.0; LANES];
         for b in 0..l.batch {
             for i in 0..seq {
                 let row = &qkv[(b * seq + i) * 3 * d..][..3 * d];
@@ -147,11 +199,11 @@ impl KvCache {
                 for h in 0..l.n_head {
                     let bh = b * l.n_head + h;
                     for (c, &x) in row[d + h * hd..][..hd].iter().enumerate() {
-                        self.k[l.key_index(bh, t, c)] = x;
+                        self.k.write(l.key_index(bh, t, c), &[x]);
                     }
-                    let dst = &mut self.v[l.value_index(bh, t, 0)..][..hdp];
-                    dst[..hd].copy_from_slice(&row[2 * d + h * hd..][..hd]);
-                    dst[hd..].fill(0.0);
+                    let at = l.value_index(bh, t, 0);
+                    self.v.write(at, &row[2 * d + h * hd..][..hd]);
+                    self.v.write(at + hd, &padding[..hdp - hd]);
                 }
             }
         }
@@ -220,12 +272,29 @@ pub fn decode_attention(cache: KvView<'_, f32>, qkv: &[f32], out: &mut [f32]) {
     }
 }
 
-/// One head (`bh = b·H + h`): `o = softmax(q·Kᵀ / sqrt(hd)) V` over the cached rows.
+/// One head (`bh = b·H + h`): `o = softmax(q·Kᵀ / sqrt(hd)) V` over the cached rows, from
+/// keys and values stored as f32 or bf16 (both widen to the same f32s the sums take).
 fn attend_head(cache: KvView<'_, f32>, q: &[f32], bh: usize, o: &mut [f32]) {
     let l = cache.layout;
-    let (hd, hdp, cap, len) = (l.head_dim, l.hdp(), l.cap, l.len);
-    let k_blocks = &cache.keys[l.key_index(bh, 0, 0)..][..cap * hd];
-    let values = &cache.values[l.value_index(bh, 0, 0)..][..len * hdp];
+    let keys = l.key_index(bh, 0, 0)..l.key_index(bh, 0, 0) + l.cap * l.head_dim;
+    let values = l.value_index(bh, 0, 0)..l.value_index(bh, l.len, 0);
+    match (cache.keys, cache.values) {
+        (KvData::Full(k), KvData::Full(v)) => attend(l, q, &k[keys], &v[values], o),
+        (KvData::Bf16(k), KvData::Bf16(v)) => attend(l, q, &k[keys], &v[values], o),
+        (KvData::Full(k), KvData::Bf16(v)) => attend(l, q, &k[keys], &v[values], o),
+        (KvData::Bf16(k), KvData::Full(v)) => attend(l, q, &k[keys], &v[values], o),
+    }
+}
+
+/// [`attend_head`] on one head's key blocks `[cap/8, hd, 8]` and value rows `[len, hdp]`.
+fn attend<K: Stored, V: Stored>(
+    l: KvLayout,
+    q: &[f32],
+    k_blocks: &[K],
+    values: &[V],
+    o: &mut [f32],
+) {
+    let (hd, hdp, len) = (l.head_dim, l.hdp(), l.len);
     let mut s = vec![0.0f64; round8(len)];
     scores(q, k_blocks, &mut s);
     s.truncate(len);
@@ -243,11 +312,11 @@ fn attend_head(cache: KvView<'_, f32>, q: &[f32], bh: usize, o: &mut [f32]) {
         // Up to 64 columns per pass, so each value row is read as one contiguous run.
         let mut c = 0;
         while c + WIDE_COLUMNS <= hdp {
-            add_weighted_sum::<{ WIDE_COLUMNS / LANES }>(p_block, v_block, hdp, c, &mut total);
+            add_weighted_sum::<V, { WIDE_COLUMNS / LANES }>(p_block, v_block, hdp, c, &mut total);
             c += WIDE_COLUMNS;
         }
         while c < hdp {
-            add_weighted_sum::<1>(p_block, v_block, hdp, c, &mut total);
+            add_weighted_sum::<V, 1>(p_block, v_block, hdp, c, &mut total);
             c += LANES;
         }
     }
@@ -258,7 +327,7 @@ fn attend_head(cache: KvView<'_, f32>, q: &[f32], bh: usize, o: &mut [f32]) {
 
 /// `s[j] = Σ_c q[c]·k_j[c]` in f64 (summed in increasing `c`) for `j < s.len()` (a multiple of
 /// 8), from keys in blocks of 8 (`[hd, 8]` each); 32 positions (four blocks) at a time.
-fn scores(q: &[f32], k_blocks: &[f32], s: &mut [f64]) {
+fn scores<K: Stored>(q: &[f32], k_blocks: &[K], s: &mut [f64]) {
     let hd = q.len();
     let block = hd * LANES;
     let mut groups = s.chunks_exact_mut(4 * LANES);
@@ -272,9 +341,10 @@ fn scores(q: &[f32], k_blocks: &[f32], s: &mut [f64]) {
             prefetch(k_blocks, next + c * 4 * LANES);
             prefetch(k_blocks, next + c * 4 * LANES + 2 * LANES);
             let qv = f64x4::splat(f64::from(qc));
-            for (i, a) in acc.iter_mut().enumerate() {
-                let k = &keys[(i / 2) * block + c * LANES + (i % 2) * 4..];
-                *a = qv.mul_add(widen(k), *a);
+            for (blk, a) in acc.chunks_exact_mut(2).enumerate() {
+                let [lo, hi] = widen(K::load8(&keys[blk * block + c * LANES..]));
+                a[0] = qv.mul_add(lo, a[0]);
+                a[1] = qv.mul_add(hi, a[1]);
             }
         }
         for (out, a) in group.chunks_exact_mut(4).zip(acc) {
@@ -287,9 +357,9 @@ fn scores(q: &[f32], k_blocks: &[f32], s: &mut [f64]) {
         let mut acc = [f64x4::ZERO; 2];
         for (c, &qc) in q.iter().enumerate() {
             let qv = f64x4::splat(f64::from(qc));
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a = qv.mul_add(widen(&keys[c * LANES + i * 4..]), *a);
-            }
+            let [lo, hi] = widen(K::load8(&keys[c * LANES..]));
+            acc[0] = qv.mul_add(lo, acc[0]);
+            acc[1] = qv.mul_add(hi, acc[1]);
         }
         for (o, a) in out.chunks_exact_mut(4).zip(acc) {
             o.copy_from_slice(&a.to_array());
@@ -298,19 +368,19 @@ fn scores(q: &[f32], k_blocks: &[f32], s: &mut [f64]) {
     }
 }
 
-/// The first 4 floats of `x`, widened to f64.
+/// The 8 lanes of `x` widened to f64, lanes 0–3 and 4–7.
 #[inline(always)]
-fn widen(x: &[f32]) -> f64x4 {
-    let a: [f32; 4] = x[..4].try_into().expect("4 floats");
-    f64x4::from(a.map(f64::from))
+fn widen(x: f32x8) -> [f64x4; 2] {
+    let a = x.to_array().map(f64::from);
+    [f64x4::from([a[0], a[1], a[2], a[3]]), f64x4::from([a[4], a[5], a[6], a[7]])]
 }
 
 /// `total[c .. c + 8·NV] += Σ_j p[j]·v[j·hdp + c .. + 8·NV]` over one block of positions: one
 /// f32 sum per column in the order `j = 0, 1, …` (the `NV` vectors are independent chains),
 /// added to `total` in f64.
-fn add_weighted_sum<const NV: usize>(
+fn add_weighted_sum<V: Stored, const NV: usize>(
     p: &[f32],
-    v: &[f32],
+    v: &[V],
     hdp: usize,
     c: usize,
     total: &mut [f64],
@@ -323,7 +393,7 @@ fn add_weighted_sum<const NV: usize>(
             prefetch(v, (j + PREFETCH_ROWS) * hdp + c + line);
         }
         for (k, a) in acc.iter_mut().enumerate() {
-            *a = pv.mul_add(load(&row[k * LANES..]), *a);
+            *a = pv.mul_add(V::load8(&row[k * LANES..]), *a);
         }
     }
     for (k, a) in acc.iter().enumerate() {

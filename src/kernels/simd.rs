@@ -34,6 +34,35 @@ pub fn load(src: &[f32]) -> f32x8 {
     f32x8::from(arr)
 }
 
+/// A number a kernel streams from memory and computes on as f32: `f32` itself, or a bf16 value
+/// kept as `u16` (the high half of the f32's bits, see `bf16`), which widens exactly by a 16-bit
+/// shift. Half the bytes is what a memory-bound kernel (decoding) gains from bf16.
+pub trait Stored: Copy + Send + Sync {
+    /// The first 8 elements of `src` as f32.
+    fn load8(src: &[Self]) -> f32x8;
+}
+
+impl Stored for f32 {
+    #[inline(always)]
+    fn load8(src: &[f32]) -> f32x8 {
+        load(src)
+    }
+}
+
+impl Stored for u16 {
+    #[inline(always)]
+    fn load8(src: &[u16]) -> f32x8 {
+        let a: [u16; LANES] = src[..LANES].try_into().expect("8 values");
+        f32x8::from(a.map(bf16_bits_to_f32))
+    }
+}
+
+/// The f32 whose high half is `h` (a bf16 value; exact).
+#[inline(always)]
+pub fn bf16_bits_to_f32(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
 /// Stores 8 floats at the start of `dst`.
 #[inline(always)]
 pub fn store(dst: &mut [f32], v: f32x8) {

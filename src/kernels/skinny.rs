@@ -23,8 +23,8 @@
 //! parallel; every output element is the same sum in the same order whatever the thread count.
 //! Tested against `tensor::gemm_reference`.
 
-use super::bf16::round_bf16;
-use super::simd::{load, prefetch, store, transpose, LANES};
+use super::bf16::{bf16_bits, round_bf16};
+use super::simd::{load, prefetch, store, transpose, Stored, LANES};
 use super::Operands;
 use rayon::prelude::*;
 use wide::f32x8;
@@ -49,36 +49,26 @@ pub struct Panels<'a, W = f32> {
     pub d_out: usize,
 }
 
-/// How a panel's element becomes the f32 the multiply-adds take. bf16 weights halve the bytes
-/// a decoding step streams from memory, the cost that bounds it.
-pub trait PanelWeight: Copy + Send + Sync {
+/// What a panel holds: f32 weights, or bf16 ones (`u16`), which halve the bytes a decoding step
+/// streams from memory, the cost that bounds it.
+pub trait PanelWeight: Stored {
     /// What the product's operands are: with bf16, `x` is rounded too and the sums flush
     /// subnormals (`bf16`).
     const OPERANDS: Operands;
-    /// Eight consecutive elements as f32.
-    fn load8(w: &[Self]) -> f32x8;
 }
 
 impl PanelWeight for f32 {
     const OPERANDS: Operands = Operands::F32;
-    fn load8(w: &[f32]) -> f32x8 {
-        load(w)
-    }
 }
 
 impl PanelWeight for u16 {
     const OPERANDS: Operands = Operands::Bf16;
-    fn load8(w: &[u16]) -> f32x8 {
-        f32x8::from(std::array::from_fn::<f32, LANES, _>(|c| f32::from_bits(u32::from(w[c]) << 16)))
-    }
 }
 
 /// Panels of bf16 values from f32 panels (each rounded, `bf16::round_bf16`).
 pub fn bf16_panels(panels: &[f32], dst: &mut [u16]) {
     let pairs = dst.par_chunks_mut(1 << 14).zip(panels.par_chunks(1 << 14));
-    pairs.for_each(|(d, s)| {
-        d.iter_mut().zip(s).for_each(|(d, &x)| *d = (round_bf16(x).to_bits() >> 16) as u16)
-    });
+    pairs.for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &x)| *d = bf16_bits(x)));
 }
 
 /// Floats that [`pack_panels`] writes for a `[d_in, d_out]` matrix.

@@ -162,8 +162,8 @@ impl BlockMath for DecodeBlock<'_> {
     }
 
     /// Attention against the layer's cache by the model's kernels (`Kernels::decode_attention`).
-    /// In bf16 the new row's `q`, `k`, `v` are rounded (so the cache holds bf16 values); the
-    /// cache's own arithmetic stays f32's.
+    /// In bf16 the new row's `q`, `k`, `v` are rounded (the cache stores `k` and `v` as bf16);
+    /// the attention's own arithmetic stays f32's.
     fn attention(&mut self, l: usize, qkv: &Vec<f32>) -> Vec<f32> {
         let mut a = vec![0.0; self.batch * self.model.config.n_embd];
         let rounded: Vec<f32>;
@@ -210,8 +210,12 @@ impl<'a> Decoder<'a> {
             return Err(Error::invalid("decoding needs a model with an lm_head"));
         }
         let c = &model.config;
+        // A bf16 model's cache keeps bf16 keys and values: the values its products take.
+        let precision = model.precision;
         let caches = (0..c.n_layer)
-            .map(|_| KvCache::new(batch, c.n_head, c.head_dim(), c.n_positions))
+            .map(|_| {
+                KvCache::with_precision(batch, c.n_head, c.head_dim(), c.n_positions, precision)
+            })
             .collect::<Result<_>>()?;
         Ok(Decoder { model, weights: PackedWeights::new(model), caches, batch, pos: 0 })
     }

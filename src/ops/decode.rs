@@ -74,19 +74,39 @@ impl KvLayout {
 #[derive(Clone, Copy, Debug)]
 pub struct KvView<'a, T> {
     pub layout: KvLayout,
-    pub keys: &'a [T],
-    pub values: &'a [T],
+    pub keys: KvData<'a, T>,
+    pub values: KvData<'a, T>,
 }
 
-impl<T: Copy> KvView<'_, T> {
+/// Cached numbers as stored: in the kernels' own float type, or as bf16 values (`u16`, the
+/// high half of an f32's bits). bf16 decoding rounds keys and values to bf16 before its
+/// products anyway (SPEC §21), so a bf16 cache holds the very same values in half the bytes
+/// that every decoding step reads.
+#[derive(Clone, Copy, Debug)]
+pub enum KvData<'a, T> {
+    Full(&'a [T]),
+    Bf16(&'a [u16]),
+}
+
+impl<T: Float> KvData<'_, T> {
+    /// Element `i` as a `T` (a bf16 value widens exactly: its bits are an f32's high half).
+    pub fn get(&self, i: usize) -> T {
+        match self {
+            KvData::Full(x) => x[i],
+            KvData::Bf16(x) => T::from_f32(f32::from_bits(u32::from(x[i]) << 16)),
+        }
+    }
+}
+
+impl<T: Float> KvView<'_, T> {
     /// Column `c` of the key at position `t` of head `bh`.
     pub fn key(&self, bh: usize, t: usize, c: usize) -> T {
-        self.keys[self.layout.key_index(bh, t, c)]
+        self.keys.get(self.layout.key_index(bh, t, c))
     }
 
     /// Column `c` of the value at position `t` of head `bh`.
     pub fn value(&self, bh: usize, t: usize, c: usize) -> T {
-        self.values[self.layout.value_index(bh, t, c)]
+        self.values.get(self.layout.value_index(bh, t, c))
     }
 }
 
@@ -155,7 +175,7 @@ mod tests {
         let last: Vec<f64> =
             (0..2).flat_map(|b| qkv[(b * t + t - 1) * 3 * d..][..3 * d].to_vec()).collect();
         let mut out = vec![0.0; 2 * d];
-        let view = KvView { layout, keys: &keys, values: &values };
+        let view = KvView { layout, keys: KvData::Full(&keys), values: KvData::Full(&values) };
         decode_attention_reference(view, &last, &mut out);
         let (full, _) = attention_reference_forward(&qkv, dims, true);
         for b in 0..2 {
