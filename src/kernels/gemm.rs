@@ -133,10 +133,8 @@ impl Lhs<'_> {
 /// [`gemm_rows`] with `operands` as given: f32, or rounded to bf16 (`A` block by block, `B` as
 /// it is packed) with each task flushing subnormals (`bf16`).
 ///
-/// Tasks own `ROWS` rows of `C`. When that gives fewer than [`MIN_TASKS`] tasks (`∂W = xᵀ·∂y`
-/// has as many rows as the layer has inputs), each row block is also cut into groups of
-/// panels, computed into a task's own block and copied into `C` afterwards. The cut changes
-/// which task computes an element, never its sum.
+/// Tasks own `ROWS` rows of `C`, or fewer when `C` has few rows ([`task_rows`]). The cut
+/// changes which task computes an element, never its sum.
 pub(super) fn rows_product(
     a: Lhs,
     b: MatRef<f32>,
@@ -195,90 +193,24 @@ fn slab_product(
     start: Start<f32>,
     c: &mut [f32],
 ) {
-    let m = c.len() / n;
-    if m.div_ceil(ROWS) >= MIN_TASKS {
-        c.par_chunks_mut(ROWS * n).enumerate().for_each(|(t, chunk)| {
-            operands.run(|| {
-                start.fill(chunk, n);
-                rows_task(a, t * ROWS, (k, inner.clone()), panels, n, chunk);
-            })
-        });
-        return;
-    }
-    let blocks = Blocks::new(m, n, (k, inner), panels);
-    let old: &[f32] = c;
-    let done: Vec<Vec<f32>> = (0..blocks.count())
-        .into_par_iter()
-        .map(|t| operands.run(|| blocks.compute(t, a, start, old)))
-        .collect();
-    for (t, block) in done.iter().enumerate() {
-        blocks.write(t, block, c);
-    }
+    let rows = task_rows(c.len() / n);
+    c.par_chunks_mut(rows * n).enumerate().for_each(|(t, chunk)| {
+        operands.run(|| {
+            start.fill(chunk, n);
+            rows_task(a, t * rows, (k, inner.clone()), panels, n, chunk);
+        })
+    });
 }
 
 /// The fewest tasks [`rows_product`] cuts a product into (enough to keep a few threads busy).
 const MIN_TASKS: usize = 8;
 
-/// The blocks of a product cut into rows × panel groups (see [`rows_product`]): as few groups
-/// as make [`MIN_TASKS`] tasks, since each group reads (and, in bf16, rounds) its rows of `A`
-/// again.
-struct Blocks<'p> {
-    m: usize,
-    n: usize,
-    /// `A`'s inner length and the slab of it these panels hold.
-    k: usize,
-    inner: Range<usize>,
-    panels: &'p [f32],
-    groups: usize,
-    /// Panels per group.
-    width: usize,
-}
-
-impl<'p> Blocks<'p> {
-    fn new(m: usize, n: usize, (k, inner): (usize, Range<usize>), panels: &'p [f32]) -> Self {
-        let n_panels = n.div_ceil(PANEL);
-        let width = n_panels.div_ceil(MIN_TASKS.div_ceil(m.div_ceil(ROWS)).min(n_panels));
-        Blocks { m, n, k, inner, panels, groups: n_panels.div_ceil(width), width }
-    }
-
-    fn count(&self) -> usize {
-        self.m.div_ceil(ROWS) * self.groups
-    }
-
-    /// Block `t`'s rows and columns of `C`.
-    fn extent(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-        let (r, g) = (t / self.groups, t % self.groups);
-        let width = self.width * PANEL;
-        (r * ROWS..self.m.min((r + 1) * ROWS), g * width..self.n.min((g + 1) * width))
-    }
-
-    /// Block `t` of `start + A·B`, as a row-major `[rows, cols]` buffer (`c` supplies the old
-    /// values when accumulating).
-    fn compute(&self, t: usize, a: Lhs, start: Start<f32>, c: &[f32]) -> Vec<f32> {
-        let (rows, cols) = self.extent(t);
-        let width = cols.len();
-        let mut block = vec![0.0; rows.len() * width];
-        for (r, row) in block.chunks_exact_mut(width).enumerate() {
-            match start {
-                Start::Zero => {}
-                Start::Accumulate => {
-                    row.copy_from_slice(&c[(rows.start + r) * self.n..][cols.clone()])
-                }
-                Start::Bias(bias) => row.copy_from_slice(&bias[cols.clone()]),
-            }
-        }
-        let panels = &self.panels[cols.start * self.inner.len()..];
-        rows_task(a, rows.start, (self.k, self.inner.clone()), panels, width, &mut block);
-        block
-    }
-
-    /// Copies block `t` into `C`.
-    fn write(&self, t: usize, block: &[f32], c: &mut [f32]) {
-        let (rows, cols) = self.extent(t);
-        for (r, row) in block.chunks_exact(cols.len()).enumerate() {
-            c[(rows.start + r) * self.n..][cols.clone()].copy_from_slice(row);
-        }
-    }
+/// Rows of `C` per task of [`rows_product`] for `m` rows: [`ROWS`], or fewer (a multiple of the
+/// 6-row register tile) where that leaves fewer than [`MIN_TASKS`] tasks — `∂W = xᵀ·∂y` has as
+/// many rows as the layer has inputs (128 on the emoji preset). Smaller tasks re-read the
+/// packed panels more often, but write straight into `C`: no task holds a copy of its block.
+fn task_rows(m: usize) -> usize {
+    m.div_ceil(MIN_TASKS).next_multiple_of(6).clamp(6, ROWS)
 }
 
 /// `b + A·B` (or `A·B` without a bias) into a new row-major `[m, n]` buffer: [`gemm_rows`]
