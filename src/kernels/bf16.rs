@@ -41,7 +41,7 @@
 //! to keep the order `p` increasing (SPEC §21).
 
 use super::attention::{flash_attention_backward, flash_forward};
-use super::gemm::{rows_product, Lhs};
+use super::gemm::{rows_product, rows_product_new, Lhs};
 use super::{Operands, Simd};
 use crate::ops::decode::KvView;
 use crate::ops::nearest::Centers;
@@ -151,9 +151,12 @@ impl Kernels<f32> for Bf16 {
     }
 
     fn linear_product_new(&self, a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
-        let mut c = vec![0.0; a.rows * b.cols];
-        linear_product(a, b, bias.map_or(Start::Zero, Start::Bias), &mut c);
-        c
+        assert_eq!(
+            a.cols, b.rows,
+            "bf16 product: inner dimensions {} and {} differ",
+            a.cols, b.rows
+        );
+        rows_product_new(Lhs::Bf16(a), a.rows, b, Operands::Bf16, bias)
     }
 
     fn quick_gelu(&self, x: &[f32], y: &mut [f32]) {
@@ -277,6 +280,14 @@ mod tests {
                         linear_product(a_view, b, start, &mut got);
                         assert_eq!(got, want, "{m}x{n}x{k}, A layout {v}, {start:?}");
                     }
+                    // The forward's fresh buffer: the same sums from 0 or the bias.
+                    for bias in [None, Some(&bias[..])] {
+                        let mut want = vec![0.0; m * n];
+                        let start = bias.map_or(Start::Zero, Start::Bias);
+                        product_reference(a_view, b, start, &mut want);
+                        let got = Bf16.linear_product_new(a_view, b, bias);
+                        assert_eq!(got, want, "{m}x{n}x{k}, A layout {v}, new, bias {bias:?}");
+                    }
                 }
             }
         }
@@ -297,6 +308,10 @@ mod tests {
                 let mut got = c0.clone();
                 linear_product(a_view, MatRef::new(&w, k, n), Start::Accumulate, &mut got);
                 assert_eq!(got, want, "{m}x{n}x{k}");
+                let mut want = vec![0.0; m * n];
+                product_reference(a_view, MatRef::new(&w, k, n), Start::Zero, &mut want);
+                let got = Bf16.linear_product_new(a_view, MatRef::new(&w, k, n), None);
+                assert_eq!(got, want, "{m}x{n}x{k}, new");
             }
         }
     }

@@ -220,18 +220,47 @@ fn task_rows(m: usize) -> usize {
 /// # Panics
 /// If `a` holds fewer than `m·k` floats or a bias is not `n` long.
 pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(a.len() >= m * b.rows, "gemm_rows_new: A too short");
+    rows_product_new(Lhs::InPlace(a), m, b, Operands::F32, bias)
+}
+
+/// [`gemm_rows_new`] with `operands` as given (bf16's forward: `A` any view). When `B` is
+/// packed in slabs (bf16 only), `C` must hold its sums between slabs, so it is zeroed first.
+///
+/// # Panics
+/// If `a` does not fit `[m, B.rows]` or a bias is not `B.cols` long.
+pub(super) fn rows_product_new(
+    a: Lhs,
+    m: usize,
+    b: MatRef<f32>,
+    operands: Operands,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let (k, n) = (b.rows, b.cols);
-    assert!(a.len() >= m * k, "gemm_rows_new: A too short");
     // Checked here for a clear message; the tasks copy the bias into every row.
     assert!(bias.is_none_or(|b| b.len() == n), "gemm_rows_new: bias must have {n} entries");
+    let start = bias.map_or(Start::Zero, Start::Bias);
     if n == 0 {
         return Vec::new();
     }
-    let start = bias.map_or(Start::Zero, Start::Bias);
-    let panels = pack(b);
-    new_parallel(m * n, ROWS * n, |first, chunk| {
-        start.fill(chunk, n);
-        rows_task(Lhs::InPlace(a), first / n, (k, 0..k), &panels, n, chunk);
+    if slab_rows(k, n) < k {
+        let mut c = vec![0.0; m * n];
+        rows_product(a, b, operands, start, &mut c);
+        return c;
+    }
+    if let Lhs::Bf16(view) = a {
+        assert!((view.rows, view.cols) == (m, k), "gemm_rows_new: sizes disagree");
+    }
+    let mut panels = pack(b);
+    if operands == Operands::Bf16 {
+        round_in_place(&mut panels);
+    }
+    let rows = task_rows(m);
+    new_parallel(m * n, rows * n, |first, chunk| {
+        operands.run(|| {
+            start.fill(chunk, n);
+            rows_task(a, first / n, (k, 0..k), &panels, n, chunk);
+        })
     })
 }
 
