@@ -26,7 +26,7 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::bf16::{round_bf16, round_in_place};
+use super::bf16::{round_bf16, round_in_place, round_into};
 use super::simd::tile_gemm_nn;
 use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
@@ -112,12 +112,19 @@ impl Lhs<'_> {
                 let (data, rs, cs) = (view.data, view.rs, view.cs);
                 if cs == 1 {
                     for (r, row) in block.chunks_exact_mut(kc).enumerate() {
-                        let src = &data[(first + r) * rs + kb..][..kc];
-                        row.iter_mut().zip(src).for_each(|(x, &v)| *x = round_bf16(v));
+                        round_into(row, &data[(first + r) * rs + kb..][..kc]);
+                    }
+                } else if rs == 1 {
+                    // A transposed activation (∂W = xᵀ·∂y): row `kb + p` of the activation holds
+                    // this block's column `p`, `rows` consecutive floats; round them 8 at a time.
+                    let mut line = vec![0.0; rows];
+                    for p in 0..kc {
+                        round_into(&mut line, &data[first + (kb + p) * cs..][..rows]);
+                        for (r, &x) in line.iter().enumerate() {
+                            block[r * kc + p] = x;
+                        }
                     }
                 } else {
-                    // A transposed view (∂W = xᵀ·∂y): walk the activation's rows, which hold
-                    // this block's columns.
                     for p in 0..kc {
                         for r in 0..rows {
                             block[r * kc + p] = round_bf16(data[(first + r) * rs + (kb + p) * cs]);
