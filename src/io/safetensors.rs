@@ -211,8 +211,9 @@ fn f16_to_f32(bits: u16) -> f32 {
     f32::from_bits(magnitude.to_bits() | sign)
 }
 
-/// bfloat16 is the top half of an f32.
-fn bf16_to_f32(bits: u16) -> f32 {
+/// bfloat16 is the top half of an f32: widening one is exact (bf16 tensors here, bf16 KV
+/// caches and weight panels in `kernels`).
+pub fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
 }
 

@@ -96,7 +96,7 @@ pub fn round_into(dst: &mut [f32], src: &[f32]) {
 }
 
 /// `x` rounded to bf16 and stored in 16 bits: the high half of [`round_bf16`]`(x)`'s bits
-/// (`simd::bf16_bits_to_f32` widens it back exactly).
+/// (`io::safetensors::bf16_to_f32` widens it back exactly).
 pub fn bf16_bits(x: f32) -> u16 {
     (round_bf16(x).to_bits() >> 16) as u16
 }

@@ -96,6 +96,14 @@ pub(super) enum Lhs<'a> {
 }
 
 impl Lhs<'_> {
+    /// Whether this holds an `[m, k]` operand (in place: at least `m·k` floats).
+    fn fits(&self, m: usize, k: usize) -> bool {
+        match self {
+            Lhs::InPlace(a) => a.len() >= m * k,
+            Lhs::Bf16(view) => (view.rows, view.cols) == (m, k),
+        }
+    }
+
     /// Rows `first..first + rows`, columns `kb..kb + kc`: a slice and its row stride — `A` itself,
     /// or `block` filled with the rounded values.
     fn block<'s>(
@@ -154,11 +162,7 @@ pub(super) fn rows_product(
         return;
     }
     let m = c.len() / n;
-    let a_fits = match a {
-        Lhs::InPlace(a) => a.len() >= m * k,
-        Lhs::Bf16(view) => (view.rows, view.cols) == (m, k),
-    };
-    assert!(c.len() == m * n && a_fits, "gemm_rows: sizes disagree");
+    assert!(c.len() == m * n && a.fits(m, k), "gemm_rows: sizes disagree");
     let slab = slab_rows(k, n);
     let mut first = 0;
     loop {
@@ -227,7 +231,6 @@ fn task_rows(m: usize) -> usize {
 /// # Panics
 /// If `a` holds fewer than `m·k` floats or a bias is not `n` long.
 pub fn gemm_rows_new(a: &[f32], m: usize, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
-    assert!(a.len() >= m * b.rows, "gemm_rows_new: A too short");
     rows_product_new(Lhs::InPlace(a), m, b, Operands::F32, bias)
 }
 
@@ -246,6 +249,7 @@ pub(super) fn rows_product_new(
     let (k, n) = (b.rows, b.cols);
     // Checked here for a clear message; the tasks copy the bias into every row.
     assert!(bias.is_none_or(|b| b.len() == n), "gemm_rows_new: bias must have {n} entries");
+    assert!(a.fits(m, k), "gemm_rows_new: A does not fit [{m}, {k}]");
     let start = bias.map_or(Start::Zero, Start::Bias);
     if n == 0 {
         return Vec::new();
@@ -254,9 +258,6 @@ pub(super) fn rows_product_new(
         let mut c = vec![0.0; m * n];
         rows_product(a, b, operands, start, &mut c);
         return c;
-    }
-    if let Lhs::Bf16(view) = a {
-        assert!((view.rows, view.cols) == (m, k), "gemm_rows_new: sizes disagree");
     }
     let mut panels = pack(b);
     if operands == Operands::Bf16 {

@@ -22,6 +22,7 @@
 //! `2^n` built directly in the exponent bits. Lanes below −127 (including −∞, the masked logits)
 //! give exactly 0; NaN stays NaN. The softmax calls it with `x ≤ 0` only.
 
+use crate::io::safetensors::bf16_to_f32;
 use wide::{f32x8, u32x8};
 
 /// Lanes per SIMD vector.
@@ -53,14 +54,8 @@ impl Stored for u16 {
     #[inline(always)]
     fn load8(src: &[u16]) -> f32x8 {
         let a: [u16; LANES] = src[..LANES].try_into().expect("8 values");
-        f32x8::from(a.map(bf16_bits_to_f32))
+        f32x8::from(a.map(bf16_to_f32))
     }
-}
-
-/// The f32 whose high half is `h` (a bf16 value; exact).
-#[inline(always)]
-pub fn bf16_bits_to_f32(h: u16) -> f32 {
-    f32::from_bits(u32::from(h) << 16)
 }
 
 /// Stores 8 floats at the start of `dst`.

@@ -25,6 +25,7 @@
 //! reads it through [`KvView::key`] and [`KvView::value`], so it does not depend on it.
 
 use super::attention::softmax_in_place;
+use crate::io::safetensors::bf16_to_f32;
 use crate::tensor::Float;
 
 /// Positions per block of transposed keys (see the module doc).
@@ -93,7 +94,7 @@ impl<T: Float> KvData<'_, T> {
     pub fn get(&self, i: usize) -> T {
         match self {
             KvData::Full(x) => x[i],
-            KvData::Bf16(x) => T::from_f32(f32::from_bits(u32::from(x[i]) << 16)),
+            KvData::Bf16(x) => T::from_f32(bf16_to_f32(x[i])),
         }
     }
 }
