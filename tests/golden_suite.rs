@@ -5,8 +5,8 @@
 
 use igpt::golden::suite_verify::manifest_files;
 use igpt::golden::{
-    op_golden, suite_files, verify, verify_suite, write_suite, write_suite_with, FileOutcome,
-    SuiteOptions, SuiteReport, SuiteSize, Tolerance, MANIFEST,
+    op_golden, suite_files, verify, write_suite, write_suite_with, FileOutcome, SuiteOptions,
+    SuiteSize, Tolerance, MANIFEST,
 };
 use igpt::io::json::{read_json, Json};
 use igpt::io::safetensors::SafeTensors;
@@ -14,7 +14,7 @@ use igpt::kernels::{KvCache, Precision, Simd};
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::perturb;
+use common::{perturb, verify_recorded};
 
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -27,10 +27,6 @@ fn scratch(name: &str) -> PathBuf {
 /// Each file under the tolerance it records, as `igpt verify --suite` holds it by default.
 fn recorded(reference: &SafeTensors, origin: &str) -> igpt::Result<Tolerance> {
     Tolerance::from_metadata(reference.get_metadata("tolerances"), origin)
-}
-
-fn check(dir: &Path, candidates: &Path) -> SuiteReport {
-    verify_suite(dir, candidates, &recorded).unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -46,7 +42,7 @@ fn the_suite_verifies_against_itself_and_names_what_fails() {
     let dir = scratch("rt");
     let (reference, candidates) = (dir.join("suite"), dir.join("candidates"));
     let n = write_suite(&reference, 0).unwrap();
-    let ok = check(&reference, &reference);
+    let ok = verify_recorded(&reference, &reference);
     assert!(ok.passed(), "{}", ok.to_text());
     assert_eq!(ok.files.len(), n);
     // A 1e-2 error in one op golden's output and a missing model golden: those two fail, and
@@ -55,7 +51,7 @@ fn the_suite_verifies_against_itself_and_names_what_fails() {
     let (bad, gone) = ("op.linear.67x32x513.safetensors", "model.bert.quick_gelu.safetensors");
     perturb(&candidates.join(bad), "y", 1e-2);
     std::fs::remove_file(candidates.join(gone)).unwrap();
-    let report = check(&reference, &candidates);
+    let report = verify_recorded(&reference, &candidates);
     assert_eq!(report.failed(), 2, "{}", report.to_text());
     let text = report.to_text();
     let line = |file: &str| text.lines().find(|l| l.starts_with(file)).unwrap().to_string();
@@ -170,7 +166,7 @@ fn small_and_only_select_the_files_the_manifest_lists() {
         .flat_map(Json::as_str)
         .collect();
     assert_eq!(recorded, ["op.attention", "model.bert"]);
-    let ok = check(&dir.join("suite"), &dir.join("suite"));
+    let ok = verify_recorded(&dir.join("suite"), &dir.join("suite"));
     assert!(ok.passed() && ok.files.len() == n, "{}", ok.to_text());
     let file = dir.join("suite").join("op.attention.1x1x67x16.bf16.safetensors");
     let alone = op_golden("attention", &[1, 1, 67, 16], 1, Precision::Bf16).unwrap();

@@ -5,12 +5,11 @@
 //! if igpt's numbers move past SPEC §7.1's tolerance, or SPEC's definitions stop describing
 //! them, this fails. A candidate tensor off by 1e-3 relative must fail, on its own file only.
 
-use igpt::golden::{verify_suite, write_suite_with, SuiteOptions, SuiteReport, Tolerance};
-use igpt::io::safetensors::SafeTensors;
+use igpt::golden::{write_suite_with, SuiteOptions};
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::perturb;
+use common::{perturb, verify_recorded};
 
 /// The committed candidates of the port, one per file of the small suite.
 fn committed() -> PathBuf {
@@ -25,18 +24,10 @@ fn small_suite(name: &str) -> PathBuf {
     dir
 }
 
-/// Each file under the tolerance its golden records, as `igpt verify --suite` holds it.
-fn check(suite: &Path, candidates: &Path) -> SuiteReport {
-    let recorded = |reference: &SafeTensors, origin: &str| {
-        Tolerance::from_metadata(reference.get_metadata("tolerances"), origin)
-    };
-    verify_suite(suite, candidates, &recorded).unwrap()
-}
-
 #[test]
 fn the_ports_committed_candidates_pass_the_small_suite() {
     let dir = small_suite("pass");
-    let report = check(&dir.join("suite"), &committed());
+    let report = verify_recorded(&dir.join("suite"), &committed());
     assert!(report.passed(), "{}", report.to_text());
     // Every committed file is one the suite lists (nothing stale is carried along), and the
     // suite covers every op kind, both bf16 products and every model case.
@@ -90,7 +81,7 @@ fn a_committed_candidate_off_by_1e_3_fails() {
     let path = candidates.join(file);
     perturb(&path, name, 1e-3);
 
-    let report = check(&dir.join("suite"), &candidates);
+    let report = verify_recorded(&dir.join("suite"), &candidates);
     assert_eq!(report.failed(), 1, "{}", report.to_text());
     let bad = report.files.iter().find(|f| !f.passed()).unwrap();
     assert_eq!(bad.file, file);

@@ -1,9 +1,10 @@
-//! Test helpers shared by several test files: random tensors, a tiny two-block transformer, and
-//! a golden file's tensor perturbed on purpose.
+//! Test helpers shared by several test files: random tensors, a tiny two-block transformer, a
+//! golden file's tensor perturbed on purpose, and a suite verified under its recorded tolerances.
 #![allow(dead_code)]
 
 use igpt::autodiff::check::Graph;
 use igpt::autodiff::{Tape, Var};
+use igpt::golden::{verify_suite, SuiteReport, Tolerance};
 use igpt::io::safetensors::SafeTensors;
 use igpt::ops::{self, Reference};
 use igpt::rng::Philox;
@@ -97,6 +98,15 @@ pub fn tiny_transformer(
     }
     inputs.extend([gain(d, seed, 90), normal(&[vocab - 1, d], seed, 91, 0.5)]);
     (TinyTransformer { ids, targets, batch, seq, n_head }, inputs)
+}
+
+/// A suite's files against `candidates`, each under the tolerance its golden records, as
+/// `igpt verify --suite` holds them by default.
+pub fn verify_recorded(suite: &Path, candidates: &Path) -> SuiteReport {
+    let recorded = |reference: &SafeTensors, origin: &str| {
+        Tolerance::from_metadata(reference.get_metadata("tolerances"), origin)
+    };
+    verify_suite(suite, candidates, &recorded).unwrap()
 }
 
 /// Tensor `name` of the safetensors file at `path` scaled by `1 + rel`, in place (a candidate
