@@ -11,6 +11,11 @@
 //! exactly the same size and alignment when it is asked again; everything else goes to
 //! [`System`]. Reuse changes no value the program computes (a block asked for zeroed is zeroed).
 //!
+//! When a freed block does not fit, the blocks kept longest ago go back to [`System`] to make
+//! room: the cache follows the program's current working set. (Keeping the first blocks forever
+//! instead let `igpt train --data emoji` fill the cache with the archive's and the palette's
+//! blocks before its first step, so that 12 of each step's blocks were faulted in afresh.)
+//!
 //! Blocks of [`HUGE_BLOCK`] (2 MiB) or more are also placed on 2 MiB boundaries and marked
 //! with `madvise(MADV_HUGEPAGE)` before their first touch, so that Linux backs them with huge
 //! pages (see `kernels::pages`). Streaming a 2–8 MiB activation then misses the TLB 512 times
@@ -50,10 +55,22 @@ pub struct CachingAllocator {
     cache: Mutex<Cache>,
 }
 
-/// Freed blocks: `(pointer, size, alignment)`, a null pointer marks a free slot.
+/// A freed block kept for reuse; a null `ptr` marks a free slot.
+#[derive(Clone, Copy)]
+struct Kept {
+    ptr: *mut u8,
+    layout: Layout,
+    /// When it was kept (the cache's clock): the oldest goes first when room is needed.
+    kept_at: u64,
+}
+
+const EMPTY: Kept = Kept { ptr: std::ptr::null_mut(), layout: Layout::new::<u8>(), kept_at: 0 };
+
+/// The kept blocks, their total size and the clock that orders them.
 struct Cache {
-    blocks: [(*mut u8, usize, usize); SLOTS],
+    blocks: [Kept; SLOTS],
     bytes: usize,
+    clock: u64,
 }
 
 // SAFETY: the pointers are blocks nobody else holds; the mutex serialises access to them.
@@ -61,32 +78,53 @@ unsafe impl Send for Cache {}
 
 impl CachingAllocator {
     pub const fn new() -> Self {
-        let blocks = [(std::ptr::null_mut(), 0, 0); SLOTS];
-        CachingAllocator { cache: Mutex::new(Cache { blocks, bytes: 0 }) }
+        CachingAllocator { cache: Mutex::new(Cache { blocks: [EMPTY; SLOTS], bytes: 0, clock: 0 }) }
     }
 
     /// A cached block of exactly `layout`, taken out of the cache.
     fn take(&self, layout: Layout) -> Option<*mut u8> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = (layout.size(), layout.align());
-        let slot = cache.blocks.iter_mut().find(|b| !b.0.is_null() && (b.1, b.2) == wanted)?;
-        let ptr = std::mem::replace(&mut slot.0, std::ptr::null_mut());
+        let slot = cache.blocks.iter_mut().find(|b| !b.ptr.is_null() && b.layout == layout)?;
+        let ptr = std::mem::replace(slot, EMPTY).ptr;
         cache.bytes -= layout.size();
         Some(ptr)
     }
 
-    /// Keeps `ptr` for reuse if there is room; `false` if the caller must free it.
+    /// Keeps `ptr` for reuse, first giving the oldest kept blocks back to [`System`] until it
+    /// fits; `false` (the caller must free it) only for a block larger than the whole cache.
     fn keep(&self, ptr: *mut u8, layout: Layout) -> bool {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.bytes + layout.size() > CACHE_BYTES {
+        if layout.size() > CACHE_BYTES {
             return false;
         }
-        let Some(slot) = cache.blocks.iter_mut().find(|b| b.0.is_null()) else {
-            return false;
-        };
-        *slot = (ptr, layout.size(), layout.align());
-        cache.bytes += layout.size();
-        true
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = &mut *cache;
+        loop {
+            let fits = cache.bytes + layout.size() <= CACHE_BYTES;
+            if let Some(slot) = cache.blocks.iter().position(|b| b.ptr.is_null()).filter(|_| fits) {
+                cache.clock += 1;
+                cache.blocks[slot] = Kept { ptr, layout, kept_at: cache.clock };
+                cache.bytes += layout.size();
+                return true;
+            }
+            cache.evict_oldest();
+        }
+    }
+}
+
+impl Cache {
+    /// Frees the block kept longest ago (the cache holds at least one).
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .blocks
+            .iter_mut()
+            .filter(|b| !b.ptr.is_null())
+            .min_by_key(|b| b.kept_at)
+            .expect("an over-full cache holds a block");
+        let Kept { ptr, layout, .. } = std::mem::replace(oldest, EMPTY);
+        self.bytes -= layout.size();
+        // SAFETY: a kept block came from `System` with `system_layout(layout)` and nobody else
+        // holds it.
+        unsafe { System.dealloc(ptr, system_layout(layout)) };
     }
 }
 
@@ -245,15 +283,31 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_stops_at_its_byte_limit() {
+    fn a_full_cache_gives_back_its_oldest_blocks() {
         let a = CachingAllocator::new();
         let half = Layout::from_size_align(CACHE_BYTES / 2 + 1, 8).unwrap();
+        let larger = Layout::from_size_align(CACHE_BYTES + 1, 8).unwrap();
         unsafe {
             let (p, q) = (a.alloc(half), a.alloc(half));
             a.dealloc(p, half);
             a.dealloc(q, half);
-            assert_eq!(a.cache.lock().unwrap().bytes, half.size());
-            System.dealloc(a.alloc(half), system_layout(half));
+            assert_eq!(a.cache.lock().unwrap().bytes, half.size(), "p made room for q");
+            let r = a.alloc(half);
+            assert_eq!(r, q, "the newer block stayed");
+            a.dealloc(a.alloc(larger), larger);
+            assert_eq!(a.cache.lock().unwrap().bytes, 0, "a block larger than the cache is freed");
+            System.dealloc(r, system_layout(half));
+            // Slots run out before bytes: the oldest small block makes room.
+            let small = Layout::from_size_align(MIN_BLOCK, 8).unwrap();
+            let first = a.alloc(small);
+            let rest: Vec<*mut u8> = (0..SLOTS).map(|_| a.alloc(small)).collect();
+            a.dealloc(first, small);
+            rest.iter().for_each(|&p| a.dealloc(p, small));
+            let mut cache = a.cache.lock().unwrap();
+            assert_eq!(cache.bytes, SLOTS * MIN_BLOCK);
+            assert!(cache.blocks.iter().all(|b| b.ptr != first), "the first block was given back");
+            (0..SLOTS).for_each(|_| cache.evict_oldest());
+            assert_eq!(cache.bytes, 0);
         }
     }
 }
