@@ -24,8 +24,10 @@
 //!   more is allowed for them): `16N + 5·B·T·a`;
 //! - a model golden holds training's memory plus its outputs twice (the safetensors collection
 //!   and the file's bytes): `+ 2·(4N + 4·B·T·((L + 1)·d + V))`;
-//! - decoding `n` sequences of `T` tokens with the KV cache: `4N + 8·n·(L·P·d + T)` (keys and
-//!   values of every position of every layer, and the tokens);
+//! - decoding `n` sequences of `T` tokens with the KV cache: `8N + 8·n·(L·P·d + T)` (the
+//!   weights and the decoder's copy of them packed for streaming, keys and values of every
+//!   position of every layer, and the tokens; measured: `igpt sample --n 2` on igpt-s peaks at
+//!   780 MiB, the estimate 777 MiB);
 //! - benchmarks: sgemm of size `n`, `12n²` (A, B, C); fused attention `[B, H, T, D]`,
 //!   `32·B·H·T·D` (qkv and its gradient, output, upstream gradient);
 //! - images (palette fits, quantising): `48` bytes per pixel (f32 RGB and a channel-major copy

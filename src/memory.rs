@@ -6,8 +6,8 @@
 //! step. The system allocator (glibc) serves large blocks with `mmap` and gives them back to the
 //! kernel on `free`, so the next step page-faults all of them in again, and the kernel zeroes
 //! every 4 KiB page on its first touch. On the digits preset that was ≈ 14 % of a step
-//! (`perf`: `exc_page_fault`). [`CachingAllocator`] keeps freed blocks of at least
-//! [`MIN_BLOCK`] bytes, up to [`CACHE_BYTES`] in all, in a small table, and returns one of
+//! (`perf`: `exc_page_fault`). [`CachingAllocator`] keeps freed blocks of [`MIN_BLOCK`] to
+//! [`MAX_KEPT`] bytes, up to [`CACHE_BYTES`] in all, in a small table, and returns one of
 //! exactly the same size and alignment when it is asked again; everything else goes to
 //! [`System`]. Reuse changes no value the program computes (a block asked for zeroed is zeroed).
 //!
@@ -15,6 +15,10 @@
 //! room: the cache follows the program's current working set. (Keeping the first blocks forever
 //! instead let `igpt train --data emoji` fill the cache with the archive's and the palette's
 //! blocks before its first step, so that 12 of each step's blocks were faulted in afresh.)
+//! Kept blocks that nothing will reuse still count in the process's memory, so a program that
+//! moves on to work of other sizes calls [`CachingAllocator::release`]: the `igpt` binary does
+//! after loading a model, whose tensors' blocks decoding never reuses (`igpt sample` on
+//! igpt-s: peak 1.29 GiB before this and [`MAX_KEPT`], 780 MiB after).
 //!
 //! Blocks of [`HUGE_BLOCK`] (2 MiB) or more are also placed on 2 MiB boundaries and marked
 //! with `madvise(MADV_HUGEPAGE)` before their first touch, so that Linux backs them with huge
@@ -46,6 +50,12 @@ pub const HUGE_BLOCK: usize = HUGE_PAGE;
 
 /// The most bytes kept in freed blocks.
 pub const CACHE_BYTES: usize = 512 << 20;
+
+/// Larger freed blocks go straight back to the system: no training step of a model that fits
+/// this cache frees one (igpt-s at batch 8 × 1024 tokens: 64 MiB MLP activations), but loading
+/// a model does (its file's bytes), and keeping that would add it to the peak memory of all
+/// that follows.
+pub const MAX_KEPT: usize = CACHE_BYTES / 8;
 
 /// The most blocks kept (a training step frees a few hundred large ones).
 const SLOTS: usize = 1024;
@@ -81,6 +91,16 @@ impl CachingAllocator {
         CachingAllocator { cache: Mutex::new(Cache { blocks: [EMPTY; SLOTS], bytes: 0, clock: 0 }) }
     }
 
+    /// Gives every kept block back to [`System`]: for a program whose next work asks for other
+    /// sizes than it has freed (e.g. decoding after loading a model), where kept blocks would only
+    /// add to its peak memory, up to [`CACHE_BYTES`].
+    pub fn release(&self) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        while cache.bytes > 0 {
+            cache.evict_oldest();
+        }
+    }
+
     /// A cached block of exactly `layout`, taken out of the cache.
     fn take(&self, layout: Layout) -> Option<*mut u8> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,9 +111,9 @@ impl CachingAllocator {
     }
 
     /// Keeps `ptr` for reuse, first giving the oldest kept blocks back to [`System`] until it
-    /// fits; `false` (the caller must free it) only for a block larger than the whole cache.
+    /// fits; `false` (the caller must free it) for a block larger than [`MAX_KEPT`].
     fn keep(&self, ptr: *mut u8, layout: Layout) -> bool {
-        if layout.size() > CACHE_BYTES {
+        if layout.size() > MAX_KEPT {
             return false;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,7 +139,7 @@ impl Cache {
             .iter_mut()
             .filter(|b| !b.ptr.is_null())
             .min_by_key(|b| b.kept_at)
-            .expect("an over-full cache holds a block");
+            .expect("a cache holding bytes holds a block");
         let Kept { ptr, layout, .. } = std::mem::replace(oldest, EMPTY);
         self.bytes -= layout.size();
         // SAFETY: a kept block came from `System` with `system_layout(layout)` and nobody else
@@ -285,29 +305,32 @@ mod tests {
     #[test]
     fn a_full_cache_gives_back_its_oldest_blocks() {
         let a = CachingAllocator::new();
-        let half = Layout::from_size_align(CACHE_BYTES / 2 + 1, 8).unwrap();
-        let larger = Layout::from_size_align(CACHE_BYTES + 1, 8).unwrap();
+        let largest = Layout::from_size_align(MAX_KEPT, 8).unwrap();
+        let larger = Layout::from_size_align(MAX_KEPT + 1, 8).unwrap();
+        let bytes = |a: &CachingAllocator| a.cache.lock().unwrap().bytes;
         unsafe {
-            let (p, q) = (a.alloc(half), a.alloc(half));
-            a.dealloc(p, half);
-            a.dealloc(q, half);
-            assert_eq!(a.cache.lock().unwrap().bytes, half.size(), "p made room for q");
-            let r = a.alloc(half);
-            assert_eq!(r, q, "the newer block stayed");
+            // One block more than the cache holds: the first makes room for the last.
+            let blocks: Vec<*mut u8> =
+                (0..=CACHE_BYTES / MAX_KEPT).map(|_| a.alloc(largest)).collect();
+            blocks.iter().for_each(|&p| a.dealloc(p, largest));
+            assert_eq!(bytes(&a), CACHE_BYTES);
+            let kept = |p: *mut u8| a.cache.lock().unwrap().blocks.iter().any(|b| b.ptr == p);
+            assert!(!kept(blocks[0]) && kept(blocks[1]), "the first block was given back");
+            a.release();
             a.dealloc(a.alloc(larger), larger);
-            assert_eq!(a.cache.lock().unwrap().bytes, 0, "a block larger than the cache is freed");
-            System.dealloc(r, system_layout(half));
+            assert_eq!(bytes(&a), 0, "a block above MAX_KEPT is freed");
             // Slots run out before bytes: the oldest small block makes room.
             let small = Layout::from_size_align(MIN_BLOCK, 8).unwrap();
             let first = a.alloc(small);
             let rest: Vec<*mut u8> = (0..SLOTS).map(|_| a.alloc(small)).collect();
             a.dealloc(first, small);
             rest.iter().for_each(|&p| a.dealloc(p, small));
-            let mut cache = a.cache.lock().unwrap();
+            let cache = a.cache.lock().unwrap();
             assert_eq!(cache.bytes, SLOTS * MIN_BLOCK);
             assert!(cache.blocks.iter().all(|b| b.ptr != first), "the first block was given back");
-            (0..SLOTS).for_each(|_| cache.evict_oldest());
-            assert_eq!(cache.bytes, 0);
+            drop(cache);
+            a.release();
+            assert!(a.cache.lock().unwrap().blocks.iter().all(|b| b.ptr.is_null()));
         }
     }
 }

@@ -85,7 +85,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         objective: if clf_only { TrainObjective::Classify } else { TrainObjective::Joint },
         ..TrainConfig::digits_default()
     };
-    let mut model = Model::load(dir)?;
+    let mut model = super::load_model(dir)?;
     let (spec, data) = run_data(dir, p.str("data"))?;
     let (train, val) = split_validation(&data.train)?;
     model.add_score_head(data.train.classes.len())?;
@@ -117,7 +117,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
         test.height,
         &out.join("preprocessor_config.json"),
     )?;
-    let tuned = Model::load(&out)?;
+    let tuned = super::load_model(&out)?;
     let acc = accuracy(&tuned, &test, clf_only)?;
     println!(
         "{{\"test_accuracy\":{acc:.4},\"validation_loss\":{:.5},\"steps\":{},\"objective\":\"{}\",\"out\":\"{}\"}}",

@@ -98,7 +98,7 @@ const FORWARD: Command = Command {
 
 pub fn forward(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&FORWARD, argv)?;
-    let mut model = Model::load(Path::new(p.required("model")?))?;
+    let mut model = super::load_model(Path::new(p.required("model")?))?;
     model.precision = super::precision(&p)?;
     let tokens = p.required("tokens")?;
     let batch = TokenBatch::read_npy(Path::new(tokens), &model.config)?;
@@ -209,7 +209,7 @@ fn parse_shape(p: &Parsed) -> Result<Vec<usize>, Failure> {
 
 fn model_golden_from_args(p: &Parsed, seed: u64) -> Result<SafeTensors, Failure> {
     let (mut model, seed_used) = match (p.str("model"), p.str("config")) {
-        (Some(dir), None) => (Model::load(Path::new(dir))?, None),
+        (Some(dir), None) => (super::load_model(Path::new(dir))?, None),
         (None, Some(c)) => (Model::init_with(config_arg(p, c)?, seed, scheme_arg(p)?)?, Some(seed)),
         _ => {
             let msg = "give exactly one of --model DIR or --config NAME (or --op)";

@@ -102,7 +102,7 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
     let p = parse(&PROBE, argv)?;
     let max = p.positive("max-images", usize::MAX)?;
     let dir = Path::new(p.required("model")?);
-    let model = Model::load(dir)?;
+    let model = super::load_model(dir)?;
     let (spec, data) = run_data(dir, p.str("data"))?;
     if data.train.palette.len() + 1 != model.config.vocab_size {
         let msg = format!(
@@ -230,7 +230,7 @@ fn probe_checkpoints(
     }
     let mut points = Vec::new();
     for step_dir in &steps {
-        let model = Model::load(step_dir)?;
+        let model = super::load_model(step_dir)?;
         let loss = evaluate(&model, &data.test, &cfg, max)?;
         let results = probe_layers(&model, data, layers, input, max, &mut |_, _| {})?;
         let (layer, best) = results

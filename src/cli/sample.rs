@@ -39,7 +39,7 @@ fn admit_decoding(p: &Parsed, model: &Model, n: usize, len: usize) -> Result<(),
 /// The model (set to `--precision`) and its palette and image size (from
 /// `preprocessor_config.json`).
 fn load(p: &Parsed, dir: &Path) -> Result<(Model, Palette, usize, usize), Failure> {
-    let mut model = Model::load(dir)?;
+    let mut model = super::load_model(dir)?;
     model.precision = super::precision(p)?;
     let pre = read_preprocessor_config(&dir.join("preprocessor_config.json"))?;
     let (w, h) = pre.size.unwrap_or((32, 32));

@@ -32,10 +32,11 @@ pub fn golden(c: &Config, batch: usize, seq: usize) -> f64 {
     training(c, batch, seq) + 2.0 * (weights(c) + F32 * tokens(batch, seq) * outputs)
 }
 
-/// Decoding `n` sequences of `len` tokens with the KV cache: `4N + 8·n·(L·P·d + T)`.
+/// Decoding `n` sequences of `len` tokens with the KV cache: `8N + 8·n·(L·P·d + T)` (the
+/// weights and the decoder's packed copy of them, keys and values, the tokens).
 pub fn decoding(c: &Config, n: usize, len: usize) -> f64 {
     let cache = c.n_layer as f64 * c.n_positions as f64 * c.n_embd as f64;
-    weights(c) + 8.0 * n as f64 * (cache + len as f64)
+    2.0 * weights(c) + 8.0 * n as f64 * (cache + len as f64)
 }
 
 fn tokens(batch: usize, seq: usize) -> f64 {
@@ -55,7 +56,7 @@ mod tests {
         assert_eq!(weights(&c), 4.0 * n);
         assert_eq!(forward(&c, 2, 64), 4.0 * n + 4.0 * 128.0 * a);
         assert_eq!(training(&c, 2, 64), 16.0 * n + 5.0 * 128.0 * a);
-        assert_eq!(decoding(&c, 3, 64), 4.0 * n + 24.0 * (4.0 * 64.0 * 128.0 + 64.0));
+        assert_eq!(decoding(&c, 3, 64), 8.0 * n + 24.0 * (4.0 * 64.0 * 128.0 + 64.0));
         // The 16 G-parameter config: 64 GiB of weights, refused on a 24 GiB budget.
         let big =
             Config { n_embd: 8192, n_layer: 20, n_head: 64, ..Config::preset("small").unwrap() };

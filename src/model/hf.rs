@@ -45,7 +45,10 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Model> {
         let config = load_config(dir)?;
         let path = dir.join(WEIGHTS_FILE);
-        Model::from_weights_bytes(config, &read_bytes(&path)?, &path.display().to_string())
+        let origin = path.display().to_string();
+        // The file's bytes go before the weights are made: at most two copies of them live.
+        let file = SafeTensors::parse(&read_bytes(&path)?, &origin)?;
+        Model::from_safetensors(config, &file, &origin)
     }
 
     /// A model from the contents of a directory's `config.json` and `model.safetensors` (what
