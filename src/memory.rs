@@ -17,8 +17,9 @@
 //! blocks before its first step, so that 12 of each step's blocks were faulted in afresh.)
 //! Kept blocks that nothing will reuse still count in the process's memory, so a program that
 //! moves on to work of other sizes calls [`CachingAllocator::release`]: the `igpt` binary does
-//! after loading a model, whose tensors' blocks decoding never reuses (`igpt sample` on
-//! igpt-s: peak 1.29 GiB before this and [`MAX_KEPT`], 780 MiB after).
+//! after loading a model, whose tensors' blocks decoding never reuses. (`igpt sample --n 2` on
+//! igpt-s peaked at 1.29 GiB before this, [`MAX_KEPT`] and `Model::load` freeing the file's
+//! bytes early; 780 MiB after.)
 //!
 //! Blocks of [`HUGE_BLOCK`] (2 MiB) or more are also placed on 2 MiB boundaries and marked
 //! with `madvise(MADV_HUGEPAGE)` before their first touch, so that Linux backs them with huge
@@ -51,10 +52,10 @@ pub const HUGE_BLOCK: usize = HUGE_PAGE;
 /// The most bytes kept in freed blocks.
 pub const CACHE_BYTES: usize = 512 << 20;
 
-/// Larger freed blocks go straight back to the system: no training step of a model that fits
-/// this cache frees one (igpt-s at batch 8 × 1024 tokens: 64 MiB MLP activations), but loading
-/// a model does (its file's bytes), and keeping that would add it to the peak memory of all
-/// that follows.
+/// Larger freed blocks go straight back to the system. A training step's blocks are at most
+/// this up to igpt-s at batch 8 × 1024 tokens (its 64 MiB MLP activations); loading a model
+/// frees a larger one (the file's bytes), which nothing reuses and which, kept, would add to
+/// the peak memory of all that follows.
 pub const MAX_KEPT: usize = CACHE_BYTES / 8;
 
 /// The most blocks kept (a training step frees a few hundred large ones).
