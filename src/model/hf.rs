@@ -45,10 +45,9 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Model> {
         let config = load_config(dir)?;
         let path = dir.join(WEIGHTS_FILE);
-        let origin = path.display().to_string();
-        // The file's bytes go before the weights are made: at most two copies of them live.
-        let file = SafeTensors::parse(&read_bytes(&path)?, &origin)?;
-        Model::from_safetensors(config, &file, &origin)
+        // `read` frees the file's bytes once parsed: at most two copies of the weights live.
+        let file = SafeTensors::read(&path)?;
+        Model::from_safetensors(config, &file, &path.display().to_string())
     }
 
     /// A model from the contents of a directory's `config.json` and `model.safetensors` (what
