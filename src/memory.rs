@@ -120,14 +120,17 @@ impl CachingAllocator {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let cache = &mut *cache;
         loop {
-            let fits = cache.bytes + layout.size() <= CACHE_BYTES;
-            if let Some(slot) = cache.blocks.iter().position(|b| b.ptr.is_null()).filter(|_| fits) {
-                cache.clock += 1;
-                cache.blocks[slot] = Kept { ptr, layout, kept_at: cache.clock };
-                cache.bytes += layout.size();
-                return true;
+            let free_slot = cache.blocks.iter().position(|b| b.ptr.is_null());
+            match free_slot {
+                Some(slot) if cache.bytes + layout.size() <= CACHE_BYTES => {
+                    cache.clock += 1;
+                    cache.blocks[slot] = Kept { ptr, layout, kept_at: cache.clock };
+                    cache.bytes += layout.size();
+                    return true;
+                }
+                // No free slot, or not enough room: the block kept longest ago makes way.
+                _ => cache.evict_oldest(),
             }
-            cache.evict_oldest();
         }
     }
 }
