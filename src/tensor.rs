@@ -590,16 +590,46 @@ pub(crate) fn new_parallel<T: Float>(
 ) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(c, part)| {
-        for x in part.iter_mut() {
-            x.write(T::ZERO);
-        }
-        // SAFETY: every element was initialised just above; MaybeUninit<T> has T's layout.
-        let part = unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) };
-        write(c * chunk, part);
+        write(c * chunk, cleared(part));
     });
     // SAFETY: the chunks cover all `len` elements and each was initialised.
     unsafe { v.set_len(len) };
     v
+}
+
+/// [`new_parallel`] with a second output: task `c` also gets the `c`-th piece of `side`
+/// (pieces of `side_chunk` elements), e.g. a norm's per-row statistics beside its rows.
+///
+/// # Panics
+/// If `side` does not have a piece for every chunk of the buffer.
+pub(crate) fn new_parallel_with<T: Float, U: Send>(
+    len: usize,
+    chunk: usize,
+    (side, side_chunk): (&mut [U], usize),
+    write: impl Fn(usize, &mut [T], &mut [U]) + Sync,
+) -> Vec<T> {
+    let (chunk, side_chunk) = (chunk.max(1), side_chunk.max(1));
+    let pieces = side.len().div_ceil(side_chunk);
+    assert!(pieces >= len.div_ceil(chunk), "new_parallel_with: side has too few pieces");
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .zip(side.par_chunks_mut(side_chunk))
+        .enumerate()
+        .for_each(|(c, (part, side))| write(c * chunk, cleared(part), side));
+    // SAFETY: the chunks cover all `len` elements (`side` has a piece for each, asserted above)
+    // and each was initialised.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `part` set to zeros (while it is about to be written, in cache), as initialised floats.
+fn cleared<T: Float>(part: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for x in part.iter_mut() {
+        x.write(T::ZERO);
+    }
+    // SAFETY: every element was initialised just above; MaybeUninit<T> has T's layout.
+    unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 /// Sums per-row vectors over `rows` rows in a fixed order, returning `cols` sums.

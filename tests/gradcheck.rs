@@ -159,6 +159,17 @@ impl Graph for Dropout {
     }
 }
 
+/// `h + dropout(δ)` in one op (a block's residual branch); `x[0]` is `h`, `x[1]` is `δ`.
+struct ResidualDropout {
+    p: f32,
+}
+impl Graph for ResidualDropout {
+    fn build<T: Float>(&self, tape: &mut Tape<T>, x: &[Var]) -> Var {
+        let mask = ops::DropoutMask { philox: Philox::new(5), stream: 3, p: self.p };
+        ops::residual_dropout(tape, x[0], x[1], mask)
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -246,6 +257,12 @@ proptest! {
     #[test]
     fn dropout(r in size(), c in size(), seed: u64) {
         check(&Dropout { p: 0.3 }, &[normal(&[r, c], seed, 1, 1.0)], seed);
+    }
+
+    #[test]
+    fn residual_dropout(r in size(), c in size(), p in prop::sample::select(vec![0.0f32, 0.3]), seed: u64) {
+        let inputs = [normal(&[r, c], seed, 1, 1.0), normal(&[r, c], seed, 2, 1.0)];
+        check(&ResidualDropout { p }, &inputs, seed);
     }
 }
 

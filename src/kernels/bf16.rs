@@ -206,6 +206,21 @@ impl Kernels<f32> for Bf16 {
         Simd.quick_gelu_backward(x, dy, dx, accumulate)
     }
 
+    fn rms_norm_rows(&self, x: &[f32], g: &[f32], eps: f32, y: &mut [f32], rms: &mut [f32]) {
+        Simd.rms_norm_rows(x, g, eps, y, rms)
+    }
+
+    fn rms_norm_backward_rows(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        rms: &[f32],
+        dx: Option<(&mut [f32], bool)>,
+    ) -> Vec<f32> {
+        Simd.rms_norm_backward_rows(x, dy, g, rms, dx)
+    }
+
     /// FlashAttention with bf16 operands: `saved` is the logsumexp of every score row.
     fn attention_forward(
         &self,

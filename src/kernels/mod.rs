@@ -15,6 +15,7 @@
 //! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
 //! | `simd` | f32x8 tile product, `exp2`, prefetch | `tensor::gemm`, `f64::exp2` |
 //! | `pages` | 2 MiB-aligned, huge-page buffers for the decoder's streams | `Vec<f32>` |
+//! | `norm` | the RMS norm's rows, forward and backward (bit for bit) | `ops::norm::rms_norm_rows_reference`, `ops::norm::rms_norm_backward_rows_reference` |
 //! | `kmeans` | nearest and second-nearest of k centres, 8 at a time (palette fits) | `ops::nearest::nearest_two_reference`, `ops::nearest::sq_dist` |
 //!
 //! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
@@ -26,6 +27,7 @@ pub mod bf16;
 pub mod decode;
 pub mod gemm;
 pub mod kmeans;
+pub mod norm;
 pub mod pages;
 pub mod simd;
 pub mod skinny;
@@ -99,8 +101,7 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// f32's fast kernels behind `ops::Kernels` (see the module doc's table for each one's twin);
-/// the norm keeps the trait's reference (it is a small share of a step).
+/// f32's fast kernels behind `ops::Kernels` (see the module doc's table for each one's twin).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Simd;
 
@@ -123,6 +124,21 @@ impl Kernels<f32> for Simd {
 
     fn quick_gelu_backward(&self, x: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
         activation::quick_gelu_backward(x, dy, dx, accumulate)
+    }
+
+    fn rms_norm_rows(&self, x: &[f32], g: &[f32], eps: f32, y: &mut [f32], rms: &mut [f32]) {
+        norm::rms_norm_rows(x, g, eps, y, rms)
+    }
+
+    fn rms_norm_backward_rows(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        rms: &[f32],
+        dx: Option<(&mut [f32], bool)>,
+    ) -> Vec<f32> {
+        norm::rms_norm_backward_rows(x, dy, g, rms, dx)
     }
 
     /// FlashAttention-2: `saved` is the logsumexp of every score row.

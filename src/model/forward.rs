@@ -97,21 +97,28 @@ impl<T: Float> BlockMath for TapeBlock<'_, '_, T> {
     }
 
     fn residual(&mut self, l: usize, which: Branch, h: Var, delta: Var) -> Var {
-        let p = self.config.resid_pdrop;
-        let delta = drop(self.tape, delta, p, which.dropout_site(l), self.input.dropout);
-        ops::add(self.tape, h, delta)
+        let site = which.dropout_site(l);
+        match mask(self.config.resid_pdrop, site, self.input.dropout) {
+            Some(mask) => ops::residual_dropout(self.tape, h, delta, mask),
+            None => ops::add(self.tape, h, delta),
+        }
     }
 }
 
 /// A dropout of probability `p` at `site` (the identity in eval mode or for `p = 0`).
 fn drop<T: Float>(tape: &mut Tape<T>, x: Var, p: f32, site: u64, rng: Option<DropoutRng>) -> Var {
-    match rng {
-        Some(r) if p > 0.0 => {
-            let stream = streams::DROPOUT + r.step * DROPOUT_SITES_PER_STEP + site;
-            ops::dropout(tape, x, DropoutMask { philox: r.philox, stream, p })
-        }
-        _ => x,
+    match mask(p, site, rng) {
+        Some(mask) => ops::dropout(tape, x, mask),
+        None => x,
     }
+}
+
+/// The mask of a dropout of probability `p` at `site`, or `None` where it is the identity (eval
+/// mode, `p = 0`).
+fn mask(p: f32, site: u64, rng: Option<DropoutRng>) -> Option<DropoutMask> {
+    let r = rng.filter(|_| p > 0.0)?;
+    let stream = streams::DROPOUT + r.step * DROPOUT_SITES_PER_STEP + site;
+    Some(DropoutMask { philox: r.philox, stream, p })
 }
 
 /// Builds the trunk (embeddings, blocks, `ln_f`) on `tape` from parameter nodes `p`.

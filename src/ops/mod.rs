@@ -37,7 +37,7 @@ pub mod norm;
 pub mod pool;
 
 pub use attention::{attention, AttentionDims};
-pub use dropout::{dropout, DropoutMask};
+pub use dropout::{dropout, residual_dropout, DropoutMask};
 pub use elementwise::{add, gelu_tanh, quick_gelu, reshape, scale};
 pub use embedding::embedding;
 pub use kernels::{AttentionForward, Kernels, Reference};

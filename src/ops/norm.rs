@@ -23,7 +23,7 @@
 
 use super::kernels::Kernels;
 use crate::autodiff::{Backward, Grads, Tape, Var};
-use crate::tensor::{add_in_order, Float, Tensor, ROW_SUM_BLOCK};
+use crate::tensor::{add_in_order, new_parallel_with, Float, Tensor, ROW_SUM_BLOCK};
 use rayon::prelude::*;
 
 /// Rows per parallel task.
@@ -69,20 +69,11 @@ pub fn rms_norm<T: Float>(
     let eps = T::from_f64(eps);
     let xs = xv.data();
     let mut rms_rows = vec![T::ZERO; xv.rows()];
-    let mut y = vec![T::ZERO; xs.len()];
     // Tasks of ROWS_PER_TASK rows, each normalised by `k`.
-    y.par_chunks_mut(n * ROWS_PER_TASK)
-        .zip(rms_rows.par_chunks_mut(ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(c, (y_rows, s_rows))| {
-            k.rms_norm_rows(
-                &xs[c * n * ROWS_PER_TASK..][..y_rows.len()],
-                gv.data(),
-                eps,
-                y_rows,
-                s_rows,
-            )
-        });
+    let side = (&mut rms_rows[..], ROWS_PER_TASK);
+    let y = new_parallel_with(xs.len(), n * ROWS_PER_TASK, side, |first, y_rows, s_rows| {
+        k.rms_norm_rows(&xs[first..][..y_rows.len()], gv.data(), eps, y_rows, s_rows)
+    });
     let value = Tensor::new(xv.shape(), y);
     tape.push_op(value, &[x, g], RmsNormBackward { x, g, rms: rms_rows, k })
 }
