@@ -51,6 +51,11 @@ pub trait Float:
     fn from_f32(x: f32) -> Self;
     fn to_f32(self) -> f32;
     fn exp(self) -> Self;
+    /// `exp` of every element of `xs`, in place. f32: glibc's `expf` on slices
+    /// (`kernels::expf`, vectorised); f64: `exp` element by element.
+    fn exp_in_place(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = x.exp());
+    }
     fn ln(self) -> Self;
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
@@ -100,6 +105,9 @@ impl Float for f32 {
     }
     fn exp(self) -> Self {
         f32::exp(self)
+    }
+    fn exp_in_place(xs: &mut [Self]) {
+        crate::kernels::expf::exp_in_place(xs)
     }
     fn ln(self) -> Self {
         f32::ln(self)

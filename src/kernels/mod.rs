@@ -11,6 +11,7 @@
 //! | `bf16` | bf16 mixed precision ([`Bf16`]): products on bf16-rounded operands | `bf16::product_reference` |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | `ops::decode::decode_attention_reference` (the last row of causal attention) |
+//! | `expf` | `exp` of f32 slices: glibc's `expf` in SIMD lanes (the cross-entropy's softmax) | glibc's `expf` (`f32::exp` on Linux, bit for bit) |
 //! | `gemm` | the products of a linear layer in training, activations read in place | `tensor::gemm` |
 //! | `skinny` | `X·W + b` for a few rows (decoding), streaming `W` | `tensor::gemm` |
 //! | `simd` | f32x8 tile product, `exp2`, prefetch | `tensor::gemm`, `f64::exp2` |
@@ -25,6 +26,7 @@ pub mod activation;
 pub mod attention;
 pub mod bf16;
 pub mod decode;
+pub mod expf;
 pub mod gemm;
 pub mod kmeans;
 pub mod norm;

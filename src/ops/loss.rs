@@ -18,12 +18,17 @@ use crate::autodiff::{Backward, Grads, Tape, Var};
 use crate::tensor::{Float, Tensor};
 use rayon::prelude::*;
 
-/// `log Σ exp(row)`, shifted by the row maximum for stability.
-pub fn logsumexp<T: Float>(row: &[T]) -> T {
+/// `log Σ exp(row)`, shifted by the row maximum for stability; the terms `exp(z − m)` are
+/// computed into `terms` (a row-long scratch buffer, [`Float::exp_in_place`]) and summed left
+/// to right.
+pub fn logsumexp<T: Float>(row: &[T], terms: &mut Vec<T>) -> T {
     let m = row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), T::max);
+    terms.clear();
+    terms.extend(row.iter().map(|&z| z - m));
+    T::exp_in_place(terms);
     let mut s = T::ZERO;
-    for &z in row {
-        s += (z - m).exp();
+    for &e in terms.iter() {
+        s += e;
     }
     m + s.ln()
 }
@@ -42,8 +47,10 @@ pub fn cross_entropy<T: Float>(
     let (n, v) = (zv.rows(), zv.cols());
     assert_eq!(targets.len(), n, "cross_entropy: {} targets for {n} rows", targets.len());
     assert_eq!(weights.len(), n, "cross_entropy: {} weights for {n} rows", weights.len());
-    let lse: Vec<T> =
-        (0..n).into_par_iter().map(|r| logsumexp(&zv.data()[r * v..(r + 1) * v])).collect();
+    let lse: Vec<T> = (0..n)
+        .into_par_iter()
+        .map_with(Vec::new(), |terms, r| logsumexp(&zv.data()[r * v..(r + 1) * v], terms))
+        .collect();
     let mut loss = T::ZERO;
     for r in 0..n {
         assert!(targets[r] < v, "cross_entropy: target {} out of range 0..{v}", targets[r]);
@@ -89,12 +96,16 @@ impl<T: Float> Backward<T> for CrossEntropyBackward<T> {
         let dl = dl.item();
         let Some(slot) = grads.slot(tape, self.logits) else { return };
         let accumulate = slot.accumulate;
-        slot.buf.par_chunks_mut(v).enumerate().for_each(|(r, dz)| {
+        slot.buf.par_chunks_mut(v).enumerate().for_each_with(Vec::new(), |p, (r, dz)| {
             let z = &zv.data()[r * v..(r + 1) * v];
             let c = dl * self.weights[r];
-            for (j, g) in dz.iter_mut().enumerate() {
+            // The softmax row: p_j = exp(z_j − lse).
+            p.clear();
+            p.extend(z.iter().map(|&z| z - self.lse[r]));
+            T::exp_in_place(p);
+            for (j, (g, &p)) in dz.iter_mut().zip(p.iter()).enumerate() {
                 let onehot = if j == self.targets[r] { T::ONE } else { T::ZERO };
-                let x = c * ((z[j] - self.lse[r]).exp() - onehot);
+                let x = c * (p - onehot);
                 *g = if accumulate { *g + x } else { x };
             }
         });
