@@ -587,7 +587,8 @@ pub fn gemm_reference<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c
 }
 
 /// A new `len`-element buffer whose chunks of `chunk` elements are written in parallel:
-/// `write(start, part)` must overwrite all of `part` (elements `start..start + part.len()`).
+/// `write(start, part)` gets `part` (elements `start..start + part.len()`) zeroed and must
+/// overwrite whatever of it should not stay zero.
 ///
 /// Why not `vec![0; len]` and then write: zeroing megabytes first is a whole extra pass over
 /// memory. Here each chunk is cleared just before `write` fills it, while it sits in cache.

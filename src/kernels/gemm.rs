@@ -207,8 +207,8 @@ fn slab_product(
     let rows = task_rows(c.len() / n);
     c.par_chunks_mut(rows * n).enumerate().for_each(|(t, chunk)| {
         operands.run(|| {
-            start.fill(chunk, n);
-            rows_task(a, t * rows, (k, inner.clone()), panels, n, chunk);
+            let fresh = start.fill(chunk, n);
+            rows_task(a, t * rows, (k, inner.clone()), panels, (n, fresh), chunk);
         })
     });
 }
@@ -266,8 +266,8 @@ pub(super) fn rows_product_new(
     let rows = task_rows(m);
     new_parallel(m * n, rows * n, |first, chunk| {
         operands.run(|| {
-            start.fill(chunk, n);
-            rows_task(a, first / n, (k, 0..k), &panels, n, chunk);
+            let fresh = start.fill(chunk, n);
+            rows_task(a, first / n, (k, 0..k), &panels, (n, fresh), chunk);
         })
     })
 }
@@ -280,17 +280,22 @@ fn pack(b: MatRef<f32>) -> Vec<f32> {
 }
 
 /// `C += A[:, inner]·B[inner, :]` for one task's rows `first..`: `c` is `[rows, n]`, `panels`
-/// hold `B`'s rows `inner`, `k` is `A`'s full inner length.
+/// hold `B`'s rows `inner`, `k` is `A`'s full inner length. `fresh`: `C` holds no values yet,
+/// so the first block writes it (`C = A·B`).
 fn rows_task(
     a: Lhs,
     first: usize,
     (k, inner): (usize, Range<usize>),
     panels: &[f32],
-    n: usize,
+    (n, fresh): (usize, bool),
     c: &mut [f32],
 ) {
     let rows = c.len() / n;
     let full = n / PANEL;
+    if fresh && inner.is_empty() {
+        // No block to write C: an empty sum is zero.
+        c.fill(0.0);
+    }
     if let Lhs::InPlace(a) = a {
         prefetch_next_task(a, (first + rows, rows), (k, inner.start));
     }
@@ -304,7 +309,8 @@ fn rows_task(
             let panel = &panels[(p * inner.len() + kb - inner.start) * PANEL..];
             let (dst, ldc) =
                 if p < full { (&mut c[p * PANEL..], n) } else { (&mut edge[..], PANEL) };
-            tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, true);
+            let accumulate = !(fresh && kb == inner.start);
+            tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, accumulate);
         }
     }
     edge.scatter(c, n, full * PANEL);
@@ -363,13 +369,16 @@ impl std::ops::DerefMut for Edge {
 }
 
 impl Start<'_, f32> {
-    /// Sets rows of `n` columns to the starting values (an accumulation keeps them).
-    fn fill(&self, rows: &mut [f32], n: usize) {
+    /// Sets rows of `n` columns to the starting values (an accumulation keeps them); `true`
+    /// for `Zero`, whose rows are left as they are: the first block of the product writes them
+    /// instead of adding to them (the same sums: each chain starts at 0 either way).
+    fn fill(&self, rows: &mut [f32], n: usize) -> bool {
         match self {
-            Start::Zero => rows.fill(0.0),
+            Start::Zero => return true,
             Start::Accumulate => {}
             Start::Bias(b) => rows.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b)),
         }
+        false
     }
 }
 
@@ -418,6 +427,9 @@ mod tests {
                 let mut got = vec![f32::NAN; m * n];
                 gemm_rows(&a, b, Start::Zero, &mut got);
                 close(&got, &want, "zero");
+                let mut onto_zeros = vec![0.0; m * n];
+                gemm_rows(&a, b, Start::Accumulate, &mut onto_zeros);
+                assert_eq!(got, onto_zeros, "Zero writes what accumulating onto zeros gives");
                 assert_eq!(gemm_rows_new(&a, m, b, None), got, "new buffer, no bias");
 
                 let with_bias: Vec<f32> =
