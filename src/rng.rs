@@ -77,8 +77,8 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 /// [`philox4x32_10`] on eight counters at once: lane `j` of the result is the block of lane `j`
 /// of `counter`, bit for bit. The same rounds on `u32x8` lanes; `mul_keep_low_high` is the
-/// lane-wise `mulhilo` (AVX2's `vpmuludq` under the hood), which is what makes dropout's masks
-/// cheap to draw.
+/// lane-wise `mulhilo`. (Dropout's masks draw eight blocks at a time through it, or, with AVX2,
+/// through the leaner 64-bit lanes of `eight_blocks`.)
 pub fn philox4x32_10_x8(counter: [u32x8; 4], key: [u32; 2]) -> [u32x8; 4] {
     let (m0, m1) = (u32x8::splat(PHILOX_M0), u32x8::splat(PHILOX_M1));
     let mut c = counter;
@@ -206,7 +206,7 @@ impl Philox {
 
     /// Fills `out` with words `first .. first + out.len()` of `stream` (`first` a multiple of
     /// 4, so the words start at a block boundary). Eight blocks at a time go through
-    /// [`philox4x32_10_x8`]; the tail block by block.
+    /// `eight_blocks` (SIMD lanes); the tail block by block.
     ///
     /// # Panics
     /// If `first` is not a multiple of 4.

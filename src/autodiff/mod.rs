@@ -26,7 +26,7 @@
 
 pub mod check;
 
-use crate::tensor::{new_parallel, Float, Tensor};
+use crate::tensor::{zeros_parallel, Float, Tensor};
 use rayon::prelude::*;
 
 /// A handle to a value on a [`Tape`] (its node id).
@@ -241,13 +241,12 @@ impl<T: Float> Grads<T> {
     }
 
     /// A buffer for a first contribution: a spare one of the right size (stale contents, which
-    /// the contribution overwrites), else zeros (written by parallel tasks: activation
-    /// gradients are megabytes, which one thread zeroes at half the speed of two).
+    /// the contribution overwrites), else zeros.
     fn fresh(&mut self, shape: &[usize]) -> Tensor<T> {
         let len: usize = shape.iter().product();
         match self.spare.iter().position(|b| b.len() == len) {
             Some(i) => Tensor::new(shape, self.spare.swap_remove(i)),
-            None => Tensor::new(shape, new_parallel(len, 1 << 15, |_, _| {})),
+            None => Tensor::new(shape, zeros_parallel(len)),
         }
     }
 
