@@ -18,14 +18,19 @@ use crate::autodiff::{Backward, Grads, Tape, Var};
 use crate::tensor::{Float, Tensor};
 use rayon::prelude::*;
 
+/// `exp(z − shift)` of every `z` in `row`, into `out` (a row-long scratch buffer): a batch for
+/// [`Float::exp_in_place`].
+fn shifted_exps<T: Float>(row: &[T], shift: T, out: &mut Vec<T>) {
+    out.clear();
+    out.extend(row.iter().map(|&z| z - shift));
+    T::exp_in_place(out);
+}
+
 /// `log Σ exp(row)`, shifted by the row maximum for stability; the terms `exp(z − m)` are
-/// computed into `terms` (a row-long scratch buffer, [`Float::exp_in_place`]) and summed left
-/// to right.
+/// computed into `terms` ([`shifted_exps`]) and summed left to right.
 pub fn logsumexp<T: Float>(row: &[T], terms: &mut Vec<T>) -> T {
     let m = row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), T::max);
-    terms.clear();
-    terms.extend(row.iter().map(|&z| z - m));
-    T::exp_in_place(terms);
+    shifted_exps(row, m, terms);
     let mut s = T::ZERO;
     for &e in terms.iter() {
         s += e;
@@ -100,9 +105,7 @@ impl<T: Float> Backward<T> for CrossEntropyBackward<T> {
             let z = &zv.data()[r * v..(r + 1) * v];
             let c = dl * self.weights[r];
             // The softmax row: p_j = exp(z_j − lse).
-            p.clear();
-            p.extend(z.iter().map(|&z| z - self.lse[r]));
-            T::exp_in_place(p);
+            shifted_exps(z, self.lse[r], p);
             for (j, (g, &p)) in dz.iter_mut().zip(p.iter()).enumerate() {
                 let onehot = if j == self.targets[r] { T::ONE } else { T::ZERO };
                 let x = c * (p - onehot);
