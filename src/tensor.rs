@@ -597,13 +597,9 @@ pub(crate) fn new_parallel<T: Float>(
     chunk: usize,
     write: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(c, part)| {
-        write(c * chunk, cleared(part));
-    });
-    // SAFETY: the chunks cover all `len` elements and each was initialised.
-    unsafe { v.set_len(len) };
-    v
+    // No side output: one zero-sized piece per chunk.
+    let mut none = vec![(); len.div_ceil(chunk.max(1))];
+    new_parallel_with(len, chunk, (&mut none, 1), |first, part, _| write(first, part))
 }
 
 /// [`new_parallel`] with a second output: task `c` also gets the `c`-th piece of `side`
