@@ -27,7 +27,7 @@ fn shifted_exps<T: Float>(row: &[T], shift: T, out: &mut Vec<T>) {
 }
 
 /// `log Σ exp(row)`, shifted by the row maximum for stability; the terms `exp(z − m)` are
-/// computed into `terms` ([`shifted_exps`]) and summed left to right.
+/// computed into `terms` (`shifted_exps`) and summed left to right.
 pub fn logsumexp<T: Float>(row: &[T], terms: &mut Vec<T>) -> T {
     let m = row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), T::max);
     shifted_exps(row, m, terms);
