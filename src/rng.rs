@@ -197,7 +197,7 @@ impl Philox {
         let w = self.block(stream, i / 4);
         let pair = ((i % 4) / 2) as usize;
         let (z_even, z_odd) = box_muller(w[2 * pair], w[2 * pair + 1]);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             z_even
         } else {
             z_odd
@@ -211,7 +211,7 @@ impl Philox {
     /// # Panics
     /// If `first` is not a multiple of 4.
     pub fn fill_words(&self, stream: u64, first: u64, out: &mut [u32]) {
-        assert!(first % 4 == 0, "fill_words: word {first} is not at a block boundary");
+        assert!(first.is_multiple_of(4), "fill_words: word {first} is not at a block boundary");
         let first_block = first / 4;
         let tail_block = first_block + (out.len() / 32 * 8) as u64;
         let mut groups = out.chunks_exact_mut(32);

@@ -263,7 +263,7 @@ impl Kernels<f32> for Bf16Port {
         dims: AttentionDims,
         causal: bool,
     ) -> AttentionForward<f32> {
-        Bf16.attention_forward(qkv, dims, causal)
+        Bf16::PORTABLE.attention_forward(qkv, dims, causal)
     }
 
     fn attention_backward(
@@ -277,7 +277,7 @@ impl Kernels<f32> for Bf16Port {
         dqkv: &mut [f32],
         accumulate: bool,
     ) {
-        Bf16.attention_backward(qkv, out, saved, dout, dims, causal, dqkv, accumulate)
+        Bf16::PORTABLE.attention_backward(qkv, out, saved, dout, dims, causal, dqkv, accumulate)
     }
 }
 

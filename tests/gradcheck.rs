@@ -230,7 +230,7 @@ proptest! {
         let philox = Philox::new(seed);
         // Repeated ids make the scatter-add accumulate into the same row.
         let ids: Vec<usize> = (0..n as u64).map(|i| philox.u32_at(7, i) as usize % v).collect();
-        let keep = masked.then(|| (0..n as u64).map(|i| philox.u32_at(8, i) % 3 != 0).collect());
+        let keep = masked.then(|| (0..n as u64).map(|i| !philox.u32_at(8, i).is_multiple_of(3)).collect());
         check(&Embedding { ids, keep }, &[normal(&[v, d], seed, 1, 1.0)], seed);
     }
 
@@ -239,7 +239,7 @@ proptest! {
         let philox = Philox::new(seed);
         let targets: Vec<usize> = (0..n as u64).map(|i| philox.u32_at(7, i) as usize % v).collect();
         // Row 0 is always scored so the mean is defined.
-        let mask = masked.then(|| (0..n as u64).map(|i| i == 0 || philox.u32_at(8, i) % 2 == 0).collect());
+        let mask = masked.then(|| (0..n as u64).map(|i| i == 0 || philox.u32_at(8, i).is_multiple_of(2)).collect());
         check(&CrossEntropy { targets, mask }, &[normal(&[n, v], seed, 1, 2.0)], seed);
     }
 

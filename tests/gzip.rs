@@ -138,7 +138,7 @@ struct Bits {
 impl Bits {
     fn put(mut self, value: u32, count: usize) -> Self {
         for i in 0..count {
-            if self.used % 8 == 0 {
+            if self.used.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             *self.bytes.last_mut().unwrap() |= (((value >> i) & 1) as u8) << (self.used % 8);

@@ -168,7 +168,7 @@ pub(super) fn emoji_splits(
 
 /// The split rule: an emoji is a test image iff the CRC-32 of its `unified` string is 0 mod 5.
 pub fn is_test(unified: &str) -> bool {
-    crc32(unified.as_bytes()) % 5 == 0
+    crc32(unified.as_bytes()).is_multiple_of(5)
 }
 
 /// The error for a tile that does not lie inside its sheet.

@@ -183,7 +183,7 @@ fn read_cifar_files(files: &[PathBuf]) -> Result<RgbSet> {
 /// Parses the contents of one CIFAR-10 binary batch: the labels and the images as interleaved
 /// RGB (`32·32·3` bytes each); `origin` names the file in errors.
 pub(crate) fn parse_cifar_batch(bytes: &[u8], origin: &str) -> Result<(Vec<u16>, Vec<u8>)> {
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_RECORD) {
         let msg = format!(
             "{} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records (truncated?)",
             bytes.len()

@@ -139,7 +139,7 @@ impl Geometry {
 
     /// Whether the products' operands are rounded to bf16.
     fn bf16(&self) -> bool {
-        self.operands == Operands::Bf16
+        self.operands.is_bf16()
     }
 
     /// Rounds a tile's operand to bf16 if the products take bf16.

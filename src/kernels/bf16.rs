@@ -43,7 +43,7 @@
 use super::attention::{flash_attention_backward, flash_forward};
 use super::gemm::{rows_product, rows_product_new, Lhs};
 use super::simd::{load, store, LANES};
-use super::{Operands, Simd};
+use super::{dpbf16, Operands, Simd};
 use crate::ops::decode::KvView;
 use crate::ops::nearest::Centers;
 use crate::ops::{AttentionDims, AttentionForward, Kernels};
@@ -169,24 +169,52 @@ pub fn product_reference(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &
 /// # Panics
 /// If the inner dimensions disagree or `c` is not `[A.rows, B.cols]`.
 pub fn linear_product(a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
+    product(a, b, Operands::Bf16, start, c)
+}
+
+/// [`linear_product`] on the register kernel of `products` (`Bf16` or `Bf16Avx512`).
+fn product(a: MatRef<f32>, b: MatRef<f32>, products: Operands, start: Start<f32>, c: &mut [f32]) {
     assert_eq!(a.cols, b.rows, "bf16 product: inner dimensions {} and {} differ", a.cols, b.rows);
     assert_eq!(c.len(), a.rows * b.cols, "bf16 product: C must be [{}, {}]", a.rows, b.cols);
-    rows_product(Lhs::Bf16(a), b, Operands::Bf16, start, c);
+    rows_product(Lhs::Bf16(a), b, products, start, c);
 }
 
 /// bf16 mixed precision behind `ops::Kernels` (see the module doc): linear and attention
 /// products in bf16; the activation, the norm, decode attention and the k-means scan as f32's
 /// `Simd` computes them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Bf16;
+///
+/// Two implementations give the same bits: [`Bf16::PORTABLE`] (f32 fused multiply-adds on
+/// rounded operands, any CPU) and [`Bf16::AVX512`] (the linear products on `vdpbf16ps`, see
+/// `dpbf16`); [`Bf16::native`] is the faster one this CPU runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Bf16 {
+    /// `Operands::Bf16` or `Operands::Bf16Avx512`.
+    products: Operands,
+}
+
+impl Bf16 {
+    /// The definition, on f32 fused multiply-adds: runs everywhere.
+    pub const PORTABLE: Bf16 = Bf16 { products: Operands::Bf16 };
+    /// The linear products on AVX512-BF16 (only on CPUs that have it, `dpbf16::available`).
+    pub const AVX512: Bf16 = Bf16 { products: Operands::Bf16Avx512 };
+
+    /// [`Bf16::AVX512`] where the CPU has the instructions, else [`Bf16::PORTABLE`].
+    pub fn native() -> &'static Bf16 {
+        static CHOSEN: std::sync::OnceLock<Bf16> = std::sync::OnceLock::new();
+        CHOSEN.get_or_init(|| if dpbf16::available() { Bf16::AVX512 } else { Bf16::PORTABLE })
+    }
+}
 
 impl Kernels<f32> for Bf16 {
     fn name(&self) -> &'static str {
-        "bf16"
+        match self.products {
+            Operands::Bf16Avx512 => "bf16-avx512",
+            _ => "bf16",
+        }
     }
 
     fn linear_product(&self, a: MatRef<f32>, b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
-        linear_product(a, b, start, c)
+        product(a, b, self.products, start, c)
     }
 
     fn linear_product_new(&self, a: MatRef<f32>, b: MatRef<f32>, bias: Option<&[f32]>) -> Vec<f32> {
@@ -195,7 +223,7 @@ impl Kernels<f32> for Bf16 {
             "bf16 product: inner dimensions {} and {} differ",
             a.cols, b.rows
         );
-        rows_product_new(Lhs::Bf16(a), a.rows, b, Operands::Bf16, bias)
+        rows_product_new(Lhs::Bf16(a), a.rows, b, self.products, bias)
     }
 
     fn quick_gelu(&self, x: &[f32], y: &mut [f32]) {
@@ -361,8 +389,31 @@ mod tests {
     const SHAPES: [(usize, usize, usize); 6] =
         [(1, 1, 1), (5, 17, 3), (40, 70, 129), (130, 33, 300), (500, 40, 20), (9, 200, 31)];
 
+    /// The implementations this CPU runs: the portable one, and the AVX512-BF16 one where the
+    /// CPU has it (the two must agree bit for bit; CI machines without it test the first).
+    fn implementations() -> Vec<Bf16> {
+        let mut all = vec![Bf16::PORTABLE];
+        if dpbf16::available() {
+            all.push(Bf16::AVX512);
+        }
+        all
+    }
+
+    #[test]
+    fn native_is_avx512_exactly_where_the_cpu_has_it() {
+        let want = if dpbf16::available() { "bf16-avx512" } else { "bf16" };
+        assert_eq!(Bf16::native().name(), want);
+    }
+
     #[test]
     fn the_product_is_its_definition_bit_for_bit() {
+        for bf16 in implementations() {
+            products_are_the_definition(bf16);
+        }
+    }
+
+    fn products_are_the_definition(bf16: Bf16) {
+        let name = bf16.name();
         for (m, n, k) in SHAPES {
             let a = normal(2, 2 * m * k, 1.0);
             let w = normal(3, k * n, 1.0);
@@ -373,16 +424,16 @@ mod tests {
                         let mut want = c0.clone();
                         product_reference(a_view, b, start, &mut want);
                         let mut got = c0.clone();
-                        linear_product(a_view, b, start, &mut got);
-                        assert_eq!(got, want, "{m}x{n}x{k}, A layout {v}, {start:?}");
+                        bf16.linear_product(a_view, b, start, &mut got);
+                        assert_eq!(got, want, "{name} {m}x{n}x{k}, A layout {v}, {start:?}");
                     }
                     // The forward's fresh buffer: the same sums from 0 or the bias.
                     for bias in [None, Some(&bias[..])] {
                         let mut want = vec![0.0; m * n];
                         let start = bias.map_or(Start::Zero, Start::Bias);
                         product_reference(a_view, b, start, &mut want);
-                        let got = Bf16.linear_product_new(a_view, b, bias);
-                        assert_eq!(got, want, "{m}x{n}x{k}, A layout {v}, new, bias {bias:?}");
+                        let got = bf16.linear_product_new(a_view, b, bias);
+                        assert_eq!(got, want, "{name} {m}x{n}x{k}, A layout {v}, new, {bias:?}");
                     }
                 }
             }
@@ -394,6 +445,12 @@ mod tests {
     /// task cuts and `∂W`'s transposed `A`.
     #[test]
     fn slabs_of_a_tall_b_change_no_bit() {
+        for bf16 in implementations() {
+            slabs_change_no_bit(bf16);
+        }
+    }
+
+    fn slabs_change_no_bit(bf16: Bf16) {
         for (m, n, k) in [(5, 40, 12_000), (390, 40, 5_500)] {
             let a = normal(2, m * k, 1.0);
             let w = normal(3, k * n, 1.0);
@@ -402,12 +459,12 @@ mod tests {
                 let mut want = c0.clone();
                 product_reference(a_view, MatRef::new(&w, k, n), Start::Accumulate, &mut want);
                 let mut got = c0.clone();
-                linear_product(a_view, MatRef::new(&w, k, n), Start::Accumulate, &mut got);
-                assert_eq!(got, want, "{m}x{n}x{k}");
+                bf16.linear_product(a_view, MatRef::new(&w, k, n), Start::Accumulate, &mut got);
+                assert_eq!(got, want, "{} {m}x{n}x{k}", bf16.name());
                 let mut want = vec![0.0; m * n];
                 product_reference(a_view, MatRef::new(&w, k, n), Start::Zero, &mut want);
-                let got = Bf16.linear_product_new(a_view, MatRef::new(&w, k, n), None);
-                assert_eq!(got, want, "{m}x{n}x{k}, new");
+                let got = bf16.linear_product_new(a_view, MatRef::new(&w, k, n), None);
+                assert_eq!(got, want, "{} {m}x{n}x{k}, new", bf16.name());
             }
         }
     }
@@ -428,10 +485,40 @@ mod tests {
             Start::Accumulate,
             &mut want,
         );
-        let mut got = c0;
-        linear_product(MatRef::new(&a, m, k), MatRef::new(&b, k, n), Start::Accumulate, &mut got);
-        assert_eq!(got, want);
+        for bf16 in implementations() {
+            let mut got = c0.clone();
+            let (a, b) = (MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            bf16.linear_product(a, b, Start::Accumulate, &mut got);
+            assert_eq!(got, want, "{}", bf16.name());
+        }
         assert!(want.iter().all(|x| !x.is_subnormal()));
+    }
+
+    /// Signed zeros, infinities and NaNs keep their bits on every path (NaNs: stay NaN): in
+    /// particular `−0` sums stay `−0` over an odd inner length, whose last pair the AVX512
+    /// path pads (`dpbf16`).
+    #[test]
+    fn zeros_infinities_and_nans_agree_on_every_path() {
+        let (m, n) = (7, 20);
+        for k in [1, 2, 3, 5] {
+            let a: Vec<f32> = (0..m * k).map(|i| [0.0, -0.0, 1.0, -2.0][i % 4]).collect();
+            let mut b: Vec<f32> = (0..k * n).map(|i| [-0.0, 3.0, 0.0, -1.0, 0.5][i % 5]).collect();
+            b[(n + 3) % (k * n)] = f32::INFINITY;
+            let c0: Vec<f32> = (0..m * n).map(|i| [-0.0, 0.0, f32::NAN, 1e-40][i % 4]).collect();
+            let (a, b) = (MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            for start in [Start::Zero, Start::Accumulate] {
+                let mut want = c0.clone();
+                product_reference(a, b, start, &mut want);
+                for bf16 in implementations() {
+                    let mut got = c0.clone();
+                    bf16.linear_product(a, b, start, &mut got);
+                    for (g, w) in got.iter().zip(&want) {
+                        let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+                        assert!(same, "{} k = {k} {start:?}: {g:?} vs {w:?}", bf16.name());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -530,7 +617,7 @@ mod tests {
         for dims in ATTENTION {
             for causal in [true, false] {
                 let qkv = qkv_for(dims, 20);
-                let got = Bf16.attention_forward(&qkv, dims, causal).out;
+                let got = Bf16::PORTABLE.attention_forward(&qkv, dims, causal).out;
                 let wide: Vec<f64> = qkv.iter().map(|&x| f64::from(x)).collect();
                 let (want, probs) =
                     crate::ops::attention::attention_reference_forward(&wide, dims, causal);
@@ -588,9 +675,10 @@ mod tests {
         for dims in ATTENTION {
             let qkv = qkv_for(dims, 21);
             let dout = normal(22, dims.batch * dims.seq * dims.d(), 1.0);
-            let f = Bf16.attention_forward(&qkv, dims, true);
+            let f = Bf16::PORTABLE.attention_forward(&qkv, dims, true);
             let mut got = vec![0.0; qkv.len()];
-            Bf16.attention_backward(&qkv, &f.out, &f.saved, &dout, dims, true, &mut got, false);
+            Bf16::PORTABLE
+                .attention_backward(&qkv, &f.out, &f.saved, &dout, dims, true, &mut got, false);
             let wide: Vec<f64> = qkv.iter().map(|&x| f64::from(x)).collect();
             let (_, probs) = crate::ops::attention::attention_reference_forward(&wide, dims, true);
             let dwide: Vec<f64> = dout.iter().map(|&x| f64::from(x)).collect();
@@ -611,9 +699,10 @@ mod tests {
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
-                let f = Bf16.attention_forward(&qkv, dims, true);
+                let f = Bf16::PORTABLE.attention_forward(&qkv, dims, true);
                 let mut g = vec![0.0; qkv.len()];
-                Bf16.attention_backward(&qkv, &f.out, &f.saved, &dout, dims, true, &mut g, false);
+                Bf16::PORTABLE
+                    .attention_backward(&qkv, &f.out, &f.saved, &dout, dims, true, &mut g, false);
                 (f.out, g)
             })
         };

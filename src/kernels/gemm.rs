@@ -26,8 +26,9 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::bf16::{round_bf16, round_in_place, round_into};
-use super::simd::{prefetch, tile_gemm_nn};
+use super::bf16::{round_bf16, round_bf16_x8, round_in_place, round_into};
+use super::dpbf16::{self, pair_columns, pair_row, tile_product};
+use super::simd::{load, prefetch, tile_gemm_nn, LANES};
 use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
 use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
@@ -143,6 +144,46 @@ impl Lhs<'_> {
             }
         }
     }
+
+    /// The same block of a `Bf16` operand as bf16 pairs (`dpbf16`) in `pairs`, `kc.div_ceil(2)`
+    /// dwords per row (returned: the row stride); `block` is scratch for the rounded values.
+    fn pairs(
+        &self,
+        (first, rows): (usize, usize),
+        (kb, kc): (usize, usize),
+        block: &mut Vec<f32>,
+        pairs: &mut Vec<u32>,
+    ) -> usize {
+        let Lhs::Bf16(view) = self else { unreachable!("bf16 pairs of an f32 operand") };
+        let q = kc.div_ceil(2);
+        pairs.resize(rows * q, 0);
+        if view.rs == 1 && view.cs != 1 {
+            // A transposed activation (∂W = xᵀ·∂y): rows `kb + 2s` and `kb + 2s + 1` of the
+            // activation hold this block's columns `2s`, `2s + 1` for consecutive rows of `A`.
+            let (data, cs) = (view.data, view.cs);
+            let column =
+                |p: usize, r: usize| round_bf16_x8(load(&data[first + r + (kb + p) * cs..]));
+            let whole = rows / LANES * LANES;
+            for s in 0..q {
+                for r in (0..whole).step_by(LANES) {
+                    let y = (2 * s + 1 < kc).then(|| column(2 * s + 1, r));
+                    for (l, d) in pair_columns(column(2 * s, r), y).into_iter().enumerate() {
+                        pairs[(r + l) * q + s] = d;
+                    }
+                }
+            }
+            let (rest, _) = self.block((first + whole, rows - whole), (kb, kc), 0, block);
+            for (r, row) in rest.chunks_exact(kc).enumerate() {
+                pair_row(row, &mut pairs[(whole + r) * q..][..q]);
+            }
+        } else {
+            let (rounded, _) = self.block((first, rows), (kb, kc), 0, block);
+            for (row, out) in rounded.chunks_exact(kc).zip(pairs.chunks_exact_mut(q)) {
+                pair_row(row, out);
+            }
+        }
+        q
+    }
 }
 
 /// [`gemm_rows`] with `operands` as given: f32, or rounded to bf16 (`A` block by block, `B` as
@@ -168,10 +209,7 @@ pub(super) fn rows_product(
     loop {
         let inner = first..k.min(first + slab);
         let start = if first == 0 { start } else { Start::Accumulate };
-        let mut panels = pack(b.row_range(inner.clone()));
-        if operands == Operands::Bf16 {
-            round_in_place(&mut panels);
-        }
+        let panels = Packed::new(b.row_range(inner.clone()), operands);
         slab_product(a, (k, inner.clone()), (&panels, n), operands, start, c);
         if inner.end >= k {
             return;
@@ -199,7 +237,7 @@ fn slab_rows(k: usize, n: usize) -> usize {
 fn slab_product(
     a: Lhs,
     (k, inner): (usize, Range<usize>),
-    (panels, n): (&[f32], usize),
+    (panels, n): (&Packed, usize),
     operands: Operands,
     start: Start<f32>,
     c: &mut [f32],
@@ -259,10 +297,7 @@ pub(super) fn rows_product_new(
         rows_product(a, b, operands, start, &mut c);
         return c;
     }
-    let mut panels = pack(b);
-    if operands == Operands::Bf16 {
-        round_in_place(&mut panels);
-    }
+    let panels = Packed::new(b, operands);
     let rows = task_rows(m);
     new_parallel(m * n, rows * n, |first, chunk| {
         operands.run(|| {
@@ -279,6 +314,33 @@ fn pack(b: MatRef<f32>) -> Vec<f32> {
     panels
 }
 
+/// `B` (some of its rows) packed for the register kernel of `operands`: 16-column panels of
+/// f32 values (`simd::tile_gemm_nn`; rounded to bf16 for the portable bf16 path), or of bf16
+/// pairs (`dpbf16::tile_product`).
+enum Packed {
+    Floats(Vec<f32>),
+    /// The pair panels and the number of `B`'s rows they hold.
+    Pairs(Vec<u32>, usize),
+}
+
+impl Packed {
+    fn new(b: MatRef<f32>, operands: Operands) -> Packed {
+        let mut panels = pack(b);
+        match operands {
+            Operands::F32 => Packed::Floats(panels),
+            Operands::Bf16 => {
+                round_in_place(&mut panels);
+                Packed::Floats(panels)
+            }
+            Operands::Bf16Avx512 => {
+                let mut pairs = vec![0; dpbf16::pairs_len(b.rows, b.cols.div_ceil(PANEL))];
+                dpbf16::pack_pairs(&panels, b.rows, &mut pairs);
+                Packed::Pairs(pairs, b.rows)
+            }
+        }
+    }
+}
+
 /// `C += A[:, inner]·B[inner, :]` for one task's rows `first..`: `c` is `[rows, n]`, `panels`
 /// hold `B`'s rows `inner`, `k` is `A`'s full inner length. `fresh`: `C` holds no values yet,
 /// so the first block writes it (`C = A·B`).
@@ -286,7 +348,7 @@ fn rows_task(
     a: Lhs,
     first: usize,
     (k, inner): (usize, Range<usize>),
-    panels: &[f32],
+    panels: &Packed,
     (n, fresh): (usize, bool),
     c: &mut [f32],
 ) {
@@ -301,19 +363,55 @@ fn rows_task(
     }
     // The last, partial panel (if any) works on a 16-column copy of its columns.
     let mut edge = Edge::gather(c, n, full * PANEL);
-    let mut block = Vec::new();
+    let (mut block, mut pairs) = (Vec::new(), Vec::new());
     for kb in inner.clone().step_by(KC) {
         let kc = KC.min(inner.end - kb);
-        let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
-        for p in 0..n.div_ceil(PANEL) {
-            let panel = &panels[(p * inner.len() + kb - inner.start) * PANEL..];
-            let (dst, ldc) =
-                if p < full { (&mut c[p * PANEL..], n) } else { (&mut edge[..], PANEL) };
-            let accumulate = !(fresh && kb == inner.start);
-            tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, accumulate);
+        let accumulate = !(fresh && kb == inner.start);
+        let (at, len) = (kb - inner.start, inner.len());
+        match panels {
+            Packed::Floats(panels) => {
+                let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
+                for p in 0..n.div_ceil(PANEL) {
+                    let panel = &panels[(p * len + at) * PANEL..];
+                    let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
+                    tile_gemm_nn(
+                        (rows, PANEL, kc),
+                        a_block,
+                        lda,
+                        panel,
+                        PANEL,
+                        dst,
+                        ldc,
+                        accumulate,
+                    );
+                }
+            }
+            Packed::Pairs(panels, len) => {
+                let lda = a.pairs((first, rows), (kb, kc), &mut block, &mut pairs);
+                for p in 0..n.div_ceil(PANEL) {
+                    let panel = &panels[(p * len.div_ceil(2) + at / 2) * PANEL..];
+                    let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
+                    tile_product((rows, kc.div_ceil(2)), &pairs, lda, panel, dst, ldc, accumulate);
+                }
+            }
         }
     }
     edge.scatter(c, n, full * PANEL);
+}
+
+/// Where panel `p` of a task's `C: [rows, n]` is written, and its row stride: in `C`, or in the
+/// 16-column copy of the last, partial panel (`p == full`).
+fn panel_of_c<'c>(
+    p: usize,
+    full: usize,
+    (c, n): (&'c mut [f32], usize),
+    edge: &'c mut Edge,
+) -> (&'c mut [f32], usize) {
+    if p < full {
+        (&mut c[p * PANEL..], n)
+    } else {
+        (&mut edge[..], PANEL)
+    }
 }
 
 /// Asks for the next task's block of `A` (rows `first..first + rows`, the first [`KC`] columns

@@ -26,6 +26,7 @@ pub mod activation;
 pub mod attention;
 pub mod bf16;
 pub mod decode;
+pub mod dpbf16;
 pub mod expf;
 pub mod gemm;
 pub mod kmeans;
@@ -44,11 +45,13 @@ use crate::ops::{AttentionDims, AttentionForward, Kernels};
 use crate::tensor::{MatRef, Start};
 
 /// What the products of a kernel multiply: the f32 values as they are, or the values rounded to
-/// bf16 (with subnormals flushed; see `bf16`).
+/// bf16 (with subnormals flushed; see `bf16`) — multiplied by f32 fused multiply-adds
+/// (`Bf16`, portable) or by `vdpbf16ps` (`Bf16Avx512`, see `dpbf16`), which give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operands {
     F32,
     Bf16,
+    Bf16Avx512,
 }
 
 impl Operands {
@@ -58,8 +61,13 @@ impl Operands {
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
         match self {
             Operands::F32 => f(),
-            Operands::Bf16 => bf16::flushing_subnormals(f),
+            Operands::Bf16 | Operands::Bf16Avx512 => bf16::flushing_subnormals(f),
         }
+    }
+
+    /// Whether the operands are rounded to bf16 (on either path).
+    pub fn is_bf16(self) -> bool {
+        self != Operands::F32
     }
 }
 
@@ -78,7 +86,7 @@ impl Precision {
     pub fn kernels(self) -> &'static dyn Kernels<f32> {
         match self {
             Precision::F32 => &Simd,
-            Precision::Bf16 => &Bf16,
+            Precision::Bf16 => Bf16::native(),
         }
     }
 

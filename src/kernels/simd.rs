@@ -291,7 +291,7 @@ struct Operands {
 /// Picks the panel width: 16 columns (two vectors) when `n` allows, else 8.
 /// `UNIT_ROW` says `x_row == 1`, which lets the kernel address `X` with constant offsets.
 unsafe fn run<const UNIT_ROW: bool>(ops: &Operands, m: usize, n: usize, accumulate: bool) {
-    if n % (2 * LANES) == 0 {
+    if n.is_multiple_of(2 * LANES) {
         tile_gemm_nv::<2, UNIT_ROW>(ops, m, n, accumulate)
     } else {
         tile_gemm_nv::<1, UNIT_ROW>(ops, m, n, accumulate)

@@ -164,7 +164,7 @@ pub fn skinny_linear<W: PanelWeight>(
     let rounded: Vec<f32>;
     let x = match W::OPERANDS {
         Operands::F32 => x,
-        Operands::Bf16 => {
+        Operands::Bf16 | Operands::Bf16Avx512 => {
             rounded = x[..rows * d_in].iter().map(|&v| round_bf16(v)).collect();
             &rounded
         }

@@ -137,7 +137,7 @@ impl Config {
                 return bad(format!("{key} = {v} is outside {lo}..={hi}"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
                 "n_embd = {} is not divisible by n_head = {}",
                 self.n_embd, self.n_head

@@ -52,7 +52,7 @@ impl AttentionDims {
     pub fn of_qkv(shape: &[usize], n_head: usize) -> Self {
         assert_eq!(shape.len(), 3, "attention: qkv must be [B, T, 3d], got {shape:?}");
         assert!(
-            n_head > 0 && shape[2] % (3 * n_head) == 0,
+            n_head > 0 && shape[2].is_multiple_of(3 * n_head),
             "attention: {shape:?} with {n_head} heads"
         );
         AttentionDims { batch: shape[0], seq: shape[1], n_head, head_dim: shape[2] / (3 * n_head) }

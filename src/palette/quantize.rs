@@ -40,7 +40,7 @@ impl Palette {
     /// A palette from `K × 3` row-major colours. Rejects an empty palette, non-finite values and
     /// values outside [-1, 1].
     pub fn new(colors: Vec<f64>) -> Result<Self> {
-        if colors.is_empty() || colors.len() % 3 != 0 {
+        if colors.is_empty() || !colors.len().is_multiple_of(3) {
             return Err(Error::invalid(format!(
                 "a palette needs K ≥ 1 rows of 3 values, got {} values",
                 colors.len()
@@ -126,7 +126,7 @@ pub fn unit_table() -> [f32; 256] {
 
 /// Tokens of interleaved RGB bytes (`3·n` bytes → `n` tokens, in the order given).
 pub fn quantize_rgb8(rgb: &[u8], palette: &Palette) -> Result<Vec<Token>> {
-    if rgb.len() % 3 != 0 {
+    if !rgb.len().is_multiple_of(3) {
         return Err(Error::invalid(format!(
             "{} bytes is not a whole number of RGB pixels",
             rgb.len()
@@ -145,7 +145,7 @@ pub fn quantize_rgb8(rgb: &[u8], palette: &Palette) -> Result<Vec<Token>> {
 
 /// Tokens of `n × 3` f32 points already in [-1, 1]. Rejects NaN and infinite values.
 pub fn quantize_unit(points: &[f32], palette: &Palette) -> Result<Vec<Token>> {
-    if points.len() % 3 != 0 {
+    if !points.len().is_multiple_of(3) {
         return Err(Error::invalid(format!(
             "{} values is not a whole number of RGB points",
             points.len()

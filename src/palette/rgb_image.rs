@@ -55,7 +55,7 @@ impl RgbImage {
 
     /// An image from interleaved bytes `r, g, b, r, g, b, …` (`width · height · 3` of them).
     pub fn from_bytes(width: usize, height: usize, bytes: &[u8]) -> Result<Self> {
-        if bytes.len() % 3 != 0 {
+        if !bytes.len().is_multiple_of(3) {
             return Err(Error::invalid(format!(
                 "{} bytes do not make a {width}×{height} RGB image",
                 bytes.len()

@@ -134,7 +134,8 @@ pub fn probe(
 /// e.g. row-major RGB); each becomes one f32 column. The raw-pixel baseline is [`probe`] on these
 /// (it standardises them like any feature).
 pub fn pixel_features(pixels: &[u8], values_per_image: usize) -> Result<Tensor<f32>> {
-    if values_per_image == 0 || pixels.is_empty() || pixels.len() % values_per_image != 0 {
+    if values_per_image == 0 || pixels.is_empty() || !pixels.len().is_multiple_of(values_per_image)
+    {
         return Err(Error::invalid(format!(
             "{} pixel values do not form whole images of {values_per_image} values",
             pixels.len()

@@ -151,7 +151,7 @@ impl TrainConfig {
                     .into(),
             );
         }
-        if self.accumulation == 0 || self.batch % self.accumulation != 0 {
+        if self.accumulation == 0 || !self.batch.is_multiple_of(self.accumulation) {
             return bad(format!(
                 "batch {} is not divisible into {} micro-batches",
                 self.batch, self.accumulation
@@ -454,7 +454,7 @@ impl Trainer<'_> {
             state.step += 1;
             (since_loss, since_steps) = (since_loss + loss, since_steps + 1);
             let done = state.step == cfg.steps;
-            let eval_now = state.step % cfg.eval_every == 0 || done;
+            let eval_now = state.step.is_multiple_of(cfg.eval_every) || done;
             if eval_now || since.elapsed().as_secs_f64() >= 1.0 {
                 // Speed and ETA count training steps only, not the evaluation below.
                 let elapsed = since.elapsed().as_secs_f64().max(1e-9);
@@ -478,11 +478,11 @@ impl Trainer<'_> {
                 (since_loss, since_steps, since) = (0.0, 0, Instant::now());
             }
             let stop_early = cfg.patience.is_some_and(|p| evals_without_improvement(&log) >= p);
-            if state.step % cfg.checkpoint_every == 0 || done || stop_early {
+            if state.step.is_multiple_of(cfg.checkpoint_every) || done || stop_early {
                 self.checkpoint(&state, &cfg_json, &log)?;
                 last_checkpoint = Some(state.step);
             }
-            if cfg.save_every > 0 && state.step % cfg.save_every == 0 {
+            if cfg.save_every > 0 && state.step.is_multiple_of(cfg.save_every) {
                 state.model.save(&kept_checkpoint_dir(&self.out, state.step))?;
             }
             if stop_early {
