@@ -27,13 +27,13 @@
 //! instructions ([`available`]); the portable path stays the definition and runs everywhere,
 //! and the tests below check the two against each other bit for bit.
 
-use super::bf16::round_bf16_x8;
-use super::simd::{load, LANES};
+use super::bf16::round_bf16;
 use super::skinny::PANEL;
-use wide::{f32x8, u32x8};
+use crate::tensor::MatRef;
+use rayon::prelude::*;
 
-/// Rows of the register block (accumulators).
-pub const MR: usize = 12;
+/// Rows of the register block (with two panels, 16 accumulators: measured best of 6, 8, 12, 14).
+pub const MR: usize = 8;
 
 /// Whether this CPU runs `vdpbf16ps` (AVX512-F and AVX512-BF16).
 pub fn available() -> bool {
@@ -45,103 +45,174 @@ pub fn available() -> bool {
     false
 }
 
-/// The high 16 bits of `x` joined with the high 16 bits of `y`: the pair `(x, y)` of two values
-/// already rounded to bf16.
+/// The pair `(x, y)` of two values already rounded to bf16: `x`'s high 16 bits above `y`'s.
 #[inline(always)]
 fn pair(x: f32, y: f32) -> u32 {
     (x.to_bits() & 0xffff_0000) | (y.to_bits() >> 16)
 }
 
-/// [`pair`] on 8 lanes.
-#[inline(always)]
-fn pair_x8(x: f32x8, y: f32x8) -> u32x8 {
-    (x.to_bits() & u32x8::splat(0xffff_0000)) | (y.to_bits() >> 16)
-}
-
-/// The low half of a padding pair in `A`: `−0` in bf16 (see the module doc).
+/// The low half of a padding pair in `A`: `−0` in bf16 (see the module doc). `B`'s is `+0`.
 const A_PAD: u32 = 0x8000;
 
-/// Dwords that [`pack_pairs`] writes for `n_panels` panels of `rows` rows each.
-pub fn pairs_len(rows: usize, n_panels: usize) -> usize {
-    rows.div_ceil(2) * n_panels * PANEL
+/// Panics unless the CPU runs the instructions this module's kernels use.
+fn require() {
+    assert!(available(), "vdpbf16ps kernel called on a CPU without AVX512-BF16");
 }
 
-/// Panels of pairs from f32 panels (`gemm`'s layout: `n_panels` blocks of `[rows, 16]`):
-/// rows `2q` and `2q + 1` of each panel, rounded to bf16, become its pair row `q`; an odd last
-/// row is paired with `+0`.
-pub fn pack_pairs(panels: &[f32], rows: usize, dst: &mut [u32]) {
-    let n_panels = panels.len() / (rows * PANEL).max(1);
-    assert!(dst.len() >= pairs_len(rows, n_panels), "pack_pairs: destination too small");
-    let pair_rows = rows.div_ceil(2);
-    for p in 0..n_panels {
-        let src = &panels[p * rows * PANEL..][..rows * PANEL];
-        let out = &mut dst[p * pair_rows * PANEL..][..pair_rows * PANEL];
-        for (q, row) in out.chunks_exact_mut(PANEL).enumerate() {
-            for v in (0..PANEL).step_by(LANES) {
-                let hi = round_bf16_x8(load(&src[2 * q * PANEL + v..]));
-                let lo = match 2 * q + 1 < rows {
-                    true => round_bf16_x8(load(&src[(2 * q + 1) * PANEL + v..])),
-                    false => f32x8::ZERO,
+/// Dwords that [`pack_b`] writes for a `[k, n]` matrix: `k.div_ceil(2)` pair rows per panel.
+pub fn pairs_len(k: usize, n: usize) -> usize {
+    k.div_ceil(2) * n.div_ceil(PANEL) * PANEL
+}
+
+/// Packs `B: [k, n]` (any view) into panels of pairs in `dst` (`pairs_len(k, n)` dwords):
+/// panel `p` holds `[k.div_ceil(2), 16]` dwords, pair row `q` being rows `2q` and `2q + 1` of
+/// columns `16p..16p+16`, rounded to bf16; padding columns, and an odd last row's partner, are
+/// `+0`. Panels are packed in parallel.
+///
+/// # Panics
+/// If the CPU lacks the instructions or `dst` is too short.
+pub fn pack_b(b: MatRef<f32>, dst: &mut [u32]) {
+    require();
+    let (k, n) = (b.rows, b.cols);
+    let per_panel = k.div_ceil(2) * PANEL;
+    assert!(dst.len() >= pairs_len(k, n), "pack_b: destination too small");
+    if k == 0 || n == 0 {
+        return;
+    }
+    let panels = dst[..pairs_len(k, n)].par_chunks_exact_mut(per_panel);
+    panels.enumerate().for_each(|(p, panel)| pack_b_panel(b, p * PANEL, panel));
+}
+
+/// Panel of [`pack_b`] whose first column is `j0`.
+fn pack_b_panel(b: MatRef<f32>, j0: usize, panel: &mut [u32]) {
+    let (k, width) = (b.rows, PANEL.min(b.cols - j0));
+    if b.cs == 1 {
+        // Row-major: each pair row joins 16 (or `width`) consecutive floats of two rows.
+        for (q, out) in panel.chunks_exact_mut(PANEL).enumerate() {
+            let x = &b.data[2 * q * b.rs + j0..][..width];
+            let y = (2 * q + 1 < k).then(|| &b.data[(2 * q + 1) * b.rs + j0..][..width]);
+            // SAFETY: the CPU has the instructions (`pack_b` required them).
+            unsafe { x86::vertical_pairs(x, y, 0, &mut out[..width]) };
+            out[width..].fill(0);
+        }
+    } else if b.rs == 1 {
+        // Transposed (`Wᵀ`): column `j` of `B` is row `j` of `W`, pairs along it.
+        let mut line = vec![0; k.div_ceil(2)];
+        for c in 0..width {
+            // SAFETY: as above.
+            unsafe { x86::row_pairs(&b.data[(j0 + c) * b.cs..][..k], &mut line) };
+            for (q, &d) in line.iter().enumerate() {
+                panel[q * PANEL + c] = d;
+            }
+        }
+        panel.chunks_exact_mut(PANEL).for_each(|row| row[width..].fill(0));
+    } else {
+        for (q, out) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (c, d) in out.iter_mut().enumerate() {
+                let at = |p: usize| match p < k && c < width {
+                    true => round_bf16(b.at(p, j0 + c)),
+                    false => 0.0,
                 };
-                row[v..v + LANES].copy_from_slice(&pair_x8(hi, lo).to_array());
+                *d = pair(at(2 * q), at(2 * q + 1));
             }
         }
     }
 }
 
-/// One row of `A`'s block as pairs: `rounded` holds the row's `kc` values already rounded to
-/// bf16; `out` gets `kc.div_ceil(2)` dwords (an odd last value paired with `−0`).
-pub fn pair_row(rounded: &[f32], out: &mut [u32]) {
-    let mut two = rounded.chunks_exact(2);
-    for (o, xy) in out.iter_mut().zip(&mut two) {
-        *o = pair(xy[0], xy[1]);
-    }
-    if let [last] = two.remainder() {
-        out[rounded.len() / 2] = (last.to_bits() & 0xffff_0000) | A_PAD;
-    }
-}
-
-/// Two columns of `A`'s block as pairs for 8 of its rows at once: `x` and `y` hold columns `2q`
-/// and `2q + 1` (rounded; `y` = `None` past an odd end), each of the 8 rows one lane.
-pub fn pair_columns(x: f32x8, y: Option<f32x8>) -> [u32; LANES] {
-    match y {
-        Some(y) => pair_x8(x, y).to_array(),
-        None => (x.to_bits() & u32x8::splat(0xffff_0000) | u32x8::splat(A_PAD)).to_array(),
-    }
-}
-
-/// `C ← A·B` (`accumulate = false`) or `C ← C + A·B` for `C: [m, 16]` (row stride `ldc`), `A`
-/// as `m` rows of `q` pairs (row stride `lda` dwords) and `B` one panel block of `q` pair rows.
+/// Rows `first..first + rows`, columns `kb..kb + kc` of `A` (any view) as pairs in `pairs`;
+/// returns where pair `(r, s)` is: `pairs[r·row + s·step]` as `(row, step)`. An odd last
+/// column is paired with `−0`.
 ///
 /// # Panics
-/// If a slice is shorter than the sizes say, or the CPU lacks the instructions ([`available`]).
+/// If the CPU lacks the instructions or the block lies outside `A`.
+pub fn a_block(
+    a: MatRef<f32>,
+    (first, rows): (usize, usize),
+    (kb, kc): (usize, usize),
+    pairs: &mut Vec<u32>,
+) -> (usize, usize) {
+    require();
+    assert!(first + rows <= a.rows && kb + kc <= a.cols, "a_block: block outside A");
+    let q = kc.div_ceil(2);
+    pairs.resize(rows * q, 0);
+    if rows == 0 || kc == 0 {
+        return (q, 1);
+    }
+    let (data, rs, cs) = (a.data, a.rs, a.cs);
+    if cs == 1 {
+        for (r, out) in pairs.chunks_exact_mut(q).enumerate() {
+            // SAFETY: the CPU has the instructions (required above).
+            unsafe { x86::row_pairs(&data[(first + r) * rs + kb..][..kc], out) };
+            if kc % 2 == 1 {
+                out[q - 1] = out[q - 1] & 0xffff_0000 | A_PAD;
+            }
+        }
+        (q, 1)
+    } else if rs == 1 {
+        // A transposed activation (∂W = xᵀ·∂y): columns `kb + 2s`, `kb + 2s + 1` of `A` are
+        // rows of the activation, `rows` consecutive floats each; their pairs go to `s·rows..`.
+        for (s, out) in pairs.chunks_exact_mut(rows).enumerate() {
+            let x = &data[first + (kb + 2 * s) * cs..][..rows];
+            let y = (2 * s + 1 < kc).then(|| &data[first + (kb + 2 * s + 1) * cs..][..rows]);
+            // SAFETY: as above.
+            unsafe { x86::vertical_pairs(x, y, A_PAD, out) };
+        }
+        (1, rows)
+    } else {
+        for (r, out) in pairs.chunks_exact_mut(q).enumerate() {
+            for (s, d) in out.iter_mut().enumerate() {
+                let x = round_bf16(a.at(first + r, kb + 2 * s));
+                *d = match 2 * s + 1 < kc {
+                    true => pair(x, round_bf16(a.at(first + r, kb + 2 * s + 1))),
+                    false => x.to_bits() & 0xffff_0000 | A_PAD,
+                };
+            }
+        }
+        (q, 1)
+    }
+}
+
+/// `C ← A·B` (`accumulate = false`) or `C ← C + A·B` for `C: [m, 16·w]` (row stride `ldc`),
+/// `A` as `m` rows of `q` pairs (pair `(r, s)` at `a[r·row + s·step]`, [`a_block`]'s layout)
+/// and `B` as `w` (1 or 2) panel blocks of `q` pair rows, `panel` dwords apart.
+///
+/// # Panics
+/// If `w` is not 1 or 2, a slice is shorter than the sizes say, or the CPU lacks the
+/// instructions ([`available`]).
+#[allow(clippy::too_many_arguments)]
 pub fn tile_product(
-    (m, q): (usize, usize),
+    (m, q, w): (usize, usize, usize),
     a: &[u32],
-    lda: usize,
-    b: &[u32],
+    (row, step): (usize, usize),
+    (b, panel): (&[u32], usize),
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
+    assert!(w == 1 || w == 2, "tile_product: {w} panels");
     if m == 0 {
         return;
     }
-    assert!(available(), "vdpbf16ps kernel called on a CPU without AVX512-BF16");
-    assert!((m - 1) * ldc + PANEL <= c.len(), "tile_product: C too small");
+    require();
+    assert!((m - 1) * ldc + w * PANEL <= c.len(), "tile_product: C too small");
     if q == 0 {
         if !accumulate {
-            c.chunks_mut(ldc).take(m).for_each(|row| row[..PANEL].fill(0.0));
+            c.chunks_mut(ldc).take(m).for_each(|row| row[..w * PANEL].fill(0.0));
         }
         return;
     }
-    assert!((m - 1) * lda + q <= a.len(), "tile_product: A too small");
-    assert!(q * PANEL <= b.len(), "tile_product: B too small");
+    assert!((m - 1) * row + (q - 1) * step < a.len(), "tile_product: A too small");
+    assert!((w - 1) * panel + q * PANEL <= b.len(), "tile_product: B too small");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the instructions (asserted), and the asserts above bound every index
-    // the kernel touches: rows i < m of A (q dwords each) and C (16 floats), q rows of B.
+    // the kernel touches: pairs (r, s) of A for r < m, s < q, rows r < m of C (16·w floats)
+    // and q pair rows of each of B's w panels.
     unsafe {
-        x86::sweep(m, q, a.as_ptr(), lda, b.as_ptr(), c.as_mut_ptr(), ldc, accumulate)
+        let (a, b, c) = ((a.as_ptr(), row, step), (b.as_ptr(), panel), c.as_mut_ptr());
+        match w {
+            1 => x86::sweep::<1>(m, q, a, b, c, ldc, accumulate),
+            _ => x86::sweep::<2>(m, q, a, b, c, ldc, accumulate),
+        }
     }
 }
 
@@ -150,67 +221,248 @@ mod x86 {
     use super::MR;
     use std::arch::x86_64::*;
 
-    /// Row blocks of [`MR`], then of 8, 4, 2 and 1 for the rest.
-    #[allow(clippy::too_many_arguments)]
+    /// `A`'s pairs: the start, and the strides of a row and of a step (dwords).
+    pub(super) type PairsA = (*const u32, usize, usize);
+
+    /// Row blocks of [`MR`], then of 8, 4, 2 and 1 for the rest; `W` panels (`b`: the first
+    /// and the stride between them).
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn sweep(
+    pub(super) unsafe fn sweep<const W: usize>(
         m: usize,
         q: usize,
-        a: *const u32,
-        lda: usize,
-        b: *const u32,
+        (a, row, step): PairsA,
+        b: (*const u32, usize),
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
     ) {
         let mut i = 0;
         while i + MR <= m {
-            micro::<MR>(q, a.add(i * lda), lda, b, c.add(i * ldc), ldc, accumulate);
+            micro::<MR, W>(q, (a.add(i * row), row, step), b, c.add(i * ldc), ldc, accumulate);
             i += MR;
         }
         for rows in [8, 4, 2, 1] {
             if i + rows <= m {
-                let (a, c) = (a.add(i * lda), c.add(i * ldc));
+                let (a, c) = ((a.add(i * row), row, step), c.add(i * ldc));
                 match rows {
-                    8 => micro::<8>(q, a, lda, b, c, ldc, accumulate),
-                    4 => micro::<4>(q, a, lda, b, c, ldc, accumulate),
-                    2 => micro::<2>(q, a, lda, b, c, ldc, accumulate),
-                    _ => micro::<1>(q, a, lda, b, c, ldc, accumulate),
+                    8 => micro::<8, W>(q, a, b, c, ldc, accumulate),
+                    4 => micro::<4, W>(q, a, b, c, ldc, accumulate),
+                    2 => micro::<2, W>(q, a, b, c, ldc, accumulate),
+                    _ => micro::<1, W>(q, a, b, c, ldc, accumulate),
                 }
                 i += rows;
             }
         }
     }
 
-    /// `R` rows × 16 columns: for each pair row `s`, one load of `B` and, per row, a broadcast
-    /// of `A`'s pair and one `vdpbf16ps`.
+    /// `R` rows × `16·W` columns: for each pair row `s`, `W` loads of `B` and, per row, a
+    /// broadcast of `A`'s pair and `W` `vdpbf16ps`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn micro<const R: usize>(
+    unsafe fn micro<const R: usize, const W: usize>(
         q: usize,
-        a: *const u32,
-        lda: usize,
-        b: *const u32,
+        (a, row, step): PairsA,
+        (b, panel): (*const u32, usize),
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
     ) {
-        let mut acc = [_mm512_setzero_ps(); R];
+        let mut acc = [[_mm512_setzero_ps(); W]; R];
         if accumulate {
             for (r, x) in acc.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(c.add(r * ldc));
+                for (v, x) in x.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(c.add(r * ldc + 16 * v));
+                }
             }
         }
         for s in 0..q {
-            let bv: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(s * 16).cast()));
+            let mut bv = [_mm512_setzero_si512(); W];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_si512(b.add(v * panel + s * 16).cast());
+            }
+            let a_s = a.add(s * step);
             for (r, x) in acc.iter_mut().enumerate() {
-                let av: __m512bh =
-                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + s) as i32));
-                *x = _mm512_dpbf16_ps(*x, av, bv);
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a_s.add(r * row) as i32));
+                for (x, &bv) in x.iter_mut().zip(&bv) {
+                    *x = _mm512_dpbf16_ps(*x, av, std::mem::transmute::<__m512i, __m512bh>(bv));
+                }
             }
         }
         for (r, x) in acc.iter().enumerate() {
-            _mm512_storeu_ps(c.add(r * ldc), *x);
+            for (v, x) in x.iter().enumerate() {
+                _mm512_storeu_ps(c.add(r * ldc + 16 * v), *x);
+            }
+        }
+    }
+
+    /// A mask of the first `n` (≤ 16) lanes.
+    fn first(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// `out[j] = (bf16(x[j]), bf16(y[j]))` — `x` in the high half — for `j < out.len()`, or
+    /// `(bf16(x[j]), pad)` without `y`; 16 at a time, `vcvtne2ps2bf16` then one word shuffle.
+    /// `x` and `y` hold at least `out.len()` floats.
+    #[target_feature(enable = "avx512f,avx512bf16,avx512bw")]
+    pub(super) unsafe fn vertical_pairs(x: &[f32], y: Option<&[f32]>, pad: u32, out: &mut [u32]) {
+        let n = out.len();
+        assert!(x.len() >= n && y.is_none_or(|y| y.len() >= n), "vertical_pairs: short rows");
+        // Word 2j of the result takes word j (y's value), word 2j + 1 word 16 + j (x's).
+        let interleave = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        for j in (0..n).step_by(16) {
+            let mask = first((n - j).min(16));
+            let xv = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(j));
+            let pairs = match y {
+                Some(y) => {
+                    let yv = _mm512_maskz_loadu_ps(mask, y.as_ptr().add(j));
+                    let both: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(xv, yv));
+                    _mm512_permutexvar_epi16(interleave, both)
+                }
+                None => {
+                    let high: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(xv));
+                    let high = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(high));
+                    _mm512_or_si512(high, _mm512_set1_epi32(pad as i32))
+                }
+            };
+            _mm512_mask_storeu_epi32(out.as_mut_ptr().add(j).cast(), mask, pairs);
+        }
+    }
+
+    /// Consecutive values as pairs: `out[s] = (bf16(x[2s]), bf16(x[2s + 1]))`, an odd last one
+    /// paired with `+0`; `out` holds `x.len().div_ceil(2)` dwords. 32 values at a time:
+    /// `vcvtne2ps2bf16` gives the pairs with the earlier value in the low half, and a 16-bit
+    /// rotation of each dword swaps the halves.
+    #[target_feature(enable = "avx512f,avx512bf16,avx512bw")]
+    pub(super) unsafe fn row_pairs(x: &[f32], out: &mut [u32]) {
+        let n = x.len();
+        assert!(out.len() >= n.div_ceil(2), "row_pairs: output too short");
+        for j in (0..n).step_by(32) {
+            let rest = n - j;
+            let lo = _mm512_maskz_loadu_ps(first(rest.min(16)), x.as_ptr().add(j));
+            let hi = _mm512_maskz_loadu_ps(
+                first(rest.saturating_sub(16).min(16)),
+                x.as_ptr().add(j + 16),
+            );
+            let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            let pairs = _mm512_rol_epi32::<16>(pairs);
+            let mask = first(rest.div_ceil(2).min(16));
+            _mm512_mask_storeu_epi32(out.as_mut_ptr().add(j / 2).cast(), mask, pairs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Philox;
+
+    /// Bit patterns of every class the conversion meets: zeros, subnormals, ties, the largest
+    /// finite values, infinities, NaNs with any payload, then random words.
+    fn awkward_floats(n: usize) -> Vec<f32> {
+        let special: [u32; 15] = [
+            0,
+            0x8000_0000,
+            1,
+            0x807f_ffff,
+            0x0080_0000,
+            0x3f80_8000,
+            0x3f81_8000,
+            0x3f80_7fff,
+            0x7f7f_ffff,
+            0xff7f_8000,
+            0x7f80_0000,
+            0xff80_0000,
+            0x7f80_0001,
+            0xffc0_0000,
+            0x7fff_ffff,
+        ];
+        let philox = Philox::new(5);
+        let random = (0..n as u64).map(|i| philox.u32_at(0, i));
+        special.into_iter().chain(random).map(f32::from_bits).collect()
+    }
+
+    /// The definition of a pair (see the module doc), with `pad` for a missing low half.
+    fn pair_of(x: f32, y: Option<f32>, pad: u32) -> u32 {
+        let high = round_bf16(x).to_bits() & 0xffff_0000;
+        high | y.map_or(pad, |y| round_bf16(y).to_bits() >> 16)
+    }
+
+    /// `vcvtne2ps2bf16` rounds as `bf16::round_bf16` does, bit for bit, on every class of
+    /// input; odd lengths and lengths that leave a partial vector come out right.
+    #[test]
+    fn hardware_rounding_and_pairing_is_the_definition() {
+        if !available() {
+            return;
+        }
+        let x = awkward_floats(1 << 16);
+        for n in [1, 15, 16, 17, 31, 32, 33, 1000, x.len() - 1] {
+            let (xs, ys) = (&x[..n], &x[x.len() - n..]);
+            let mut got = vec![7; n];
+            // SAFETY: the CPU has the instructions (checked above).
+            unsafe { x86::vertical_pairs(xs, Some(ys), 0, &mut got) };
+            let want: Vec<u32> = (0..n).map(|j| pair_of(xs[j], Some(ys[j]), 0)).collect();
+            assert_eq!(got, want, "vertical, {n}");
+            // SAFETY: as above.
+            unsafe { x86::vertical_pairs(xs, None, A_PAD, &mut got) };
+            let want: Vec<u32> = (0..n).map(|j| pair_of(xs[j], None, A_PAD)).collect();
+            assert_eq!(got, want, "vertical with padding, {n}");
+            let mut got = vec![7; n.div_ceil(2) + 1];
+            // SAFETY: as above.
+            unsafe { x86::row_pairs(xs, &mut got) };
+            let want: Vec<u32> = (0..n.div_ceil(2))
+                .map(|s| pair_of(xs[2 * s], xs.get(2 * s + 1).copied(), 0))
+                .collect();
+            assert_eq!(got[..want.len()], want, "along a row, {n}");
+            assert_eq!(got[want.len()], 7, "row_pairs writes only its pairs");
+        }
+    }
+
+    /// `pack_b` and `a_block` on every layout (row-major, transposed, strided), odd sizes
+    /// and a partial panel, against the definition element by element.
+    #[test]
+    fn packing_is_the_definition_on_every_layout() {
+        if !available() {
+            return;
+        }
+        let data = awkward_floats(4000);
+        let (rows, cols) = (13, 37);
+        let views = [
+            MatRef::new(&data[..rows * cols], rows, cols),
+            MatRef::new(&data[..rows * cols], cols, rows).t(),
+            MatRef::strided(&data, rows, cols, 2 * cols, 2),
+        ];
+        for (v, m) in views.into_iter().enumerate() {
+            let mut b = vec![7; pairs_len(rows, cols)];
+            pack_b(m, &mut b);
+            let q_rows = rows.div_ceil(2);
+            for p in 0..cols.div_ceil(PANEL) {
+                for q in 0..q_rows {
+                    for c in 0..PANEL {
+                        let j = p * PANEL + c;
+                        let at = |i: usize| (i < rows && j < cols).then(|| m.at(i, j));
+                        let want = pair_of(
+                            at(2 * q).unwrap_or(0.0),
+                            Some(at(2 * q + 1).unwrap_or(0.0)),
+                            0,
+                        );
+                        let got = b[(p * q_rows + q) * PANEL + c];
+                        assert_eq!(got, want, "layout {v}: B panel {p} pair row {q} column {c}");
+                    }
+                }
+            }
+            let (first, kb, kc) = (3, 4, 9);
+            let mut a = Vec::new();
+            let (row, step) = a_block(m, (first, rows - first), (kb, kc), &mut a);
+            for r in 0..rows - first {
+                for s in 0..kc.div_ceil(2) {
+                    let y = (2 * s + 1 < kc).then(|| m.at(first + r, kb + 2 * s + 1));
+                    let want = pair_of(m.at(first + r, kb + 2 * s), y, A_PAD);
+                    assert_eq!(a[r * row + s * step], want, "layout {v}: A pair ({r}, {s})");
+                }
+            }
         }
     }
 }

@@ -26,9 +26,9 @@
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
 
-use super::bf16::{round_bf16, round_bf16_x8, round_in_place, round_into};
-use super::dpbf16::{self, pair_columns, pair_row, tile_product};
-use super::simd::{load, prefetch, tile_gemm_nn, LANES};
+use super::bf16::{round_bf16, round_in_place, round_into};
+use super::dpbf16::{self, tile_product};
+use super::simd::{prefetch, tile_gemm_nn};
 use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
 use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
@@ -145,44 +145,16 @@ impl Lhs<'_> {
         }
     }
 
-    /// The same block of a `Bf16` operand as bf16 pairs (`dpbf16`) in `pairs`, `kc.div_ceil(2)`
-    /// dwords per row (returned: the row stride); `block` is scratch for the rounded values.
+    /// The same block of a `Bf16` operand as bf16 pairs (`dpbf16::a_block`) in `pairs`;
+    /// returns their strides `(row, step)`.
     fn pairs(
         &self,
-        (first, rows): (usize, usize),
-        (kb, kc): (usize, usize),
-        block: &mut Vec<f32>,
+        rows: (usize, usize),
+        cols: (usize, usize),
         pairs: &mut Vec<u32>,
-    ) -> usize {
+    ) -> (usize, usize) {
         let Lhs::Bf16(view) = self else { unreachable!("bf16 pairs of an f32 operand") };
-        let q = kc.div_ceil(2);
-        pairs.resize(rows * q, 0);
-        if view.rs == 1 && view.cs != 1 {
-            // A transposed activation (∂W = xᵀ·∂y): rows `kb + 2s` and `kb + 2s + 1` of the
-            // activation hold this block's columns `2s`, `2s + 1` for consecutive rows of `A`.
-            let (data, cs) = (view.data, view.cs);
-            let column =
-                |p: usize, r: usize| round_bf16_x8(load(&data[first + r + (kb + p) * cs..]));
-            let whole = rows / LANES * LANES;
-            for s in 0..q {
-                for r in (0..whole).step_by(LANES) {
-                    let y = (2 * s + 1 < kc).then(|| column(2 * s + 1, r));
-                    for (l, d) in pair_columns(column(2 * s, r), y).into_iter().enumerate() {
-                        pairs[(r + l) * q + s] = d;
-                    }
-                }
-            }
-            let (rest, _) = self.block((first + whole, rows - whole), (kb, kc), 0, block);
-            for (r, row) in rest.chunks_exact(kc).enumerate() {
-                pair_row(row, &mut pairs[(whole + r) * q..][..q]);
-            }
-        } else {
-            let (rounded, _) = self.block((first, rows), (kb, kc), 0, block);
-            for (row, out) in rounded.chunks_exact(kc).zip(pairs.chunks_exact_mut(q)) {
-                pair_row(row, out);
-            }
-        }
-        q
+        dpbf16::a_block(*view, rows, cols, pairs)
     }
 }
 
@@ -205,12 +177,15 @@ pub(super) fn rows_product(
     let m = c.len() / n;
     assert!(c.len() == m * n && a.fits(m, k), "gemm_rows: sizes disagree");
     let slab = slab_rows(k, n);
+    let mut packed = Packed::new(b.row_range(0..k.min(slab)), operands);
     let mut first = 0;
     loop {
         let inner = first..k.min(first + slab);
         let start = if first == 0 { start } else { Start::Accumulate };
-        let panels = Packed::new(b.row_range(inner.clone()), operands);
-        slab_product(a, (k, inner.clone()), (&panels, n), operands, start, c);
+        if first > 0 {
+            packed.fill(b.row_range(inner.clone()));
+        }
+        slab_product(a, (k, inner.clone()), (&packed, n), operands, start, c);
         if inner.end >= k {
             return;
         }
@@ -307,36 +282,36 @@ pub(super) fn rows_product_new(
     })
 }
 
-/// `B` packed into zero-padded 16-column panels.
-fn pack(b: MatRef<f32>) -> Vec<f32> {
-    let mut panels = vec![0.0; panels_len(b.rows, b.cols)];
-    pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), &mut panels);
-    panels
-}
-
 /// `B` (some of its rows) packed for the register kernel of `operands`: 16-column panels of
 /// f32 values (`simd::tile_gemm_nn`; rounded to bf16 for the portable bf16 path), or of bf16
-/// pairs (`dpbf16::tile_product`).
-enum Packed {
-    Floats(Vec<f32>),
-    /// The pair panels and the number of `B`'s rows they hold.
-    Pairs(Vec<u32>, usize),
+/// pairs (`dpbf16::tile_product`). [`Packed::fill`] reuses the buffers, so the slabs of a tall
+/// `B` are packed into memory already mapped.
+struct Packed {
+    operands: Operands,
+    panels: Vec<f32>,
+    pairs: Vec<u32>,
+    /// `B`'s rows held.
+    rows: usize,
 }
 
 impl Packed {
     fn new(b: MatRef<f32>, operands: Operands) -> Packed {
-        let mut panels = pack(b);
-        match operands {
-            Operands::F32 => Packed::Floats(panels),
-            Operands::Bf16 => {
-                round_in_place(&mut panels);
-                Packed::Floats(panels)
-            }
-            Operands::Bf16Avx512 => {
-                let mut pairs = vec![0; dpbf16::pairs_len(b.rows, b.cols.div_ceil(PANEL))];
-                dpbf16::pack_pairs(&panels, b.rows, &mut pairs);
-                Packed::Pairs(pairs, b.rows)
-            }
+        let mut packed = Packed { operands, panels: Vec::new(), pairs: Vec::new(), rows: 0 };
+        packed.fill(b);
+        packed
+    }
+
+    fn fill(&mut self, b: MatRef<f32>) {
+        self.rows = b.rows;
+        if self.operands == Operands::Bf16Avx512 {
+            self.pairs.resize(dpbf16::pairs_len(b.rows, b.cols), 0);
+            dpbf16::pack_b(b, &mut self.pairs);
+            return;
+        }
+        self.panels.resize(panels_len(b.rows, b.cols), 0.0);
+        pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), &mut self.panels);
+        if self.operands == Operands::Bf16 {
+            round_in_place(&mut self.panels);
         }
     }
 }
@@ -364,35 +339,29 @@ fn rows_task(
     // The last, partial panel (if any) works on a 16-column copy of its columns.
     let mut edge = Edge::gather(c, n, full * PANEL);
     let (mut block, mut pairs) = (Vec::new(), Vec::new());
+    let (len, pair_rows) = (panels.rows, panels.rows.div_ceil(2));
     for kb in inner.clone().step_by(KC) {
         let kc = KC.min(inner.end - kb);
         let accumulate = !(fresh && kb == inner.start);
-        let (at, len) = (kb - inner.start, inner.len());
-        match panels {
-            Packed::Floats(panels) => {
-                let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
-                for p in 0..n.div_ceil(PANEL) {
-                    let panel = &panels[(p * len + at) * PANEL..];
-                    let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
-                    tile_gemm_nn(
-                        (rows, PANEL, kc),
-                        a_block,
-                        lda,
-                        panel,
-                        PANEL,
-                        dst,
-                        ldc,
-                        accumulate,
-                    );
-                }
+        let at = kb - inner.start;
+        if panels.operands == Operands::Bf16Avx512 {
+            let strides = a.pairs((first, rows), (kb, kc), &mut pairs);
+            let q = kc.div_ceil(2);
+            let mut p = 0;
+            while p < n.div_ceil(PANEL) {
+                // Two whole panels at a time where there are two (the wider register block).
+                let w = if p + 1 < full { 2 } else { 1 };
+                let b = (&panels.pairs[(p * pair_rows + at / 2) * PANEL..], pair_rows * PANEL);
+                let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
+                tile_product((rows, q, w), &pairs, strides, b, dst, ldc, accumulate);
+                p += w;
             }
-            Packed::Pairs(panels, len) => {
-                let lda = a.pairs((first, rows), (kb, kc), &mut block, &mut pairs);
-                for p in 0..n.div_ceil(PANEL) {
-                    let panel = &panels[(p * len.div_ceil(2) + at / 2) * PANEL..];
-                    let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
-                    tile_product((rows, kc.div_ceil(2)), &pairs, lda, panel, dst, ldc, accumulate);
-                }
+        } else {
+            let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
+            for p in 0..n.div_ceil(PANEL) {
+                let panel = &panels.panels[(p * len + at) * PANEL..];
+                let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
+                tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, accumulate);
             }
         }
     }
