@@ -70,7 +70,7 @@
 
 use super::bf16::{round_bf16, round_in_place};
 use super::simd::{copy_short, dot, exp2, load, store, tile_gemm, tile_gemm_nn, transpose, LANES};
-use super::Operands;
+use super::{dpbf16, Operands};
 use crate::ops::AttentionDims;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -146,6 +146,44 @@ impl Geometry {
     fn round(&self, xs: &mut [f32]) {
         if self.bf16() {
             xs.iter_mut().for_each(|x| *x = round_bf16(*x));
+        }
+    }
+
+    /// `simd::tile_gemm`, or on the AVX512 bf16 path its `vdpbf16ps` twin (the same bits).
+    #[allow(clippy::too_many_arguments)]
+    fn tile_gemm(
+        &self,
+        dims: (usize, usize, usize),
+        x: &[f32],
+        ldx: usize,
+        y: &[f32],
+        ldy: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        match self.operands {
+            Operands::Bf16Avx512 => dpbf16::tile_gemm(dims, x, ldx, y, ldy, c, ldc, accumulate),
+            _ => tile_gemm(dims, x, ldx, y, ldy, c, ldc, accumulate),
+        }
+    }
+
+    /// `simd::tile_gemm_nn`, or its `vdpbf16ps` twin, as [`Geometry::tile_gemm`].
+    #[allow(clippy::too_many_arguments)]
+    fn tile_gemm_nn(
+        &self,
+        dims: (usize, usize, usize),
+        a: &[f32],
+        lda: usize,
+        y: &[f32],
+        ldy: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        match self.operands {
+            Operands::Bf16Avx512 => dpbf16::tile_gemm_nn(dims, a, lda, y, ldy, c, ldc, accumulate),
+            _ => tile_gemm_nn(dims, a, lda, y, ldy, c, ldc, accumulate),
         }
     }
 
@@ -416,13 +454,13 @@ fn attend_key_tile(
     let split = diagonal && rows > HALF;
     let k_t = &x.k_t[kt * hdp * BLOCK..][..hdp * BLOCK];
     if split {
-        tile_gemm((HALF, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
+        g.tile_gemm((HALF, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
         // Keys HALF.. against query lanes HALF.. only.
         let (k_lower, q_right) = (&k_t[HALF..], &q_t[HALF..]);
         let s_lower = &mut s_t[HALF * rp + HALF..];
-        tile_gemm((keys - HALF, rp - HALF, hdp), k_lower, BLOCK, q_right, rp, s_lower, rp, false);
+        g.tile_gemm((keys - HALF, rp - HALF, hdp), k_lower, BLOCK, q_right, rp, s_lower, rp, false);
     } else {
-        tile_gemm((keys, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
+        g.tile_gemm((keys, rp, hdp), k_t, BLOCK, q_t, rp, s_t, rp, false);
     }
     if diagonal {
         // Key c0 + j is hidden from queries c0 + i < c0 + j, i.e. lanes i < j. This also
@@ -436,10 +474,10 @@ fn attend_key_tile(
     let v = &x.v[c0 * hdp..][..keys * hdp];
     if split {
         // Query lanes 0..HALF see keys 0..HALF only.
-        tile_gemm((hdp, HALF, HALF), v, hdp, s_t, rp, o_t, rp, true);
-        tile_gemm((hdp, rp - HALF, keys), v, hdp, &s_t[HALF..], rp, &mut o_t[HALF..], rp, true);
+        g.tile_gemm((hdp, HALF, HALF), v, hdp, s_t, rp, o_t, rp, true);
+        g.tile_gemm((hdp, rp - HALF, keys), v, hdp, &s_t[HALF..], rp, &mut o_t[HALF..], rp, true);
     } else {
-        tile_gemm((hdp, rp, keys), v, hdp, s_t, rp, o_t, rp, true);
+        g.tile_gemm((hdp, rp, keys), v, hdp, s_t, rp, o_t, rp, true);
     }
 }
 
@@ -717,11 +755,11 @@ fn tile_pair_backward(
     let cols = |i: usize| if split && i < h { h } else { kp };
     // S = Q_i K_jᵀ, then P = 2^(x·c − L·log₂e), 0 where masked.
     if split {
-        tile_gemm((h, h, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+        g.tile_gemm((h, h, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
         let lower = &mut buf.p[h * BLOCK..];
-        tile_gemm((rows - h, kp, hdp), &q_t[h..], BLOCK, buf.k_t, BLOCK, lower, BLOCK, false);
+        g.tile_gemm((rows - h, kp, hdp), &q_t[h..], BLOCK, buf.k_t, BLOCK, lower, BLOCK, false);
     } else {
-        tile_gemm((rows, kp, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
+        g.tile_gemm((rows, kp, hdp), q_t, BLOCK, buf.k_t, BLOCK, buf.p, BLOCK, false);
     }
     let c = f32x8::splat(LOG2_E * g.inv_sqrt_hd());
     for (i, p_row) in buf.p.chunks_exact_mut(BLOCK).take(rows).enumerate() {
@@ -736,19 +774,19 @@ fn tile_pair_backward(
     g.round(&mut buf.p[..rows * BLOCK]);
     // dV_j += Pᵀ dO_i   (in the split, keys HALF.. meet only queries HALF..)
     if split {
-        tile_gemm((h, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
+        g.tile_gemm((h, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
         let (p, dv) = (&buf.p[h * BLOCK + h..], &mut buf.dv[h * hdp..]);
-        tile_gemm((keys - h, hdp, rows - h), p, BLOCK, &d_o[h * hdp..], hdp, dv, hdp, !first);
+        g.tile_gemm((keys - h, hdp, rows - h), p, BLOCK, &d_o[h * hdp..], hdp, dv, hdp, !first);
     } else {
-        tile_gemm((keys, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
+        g.tile_gemm((keys, hdp, rows), buf.p, BLOCK, d_o, hdp, buf.dv, hdp, !first);
     }
     // dP = dO_i V_jᵀ, then dS = P ∘ (dP − D) / sqrt(hd) in place.
     if split {
-        tile_gemm((h, h, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+        g.tile_gemm((h, h, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
         let lower = &mut buf.ds[h * BLOCK..];
-        tile_gemm((rows - h, kp, hdp), &do_t[h..], BLOCK, buf.v_t, BLOCK, lower, BLOCK, false);
+        g.tile_gemm((rows - h, kp, hdp), &do_t[h..], BLOCK, buf.v_t, BLOCK, lower, BLOCK, false);
     } else {
-        tile_gemm((rows, kp, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
+        g.tile_gemm((rows, kp, hdp), do_t, BLOCK, buf.v_t, BLOCK, buf.ds, BLOCK, false);
     }
     let scale = f32x8::splat(g.inv_sqrt_hd());
     let ds_rows = buf.ds.chunks_exact_mut(BLOCK).zip(buf.p.chunks_exact(BLOCK)).take(rows);
@@ -763,20 +801,29 @@ fn tile_pair_backward(
     g.round(&mut buf.ds[..rows * BLOCK]);
     // dK_j += dSᵀ Q_i
     if split {
-        tile_gemm((h, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+        g.tile_gemm((h, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
         let (ds, dk) = (&buf.ds[h * BLOCK + h..], &mut buf.dk[h * hdp..]);
-        tile_gemm((keys - h, hdp, rows - h), ds, BLOCK, &q[h * hdp..], hdp, dk, hdp, !first);
+        g.tile_gemm((keys - h, hdp, rows - h), ds, BLOCK, &q[h * hdp..], hdp, dk, hdp, !first);
     } else {
-        tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
+        g.tile_gemm((keys, hdp, rows), buf.ds, BLOCK, q, hdp, buf.dk, hdp, !first);
     }
     // dQ_i += dS K_j   (dS row-major: the one product through `tile_gemm_nn`)
     let dq = &mut buf.dq[r0 * hdp..][..rows * hdp];
     if split {
-        tile_gemm_nn((h, hdp, h), buf.ds, BLOCK, k, hdp, dq, hdp, true);
+        g.tile_gemm_nn((h, hdp, h), buf.ds, BLOCK, k, hdp, dq, hdp, true);
         let lower = &mut dq[h * hdp..];
-        tile_gemm_nn((rows - h, hdp, keys), &buf.ds[h * BLOCK..], BLOCK, k, hdp, lower, hdp, true);
+        g.tile_gemm_nn(
+            (rows - h, hdp, keys),
+            &buf.ds[h * BLOCK..],
+            BLOCK,
+            k,
+            hdp,
+            lower,
+            hdp,
+            true,
+        );
     } else {
-        tile_gemm_nn((rows, hdp, keys), buf.ds, BLOCK, k, hdp, dq, hdp, true);
+        g.tile_gemm_nn((rows, hdp, keys), buf.ds, BLOCK, k, hdp, dq, hdp, true);
     }
 }
 

@@ -28,9 +28,11 @@
 //! and the tests below check the two against each other bit for bit.
 
 use super::bf16::round_bf16;
+use super::simd;
 use super::skinny::PANEL;
 use crate::tensor::MatRef;
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Rows of the register block (with two panels, 16 accumulators: measured best of 6, 8, 12, 14).
 pub const MR: usize = 8;
@@ -174,7 +176,8 @@ pub fn a_block(
 
 /// `C ← A·B` (`accumulate = false`) or `C ← C + A·B` for `C: [m, 16·w]` (row stride `ldc`),
 /// `A` as `m` rows of `q` pairs (pair `(r, s)` at `a[r·row + s·step]`, [`a_block`]'s layout)
-/// and `B` as `w` (1 or 2) panel blocks of `q` pair rows, `panel` dwords apart.
+/// and `B` as `w` (1 or 2) panel blocks of `q` pair rows of 16 dwords, `panel` dwords apart,
+/// pair row `s` at `s·ldb` ([`pack_b`]'s layout: `ldb` = 16).
 ///
 /// # Panics
 /// If `w` is not 1 or 2, a slice is shorter than the sizes say, or the CPU lacks the
@@ -184,7 +187,7 @@ pub fn tile_product(
     (m, q, w): (usize, usize, usize),
     a: &[u32],
     (row, step): (usize, usize),
-    (b, panel): (&[u32], usize),
+    (b, panel, ldb): (&[u32], usize, usize),
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -202,17 +205,127 @@ pub fn tile_product(
         return;
     }
     assert!((m - 1) * row + (q - 1) * step < a.len(), "tile_product: A too small");
-    assert!((w - 1) * panel + q * PANEL <= b.len(), "tile_product: B too small");
+    assert!((w - 1) * panel + (q - 1) * ldb + PANEL <= b.len(), "tile_product: B too small");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the instructions (asserted), and the asserts above bound every index
     // the kernel touches: pairs (r, s) of A for r < m, s < q, rows r < m of C (16·w floats)
     // and q pair rows of each of B's w panels.
     unsafe {
-        let (a, b, c) = ((a.as_ptr(), row, step), (b.as_ptr(), panel), c.as_mut_ptr());
+        let (a, b, c) = ((a.as_ptr(), row, step), (b.as_ptr(), panel, ldb), c.as_mut_ptr());
         match w {
             1 => x86::sweep::<1>(m, q, a, b, c, ldc, accumulate),
             _ => x86::sweep::<2>(m, q, a, b, c, ldc, accumulate),
         }
+    }
+}
+
+thread_local! {
+    /// The pairs of the two operands of the attention twins below (reused across calls).
+    static TILE_PAIRS: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `simd::tile_gemm` (`C ← XᵀY` or `C += XᵀY`, `X: [k, m]`, `Y: [k, n]` with the inner
+/// dimension as rows) on `vdpbf16ps`, for operands already rounded to bf16 (the attention
+/// tiles): the same bits. Both operands are paired row `2s` with row `2s + 1`; columns past the
+/// last multiple of 16 (8 of them at most) go to `simd::tile_gemm`, whose chains are these.
+///
+/// # Panics
+/// As `simd::tile_gemm`, or if the CPU lacks the instructions.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_gemm(
+    (m, n, k): (usize, usize, usize),
+    x: &[f32],
+    ldx: usize,
+    y: &[f32],
+    ldy: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let wide = n / PANEL * PANEL;
+    if wide == 0 || m == 0 || k == 0 {
+        return simd::tile_gemm((m, n, k), x, ldx, y, ldy, c, ldc, accumulate);
+    }
+    if wide < n {
+        let rest = (m, n - wide, k);
+        simd::tile_gemm(rest, x, ldx, &y[wide..], ldy, &mut c[wide..], ldc, accumulate);
+    }
+    TILE_PAIRS.with_borrow_mut(|(xp, yp)| {
+        let q = k.div_ceil(2);
+        pair_rows(x, ldx, (k, m), A_PAD, xp);
+        pair_rows(y, ldy, (k, wide), 0, yp);
+        let a = (&xp[..], (1, m));
+        tile_columns((m, q, wide), a, (&yp[..], wide), c, ldc, accumulate);
+    })
+}
+
+/// `simd::tile_gemm_nn` (`C ← A·Y` or `C += A·Y`, `A: [m, k]` row-major) on `vdpbf16ps`, as
+/// [`tile_gemm`]: `A`'s rows are paired along themselves.
+///
+/// # Panics
+/// As `simd::tile_gemm_nn`, or if the CPU lacks the instructions.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_gemm_nn(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    y: &[f32],
+    ldy: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let wide = n / PANEL * PANEL;
+    if wide == 0 || m == 0 || k == 0 {
+        return simd::tile_gemm_nn((m, n, k), a, lda, y, ldy, c, ldc, accumulate);
+    }
+    if wide < n {
+        let rest = (m, n - wide, k);
+        simd::tile_gemm_nn(rest, a, lda, &y[wide..], ldy, &mut c[wide..], ldc, accumulate);
+    }
+    require();
+    TILE_PAIRS.with_borrow_mut(|(ap, yp)| {
+        let q = k.div_ceil(2);
+        ap.resize(m * q, 0);
+        for (i, out) in ap.chunks_exact_mut(q).enumerate() {
+            // SAFETY: the CPU has the instructions (required above).
+            unsafe { x86::row_pairs(&a[i * lda..][..k], out) };
+            if k % 2 == 1 {
+                out[q - 1] = out[q - 1] & 0xffff_0000 | A_PAD;
+            }
+        }
+        pair_rows(y, ldy, (k, wide), 0, yp);
+        tile_columns((m, q, wide), (&ap[..], (q, 1)), (&yp[..], wide), c, ldc, accumulate);
+    })
+}
+
+/// Rows `2s` and `2s + 1` of `x: [k, width]` (row stride `ld`) paired into `out: [q, width]`,
+/// an odd last row with `pad`.
+fn pair_rows(x: &[f32], ld: usize, (k, width): (usize, usize), pad: u32, out: &mut Vec<u32>) {
+    require();
+    out.resize(k.div_ceil(2) * width, 0);
+    for (s, out) in out.chunks_exact_mut(width).enumerate() {
+        let y = (2 * s + 1 < k).then(|| &x[(2 * s + 1) * ld..][..width]);
+        // SAFETY: the CPU has the instructions (required above).
+        unsafe { x86::vertical_pairs(&x[2 * s * ld..][..width], y, pad, out) };
+    }
+}
+
+/// `C[:, 0..wide] (+)= A·B` over `B`'s pairs `[q, wide]` (row stride `wide`), two 16-column
+/// panels at a time.
+fn tile_columns(
+    (m, q, wide): (usize, usize, usize),
+    (a, strides): (&[u32], (usize, usize)),
+    (b, ldb): (&[u32], usize),
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut j = 0;
+    while j < wide {
+        let w = if j + 2 * PANEL <= wide { 2 } else { 1 };
+        tile_product((m, q, w), a, strides, (&b[j..], PANEL, ldb), &mut c[j..], ldc, accumulate);
+        j += w * PANEL;
     }
 }
 
@@ -224,14 +337,14 @@ mod x86 {
     /// `A`'s pairs: the start, and the strides of a row and of a step (dwords).
     pub(super) type PairsA = (*const u32, usize, usize);
 
-    /// Row blocks of [`MR`], then of 8, 4, 2 and 1 for the rest; `W` panels (`b`: the first
-    /// and the stride between them).
+    /// Row blocks of [`MR`], then of 8, 4, 2 and 1 for the rest; `W` panels (`b`: the first,
+    /// the stride between panels and the stride between pair rows).
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn sweep<const W: usize>(
         m: usize,
         q: usize,
         (a, row, step): PairsA,
-        b: (*const u32, usize),
+        b: (*const u32, usize, usize),
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -262,7 +375,7 @@ mod x86 {
     unsafe fn micro<const R: usize, const W: usize>(
         q: usize,
         (a, row, step): PairsA,
-        (b, panel): (*const u32, usize),
+        (b, panel, ldb): (*const u32, usize, usize),
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -278,7 +391,7 @@ mod x86 {
         for s in 0..q {
             let mut bv = [_mm512_setzero_si512(); W];
             for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm512_loadu_si512(b.add(v * panel + s * 16).cast());
+                *x = _mm512_loadu_si512(b.add(v * panel + s * ldb).cast());
             }
             let a_s = a.add(s * step);
             for (r, x) in acc.iter_mut().enumerate() {

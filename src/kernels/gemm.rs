@@ -351,7 +351,8 @@ fn rows_task(
             while p < n.div_ceil(PANEL) {
                 // Two whole panels at a time where there are two (the wider register block).
                 let w = if p + 1 < full { 2 } else { 1 };
-                let b = (&panels.pairs[(p * pair_rows + at / 2) * PANEL..], pair_rows * PANEL);
+                let panel = &panels.pairs[(p * pair_rows + at / 2) * PANEL..];
+                let b = (panel, pair_rows * PANEL, PANEL);
                 let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
                 tile_product((rows, q, w), &pairs, strides, b, dst, ldc, accumulate);
                 p += w;
