@@ -186,15 +186,16 @@ pub struct TrainBench {
 }
 
 impl TrainBench {
-    /// `{"bench":"train","config":…,"batch":…,"seq":…,"dropout":…,"precision":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
+    /// `{"bench":"train","config":…,"batch":…,"seq":…,"dropout":…,"precision":…,"kernels":…,"tokens_per_s":…,"ms_per_step":…,"gflops":…}`
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"dropout\":{},\"precision\":\"{}\",\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
+            "{{\"bench\":\"train\",\"config\":\"{}\",\"batch\":{},\"seq\":{},\"dropout\":{},\"precision\":\"{}\",\"kernels\":\"{}\",\"tokens_per_s\":{:.1},\"ms_per_step\":{:.2},\"gflops\":{:.2}}}",
             self.config,
             self.batch,
             self.seq,
             self.dropout,
             self.precision.name(),
+            self.precision.kernels().name(),
             self.tokens_per_s,
             self.median_ms,
             self.gflops
@@ -258,15 +259,16 @@ pub struct SampleBench {
 }
 
 impl SampleBench {
-    /// `{"bench":"sample","config":…,"batch":…,"tokens":…,"precision":…,"tokens_per_s":…}`
+    /// `{"bench":"sample","config":…,"batch":…,"tokens":…,"precision":…,"kernels":…,"tokens_per_s":…}`
     /// (tokens per second summed over the batch).
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"sample\",\"config\":\"{}\",\"batch\":{},\"tokens\":{},\"precision\":\"{}\",\"tokens_per_s\":{:.1}}}",
+            "{{\"bench\":\"sample\",\"config\":\"{}\",\"batch\":{},\"tokens\":{},\"precision\":\"{}\",\"kernels\":\"{}\",\"tokens_per_s\":{:.1}}}",
             self.config,
             self.batch,
             self.tokens,
             self.precision.name(),
+            self.precision.kernels().name(),
             self.tokens_per_s
         )
     }

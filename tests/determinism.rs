@@ -4,8 +4,9 @@
 
 use igpt::autodiff::check::Graph;
 use igpt::autodiff::{Tape, Var};
+use igpt::kernels::Bf16;
 use igpt::model::{Config, Model, Objective, Precision, TokenBatch};
-use igpt::ops::{self, DropoutMask};
+use igpt::ops::{self, DropoutMask, Kernels};
 use igpt::rng::Philox;
 use igpt::Tensor;
 
@@ -54,18 +55,45 @@ fn dropout_mask_is_identical_for_1_and_2_threads() {
 }
 
 /// A digits-preset model with a random head (the paper's zero head would make every trunk
-/// gradient zero), its loss and gradients under `precision` and `threads`.
-fn model_step(precision: Precision, threads: usize) -> (f32, Vec<Tensor<f32>>) {
+/// gradient zero) and a batch of random tokens.
+fn model_and_batch() -> (Model, TokenBatch) {
     let mut model = Model::init(Config::preset("digits").unwrap(), 5).unwrap();
     let head = model.specs.iter().position(|s| s.name == "lm_head.weight").unwrap();
     Philox::new(6).fill_normal(0, 0.0, 0.02, model.params[head].data_mut());
-    model.precision = precision;
     let philox = Philox::new(7);
     let (b, t) = (8, 64);
     let ids = (0..(b * t) as u64).map(|i| philox.u32_at(0, i) % 16).collect();
     let batch = TokenBatch::new(ids, b, t, &model.config, "random tokens").unwrap();
+    (model, batch)
+}
+
+/// [`model_and_batch`]'s loss and gradients under `precision` and `threads`.
+fn model_step(precision: Precision, threads: usize) -> (f32, Vec<Tensor<f32>>) {
+    let (mut model, batch) = model_and_batch();
+    model.precision = precision;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| model.loss_and_grads(&batch, &Objective::Autoregressive, None).unwrap())
+}
+
+/// A whole bf16 step — the loss and every gradient — is the same on the portable path and on
+/// the one this CPU runs (`vdpbf16ps` where it has AVX512-BF16; elsewhere both are portable).
+#[test]
+fn a_bf16_step_is_the_same_on_the_portable_and_the_native_path() {
+    let (model, batch) = model_and_batch();
+    let step = |kernels: &'static Bf16| {
+        let mut tape = Tape::<f32>::new();
+        let p: Vec<Var> = model.params.iter().map(|x| tape.param(x.clone())).collect();
+        let objective = Objective::Autoregressive;
+        let loss = model.loss_graph(&mut tape, &p, &batch, &objective, None, kernels).unwrap();
+        let grads = tape.backward(loss);
+        let mut bits = vec![vec![tape.value(loss).item().to_bits()]];
+        bits.extend(
+            p.iter().map(|&v| grads.get(v).unwrap().data().iter().map(|x| x.to_bits()).collect()),
+        );
+        bits
+    };
+    static PORTABLE: Bf16 = Bf16::PORTABLE;
+    assert!(step(&PORTABLE) == step(Bf16::native()), "{} differs", Bf16::native().name());
 }
 
 #[test]

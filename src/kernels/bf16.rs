@@ -28,17 +28,18 @@
 //! kept in f32 rather than rounded.
 //!
 //! Where it sits: [`Bf16`] is the second implementation of the ops' dispatch trait
-//! `ops::Kernels` (f32's is `kernels::Simd`); `--precision bf16` selects it. The products run
-//! on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`, `skinny`) over rounded operands —
+//! `ops::Kernels` (f32's is `kernels::Simd`); `--precision bf16` selects it. On the portable
+//! path ([`Bf16::PORTABLE`]) the products run on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`, `skinny`) over rounded operands —
 //! packed weights and attention tiles rounded once, an activation `A` one cache-resident block
 //! at a time (`gemm::Lhs::Bf16`), a tall `B` (`∂W`'s `∂y`) one packed slab of rows at a time
 //! (so bf16 training holds no rounded copy of an activation) — so they are those kernels' FMA
 //! chains exactly;
 //! [`product_reference`] is the plain triple loop they are tested against, bit for bit.
 //!
-//! A hardware `vdpbf16ps` path must reproduce the same bits: it adds the odd element of each
-//! pair first, so a kernel packs element `2i` into the odd slot and `2i + 1` into the even one
-//! to keep the order `p` increasing (SPEC §21).
+//! The hardware twin, [`Bf16::AVX512`] (`dpbf16`, `vdpbf16ps`), reproduces the same bits: the
+//! instruction adds the odd element of each pair first, so it packs element `2i` into the odd
+//! slot and `2i + 1` into the even one to keep the order `p` increasing (SPEC §21.3).
+//! [`Bf16::native`] picks it where the CPU has the instructions.
 
 use super::attention::{flash_attention_backward, flash_forward};
 use super::gemm::{rows_product, rows_product_new, Lhs};

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `activation` | quick_gelu forward/backward | `ops::elementwise::quick_gelu_scalar` |
 //! | `bf16` | bf16 mixed precision ([`Bf16`]): products on bf16-rounded operands | `bf16::product_reference` |
+//! | `dpbf16` | the bf16 products on `vdpbf16ps` (AVX512-BF16): linear products and attention tiles | `bf16`'s portable path (bit for bit) |
 //! | `attention` | FlashAttention-2 forward/backward, O(T) memory | `ops::attention::attention_reference` |
 //! | `decode` | one-query attention over a [`KvCache`] (sampling) | `ops::decode::decode_attention_reference` (the last row of causal attention) |
 //! | `expf` | `exp` of f32 slices: glibc's `expf` in SIMD lanes (the cross-entropy's softmax) | glibc's `expf` (`f32::exp` on Linux, bit for bit) |
@@ -20,7 +21,8 @@
 //! | `kmeans` | nearest and second-nearest of k centres, 8 at a time (palette fits) | `ops::nearest::nearest_two_reference`, `ops::nearest::sq_dist` |
 //!
 //! The SIMD code uses `wide::f32x8`, which maps onto AVX2+FMA under the repository's
-//! `.cargo/config.toml` (`-C target-cpu=x86-64-v3`) and onto two SSE halves otherwise.
+//! `.cargo/config.toml` (`-C target-cpu=x86-64-v3`) and onto two SSE halves otherwise;
+//! `dpbf16` uses AVX-512 intrinsics behind a runtime check, so one binary runs everywhere.
 
 pub mod activation;
 pub mod attention;
