@@ -18,14 +18,18 @@
 //! changes no bit.
 //!
 //! Layout: `B` is packed into 16-column panels as in `gemm`, but each panel row is a *pair* of
-//! `B`'s rows, 16 dwords (one zmm); `A`'s block holds a row's pairs as consecutive dwords, and
-//! the kernel broadcasts one dword per row and step. The register block is [`MR`] rows × 16
-//! columns: `MR` independent accumulators hide the instruction's latency.
+//! `B`'s rows, 16 dwords (one zmm); `A`'s block holds pairs too, and the kernel broadcasts one
+//! dword per row and step. The register block is [`MR`] rows × two panels (32 columns): 16
+//! independent accumulators hide the instruction's latency (6 cycles). Operands are rounded
+//! and paired by `vcvtne2ps2bf16`, which rounds exactly as `bf16::round_bf16` (tested on every
+//! class of float), then one shuffle (two rows' values side by side) or one rotation (a row's
+//! consecutive values, whose natural order puts the earlier one low).
 //!
-//! Where it sits: `gemm::rows_product` runs a product on these kernels when its operands are
-//! `Operands::Bf16Avx512`, which `kernels::Bf16::native` picks when the CPU has the
-//! instructions ([`available`]); the portable path stays the definition and runs everywhere,
-//! and the tests below check the two against each other bit for bit.
+//! Where it sits: `gemm::rows_product` (linear layers) and the attention kernel's tile
+//! products ([`tile_gemm`], [`tile_gemm_nn`], twins of `simd`'s) run on these kernels when
+//! their operands are `Operands::Bf16Avx512`, which `kernels::Bf16::native` picks when the CPU
+//! has the instructions ([`available`]). The portable path stays the definition and runs
+//! everywhere; the tests here and in `bf16` check the two against each other bit for bit.
 
 use super::bf16::round_bf16;
 use super::simd;
@@ -37,11 +41,13 @@ use std::cell::RefCell;
 /// Rows of the register block (with two panels, 16 accumulators: measured best of 6, 8, 12, 14).
 pub const MR: usize = 8;
 
-/// Whether this CPU runs `vdpbf16ps` (AVX512-F and AVX512-BF16).
+/// Whether this CPU runs this module's kernels (AVX512-F, -BW and -BF16).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -121,6 +127,18 @@ fn pack_b_panel(b: MatRef<f32>, j0: usize, panel: &mut [u32]) {
     }
 }
 
+/// A row of `A` (consecutive values) as pairs in `out` (`x.len().div_ceil(2)` dwords), an odd
+/// last value paired with `−0`.
+fn a_row_pairs(x: &[f32], out: &mut [u32]) {
+    require();
+    // SAFETY: the CPU has the instructions (required above).
+    unsafe { x86::row_pairs(x, out) };
+    if x.len() % 2 == 1 {
+        let last = &mut out[x.len() / 2];
+        *last = *last & 0xffff_0000 | A_PAD;
+    }
+}
+
 /// Rows `first..first + rows`, columns `kb..kb + kc` of `A` (any view) as pairs in `pairs`;
 /// returns where pair `(r, s)` is: `pairs[r·row + s·step]` as `(row, step)`. An odd last
 /// column is paired with `−0`.
@@ -143,11 +161,7 @@ pub fn a_block(
     let (data, rs, cs) = (a.data, a.rs, a.cs);
     if cs == 1 {
         for (r, out) in pairs.chunks_exact_mut(q).enumerate() {
-            // SAFETY: the CPU has the instructions (required above).
-            unsafe { x86::row_pairs(&data[(first + r) * rs + kb..][..kc], out) };
-            if kc % 2 == 1 {
-                out[q - 1] = out[q - 1] & 0xffff_0000 | A_PAD;
-            }
+            a_row_pairs(&data[(first + r) * rs + kb..][..kc], out);
         }
         (q, 1)
     } else if rs == 1 {
@@ -288,11 +302,7 @@ pub fn tile_gemm_nn(
         let q = k.div_ceil(2);
         ap.resize(m * q, 0);
         for (i, out) in ap.chunks_exact_mut(q).enumerate() {
-            // SAFETY: the CPU has the instructions (required above).
-            unsafe { x86::row_pairs(&a[i * lda..][..k], out) };
-            if k % 2 == 1 {
-                out[q - 1] = out[q - 1] & 0xffff_0000 | A_PAD;
-            }
+            a_row_pairs(&a[i * lda..][..k], out);
         }
         pair_rows(y, ldy, (k, wide), 0, yp);
         tile_columns((m, q, wide), (&ap[..], (q, 1)), (&yp[..], wide), c, ldc, accumulate);
@@ -464,6 +474,19 @@ mod x86 {
             let mask = first(rest.div_ceil(2).min(16));
             _mm512_mask_storeu_epi32(out.as_mut_ptr().add(j / 2).cast(), mask, pairs);
         }
+    }
+}
+
+/// Other targets have no `vdpbf16ps`: [`available`] is false there, so [`require`] stops every
+/// caller before these.
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    pub(super) unsafe fn vertical_pairs(_: &[f32], _: Option<&[f32]>, _: u32, _: &mut [u32]) {
+        unreachable!("vdpbf16ps kernels need x86-64")
+    }
+
+    pub(super) unsafe fn row_pairs(_: &[f32], _: &mut [u32]) {
+        unreachable!("vdpbf16ps kernels need x86-64")
     }
 }
 

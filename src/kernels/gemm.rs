@@ -25,6 +25,11 @@
 //! (between blocks the partial sum is stored and reloaded in f32, which rounds nothing), with
 //! `C₀` = 0, `b_j` or the old `C_ij`. The order depends only on the shapes, so the result is the
 //! same for any number of threads. Tested against `tensor::gemm_reference`.
+//!
+//! bf16 products (`Operands::Bf16*`) take the same tasks and blocks: on the portable path the
+//! same register kernel over rounded values, on the AVX512 path `dpbf16`'s kernel over bf16
+//! pairs (`B` packed as pair panels, each task's block of `A` paired as it is read), with the
+//! same sums (`bf16`, `dpbf16`).
 
 use super::bf16::{round_bf16, round_in_place, round_into};
 use super::dpbf16::{self, tile_product};
