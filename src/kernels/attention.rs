@@ -812,16 +812,8 @@ fn tile_pair_backward(
     if split {
         g.tile_gemm_nn((h, hdp, h), buf.ds, BLOCK, k, hdp, dq, hdp, true);
         let lower = &mut dq[h * hdp..];
-        g.tile_gemm_nn(
-            (rows - h, hdp, keys),
-            &buf.ds[h * BLOCK..],
-            BLOCK,
-            k,
-            hdp,
-            lower,
-            hdp,
-            true,
-        );
+        let ds_lower = &buf.ds[h * BLOCK..];
+        g.tile_gemm_nn((rows - h, hdp, keys), ds_lower, BLOCK, k, hdp, lower, hdp, true);
     } else {
         g.tile_gemm_nn((rows, hdp, keys), buf.ds, BLOCK, k, hdp, dq, hdp, true);
     }

@@ -29,7 +29,8 @@
 //!
 //! Where it sits: [`Bf16`] is the second implementation of the ops' dispatch trait
 //! `ops::Kernels` (f32's is `kernels::Simd`); `--precision bf16` selects it. On the portable
-//! path ([`Bf16::PORTABLE`]) the products run on the f32 kernels (`gemm::rows_task`, `simd::tile_gemm`, `skinny`) over rounded operands —
+//! path ([`Bf16::PORTABLE`]) the products run on the f32 kernels (`gemm::rows_task`,
+//! `simd::tile_gemm`, `skinny`) over rounded operands —
 //! packed weights and attention tiles rounded once, an activation `A` one cache-resident block
 //! at a time (`gemm::Lhs::Bf16`), a tall `B` (`∂W`'s `∂y`) one packed slab of rows at a time
 //! (so bf16 training holds no rounded copy of an activation) — so they are those kernels' FMA
@@ -185,8 +186,8 @@ fn product(a: MatRef<f32>, b: MatRef<f32>, products: Operands, start: Start<f32>
 /// `Simd` computes them.
 ///
 /// Two implementations give the same bits: [`Bf16::PORTABLE`] (f32 fused multiply-adds on
-/// rounded operands, any CPU) and [`Bf16::AVX512`] (the linear products on `vdpbf16ps`, see
-/// `dpbf16`); [`Bf16::native`] is the faster one this CPU runs.
+/// rounded operands, any CPU) and [`Bf16::AVX512`] (the linear and attention products on
+/// `vdpbf16ps`, see `dpbf16`); [`Bf16::native`] is the faster one this CPU runs.
 #[derive(Clone, Copy, Debug)]
 pub struct Bf16 {
     /// `Operands::Bf16` or `Operands::Bf16Avx512`.
@@ -196,7 +197,8 @@ pub struct Bf16 {
 impl Bf16 {
     /// The definition, on f32 fused multiply-adds: runs everywhere.
     pub const PORTABLE: Bf16 = Bf16 { products: Operands::Bf16 };
-    /// The linear products on AVX512-BF16 (only on CPUs that have it, `dpbf16::available`).
+    /// The linear and attention products on AVX512-BF16 (only on CPUs that have it,
+    /// `dpbf16::available`).
     pub const AVX512: Bf16 = Bf16 { products: Operands::Bf16Avx512 };
 
     /// [`Bf16::AVX512`] where the CPU has the instructions, else [`Bf16::PORTABLE`].
