@@ -292,7 +292,7 @@ impl Kernels<f32> for Bf16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::rng::Philox;
 
@@ -340,28 +340,31 @@ mod tests {
     /// subnormals, ties, the largest finite values, infinities, NaNs with any payload) and on
     /// a million random bit patterns; `round_in_place` and `round_into` agree with it on
     /// lengths that leave a remainder.
+    /// Bit patterns of every class a rounding meets: zeros, subnormals, ties, the largest
+    /// finite values, infinities, NaNs with any payload (also `dpbf16`'s tests).
+    pub(in crate::kernels) const SPECIAL_BITS: [u32; 15] = [
+        0,
+        0x8000_0000,
+        1,
+        0x807f_ffff,
+        0x0080_0000,
+        0x3f80_8000,
+        0x3f81_8000,
+        0x3f80_7fff,
+        0x7f7f_ffff,
+        0xff7f_8000,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7f80_0001,
+        0xffc0_0000,
+        0x7fff_ffff,
+    ];
+
     #[test]
     fn eight_lanes_round_as_one_does() {
-        let special = [
-            0,
-            0x8000_0000,
-            1,
-            0x807f_ffff,
-            0x0080_0000,
-            0x3f80_8000,
-            0x3f81_8000,
-            0x3f80_7fff,
-            0x7f7f_ffff,
-            0xff7f_8000,
-            0x7f80_0000,
-            0xff80_0000,
-            0x7f80_0001,
-            0xffc0_0000,
-            0x7fff_ffff,
-        ];
         let philox = Philox::new(9);
         let random = (0..1u64 << 20).map(|i| philox.u32_at(0, i));
-        let words: Vec<u32> = special.into_iter().chain(random).collect();
+        let words: Vec<u32> = SPECIAL_BITS.into_iter().chain(random).collect();
         for chunk in words.chunks(LANES) {
             let x: Vec<f32> = chunk.iter().map(|&w| f32::from_bits(w)).collect();
             let want: Vec<u32> = x.iter().map(|&v| round_bf16(v).to_bits()).collect();

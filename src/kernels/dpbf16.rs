@@ -493,31 +493,14 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::bf16::tests::SPECIAL_BITS;
     use crate::rng::Philox;
 
-    /// Bit patterns of every class the conversion meets: zeros, subnormals, ties, the largest
-    /// finite values, infinities, NaNs with any payload, then random words.
+    /// `bf16::tests::SPECIAL_BITS` as floats, then `n` random words.
     fn awkward_floats(n: usize) -> Vec<f32> {
-        let special: [u32; 15] = [
-            0,
-            0x8000_0000,
-            1,
-            0x807f_ffff,
-            0x0080_0000,
-            0x3f80_8000,
-            0x3f81_8000,
-            0x3f80_7fff,
-            0x7f7f_ffff,
-            0xff7f_8000,
-            0x7f80_0000,
-            0xff80_0000,
-            0x7f80_0001,
-            0xffc0_0000,
-            0x7fff_ffff,
-        ];
         let philox = Philox::new(5);
         let random = (0..n as u64).map(|i| philox.u32_at(0, i));
-        special.into_iter().chain(random).map(f32::from_bits).collect()
+        SPECIAL_BITS.into_iter().chain(random).map(f32::from_bits).collect()
     }
 
     /// The definition of a pair (see the module doc), with `pad` for a missing low half.
