@@ -240,14 +240,13 @@ thread_local! {
 
 /// `simd::tile_gemm` (`C ← XᵀY` or `C += XᵀY`, `X: [k, m]`, `Y: [k, n]` with the inner
 /// dimension as rows) on `vdpbf16ps`, for operands already rounded to bf16 (the attention
-/// tiles): the same bits. Both operands are paired row `2s` with row `2s + 1`; columns past the
-/// last multiple of 16 (8 of them at most) go to `simd::tile_gemm`, whose chains are these.
+/// tiles): the same bits. `X` is paired row `2s` with row `2s + 1`, as `Y` is (`tile_pairs`).
 ///
 /// # Panics
 /// As `simd::tile_gemm`, or if the CPU lacks the instructions.
 #[allow(clippy::too_many_arguments)]
 pub fn tile_gemm(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     x: &[f32],
     ldx: usize,
     y: &[f32],
@@ -256,21 +255,7 @@ pub fn tile_gemm(
     ldc: usize,
     accumulate: bool,
 ) {
-    let wide = n / PANEL * PANEL;
-    if wide == 0 || m == 0 || k == 0 {
-        return simd::tile_gemm((m, n, k), x, ldx, y, ldy, c, ldc, accumulate);
-    }
-    if wide < n {
-        let rest = (m, n - wide, k);
-        simd::tile_gemm(rest, x, ldx, &y[wide..], ldy, &mut c[wide..], ldc, accumulate);
-    }
-    TILE_PAIRS.with_borrow_mut(|(xp, yp)| {
-        let q = k.div_ceil(2);
-        pair_rows(x, ldx, (k, m), A_PAD, xp);
-        pair_rows(y, ldy, (k, wide), 0, yp);
-        let a = (&xp[..], (1, m));
-        tile_columns((m, q, wide), a, (&yp[..], wide), c, ldc, accumulate);
-    })
+    tile_pairs(dims, Left::Transposed(x, ldx), (y, ldy), (c, ldc), accumulate)
 }
 
 /// `simd::tile_gemm_nn` (`C ← A·Y` or `C += A·Y`, `A: [m, k]` row-major) on `vdpbf16ps`, as
@@ -280,7 +265,7 @@ pub fn tile_gemm(
 /// As `simd::tile_gemm_nn`, or if the CPU lacks the instructions.
 #[allow(clippy::too_many_arguments)]
 pub fn tile_gemm_nn(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     a: &[f32],
     lda: usize,
     y: &[f32],
@@ -289,23 +274,56 @@ pub fn tile_gemm_nn(
     ldc: usize,
     accumulate: bool,
 ) {
+    tile_pairs(dims, Left::RowMajor(a, lda), (y, ldy), (c, ldc), accumulate)
+}
+
+/// The left operand of [`tile_pairs`] with its row stride: `X: [k, m]` (the product is `XᵀY`,
+/// `simd::tile_gemm`) or `A: [m, k]` (`A·Y`, `simd::tile_gemm_nn`).
+#[derive(Clone, Copy)]
+enum Left<'a> {
+    Transposed(&'a [f32], usize),
+    RowMajor(&'a [f32], usize),
+}
+
+/// `C (+)= Left·Y` for `C: [m, n]`: the columns up to the last multiple of 16 on `vdpbf16ps`
+/// (both operands paired into this thread's scratch), the rest (8 at most) — or all of a
+/// product too small for a panel — on `simd`'s kernel for that left operand, whose chains are
+/// these.
+fn tile_pairs(
+    (m, n, k): (usize, usize, usize),
+    left: Left,
+    (y, ldy): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    accumulate: bool,
+) {
+    let on_simd = |(m, n, k), y: &[f32], c: &mut [f32]| match left {
+        Left::Transposed(x, ldx) => simd::tile_gemm((m, n, k), x, ldx, y, ldy, c, ldc, accumulate),
+        Left::RowMajor(a, lda) => simd::tile_gemm_nn((m, n, k), a, lda, y, ldy, c, ldc, accumulate),
+    };
     let wide = n / PANEL * PANEL;
     if wide == 0 || m == 0 || k == 0 {
-        return simd::tile_gemm_nn((m, n, k), a, lda, y, ldy, c, ldc, accumulate);
+        return on_simd((m, n, k), y, c);
     }
     if wide < n {
-        let rest = (m, n - wide, k);
-        simd::tile_gemm_nn(rest, a, lda, &y[wide..], ldy, &mut c[wide..], ldc, accumulate);
+        on_simd((m, n - wide, k), &y[wide..], &mut c[wide..]);
     }
-    require();
     TILE_PAIRS.with_borrow_mut(|(ap, yp)| {
         let q = k.div_ceil(2);
-        ap.resize(m * q, 0);
-        for (i, out) in ap.chunks_exact_mut(q).enumerate() {
-            a_row_pairs(&a[i * lda..][..k], out);
-        }
+        let strides = match left {
+            Left::Transposed(x, ldx) => {
+                pair_rows(x, ldx, (k, m), A_PAD, ap);
+                (1, m)
+            }
+            Left::RowMajor(a, lda) => {
+                ap.resize(m * q, 0);
+                for (i, out) in ap.chunks_exact_mut(q).enumerate() {
+                    a_row_pairs(&a[i * lda..][..k], out);
+                }
+                (q, 1)
+            }
+        };
         pair_rows(y, ldy, (k, wide), 0, yp);
-        tile_columns((m, q, wide), (&ap[..], (q, 1)), (&yp[..], wide), c, ldc, accumulate);
+        tile_columns((m, q, wide), (&ap[..], strides), (&yp[..], wide), c, ldc, accumulate);
     })
 }
 

@@ -190,7 +190,7 @@ pub(super) fn rows_product(
         if first > 0 {
             packed.fill(b.row_range(inner.clone()));
         }
-        slab_product(a, (k, inner.clone()), (&packed, n), operands, start, c);
+        slab_product(a, (k, inner.clone()), (&packed, n), start, c);
         if inner.end >= k {
             return;
         }
@@ -212,19 +212,18 @@ fn slab_rows(k: usize, n: usize) -> usize {
 }
 
 /// `C = start + A[:, inner]·B[inner, :]` into `C: [m, n]`, with `panels` holding `B`'s rows
-/// `inner`, packed; `k` is `A`'s full inner length. Every element's chain continues where the
-/// previous slab left it (stored in `C` as f32, which rounds nothing).
+/// `inner`, packed (for its operands' kernel); `k` is `A`'s full inner length. Every element's
+/// chain continues where the previous slab left it (stored in `C` as f32, which rounds nothing).
 fn slab_product(
     a: Lhs,
     (k, inner): (usize, Range<usize>),
     (panels, n): (&Packed, usize),
-    operands: Operands,
     start: Start<f32>,
     c: &mut [f32],
 ) {
     let rows = task_rows(c.len() / n);
     c.par_chunks_mut(rows * n).enumerate().for_each(|(t, chunk)| {
-        operands.run(|| {
+        panels.operands.run(|| {
             let fresh = start.fill(chunk, n);
             rows_task(a, t * rows, (k, inner.clone()), panels, (n, fresh), chunk);
         })
