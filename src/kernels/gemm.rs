@@ -286,36 +286,49 @@ pub(super) fn rows_product_new(
     })
 }
 
-/// `B` (some of its rows) packed for the register kernel of `operands`: 16-column panels of
-/// f32 values (`simd::tile_gemm_nn`; rounded to bf16 for the portable bf16 path), or of bf16
-/// pairs (`dpbf16::tile_product`). [`Packed::fill`] reuses the buffers, so the slabs of a tall
-/// `B` are packed into memory already mapped.
+/// `B` (some of its rows) packed for the register kernel of `operands`. [`Packed::fill`]
+/// reuses the buffer, so the slabs of a tall `B` are packed into memory already mapped.
 struct Packed {
     operands: Operands,
-    panels: Vec<f32>,
-    pairs: Vec<u32>,
+    panels: Panels,
     /// `B`'s rows held.
     rows: usize,
 }
 
+/// The values of a [`Packed`], in the layout its operands' register kernel reads.
+enum Panels {
+    /// 16-column panels of f32 values (`simd::tile_gemm_nn`), rounded to bf16 on the portable
+    /// bf16 path.
+    Floats(Vec<f32>),
+    /// 16-column panels of bf16 pairs (`dpbf16::tile_product`), on the AVX512 bf16 path.
+    Pairs(Vec<u32>),
+}
+
 impl Packed {
     fn new(b: MatRef<f32>, operands: Operands) -> Packed {
-        let mut packed = Packed { operands, panels: Vec::new(), pairs: Vec::new(), rows: 0 };
+        let panels = match operands {
+            Operands::Bf16Avx512 => Panels::Pairs(Vec::new()),
+            Operands::F32 | Operands::Bf16 => Panels::Floats(Vec::new()),
+        };
+        let mut packed = Packed { operands, panels, rows: 0 };
         packed.fill(b);
         packed
     }
 
     fn fill(&mut self, b: MatRef<f32>) {
         self.rows = b.rows;
-        if self.operands == Operands::Bf16Avx512 {
-            self.pairs.resize(dpbf16::pairs_len(b.rows, b.cols), 0);
-            dpbf16::pack_b(b, &mut self.pairs);
-            return;
-        }
-        self.panels.resize(panels_len(b.rows, b.cols), 0.0);
-        pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), &mut self.panels);
-        if self.operands == Operands::Bf16 {
-            round_in_place(&mut self.panels);
+        match &mut self.panels {
+            Panels::Pairs(pairs) => {
+                pairs.resize(dpbf16::pairs_len(b.rows, b.cols), 0);
+                dpbf16::pack_b(b, pairs);
+            }
+            Panels::Floats(floats) => {
+                floats.resize(panels_len(b.rows, b.cols), 0.0);
+                pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), floats);
+                if self.operands == Operands::Bf16 {
+                    round_in_place(floats);
+                }
+            }
         }
     }
 }
@@ -348,25 +361,29 @@ fn rows_task(
         let kc = KC.min(inner.end - kb);
         let accumulate = !(fresh && kb == inner.start);
         let at = kb - inner.start;
-        if panels.operands == Operands::Bf16Avx512 {
-            let strides = a.pairs((first, rows), (kb, kc), &mut pairs);
-            let q = kc.div_ceil(2);
-            let mut p = 0;
-            while p < n.div_ceil(PANEL) {
-                // Two whole panels at a time where there are two (the wider register block).
-                let w = if p + 1 < full { 2 } else { 1 };
-                let panel = &panels.pairs[(p * pair_rows + at / 2) * PANEL..];
-                let b = (panel, pair_rows * PANEL, PANEL);
-                let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
-                tile_product((rows, q, w), &pairs, strides, b, dst, ldc, accumulate);
-                p += w;
+        match &panels.panels {
+            Panels::Pairs(packed) => {
+                let strides = a.pairs((first, rows), (kb, kc), &mut pairs);
+                let q = kc.div_ceil(2);
+                let mut p = 0;
+                while p < n.div_ceil(PANEL) {
+                    // Two whole panels at a time where there are two (the wider register block).
+                    let w = if p + 1 < full { 2 } else { 1 };
+                    let panel = &packed[(p * pair_rows + at / 2) * PANEL..];
+                    let b = (panel, pair_rows * PANEL, PANEL);
+                    let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
+                    tile_product((rows, q, w), &pairs, strides, b, dst, ldc, accumulate);
+                    p += w;
+                }
             }
-        } else {
-            let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
-            for p in 0..n.div_ceil(PANEL) {
-                let panel = &panels.panels[(p * len + at) * PANEL..];
-                let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
-                tile_gemm_nn((rows, PANEL, kc), a_block, lda, panel, PANEL, dst, ldc, accumulate);
+            Panels::Floats(packed) => {
+                let (a_block, lda) = a.block((first, rows), (kb, kc), k, &mut block);
+                for p in 0..n.div_ceil(PANEL) {
+                    let panel = &packed[(p * len + at) * PANEL..];
+                    let (dst, ldc) = panel_of_c(p, full, (c, n), &mut edge);
+                    let dims = (rows, PANEL, kc);
+                    tile_gemm_nn(dims, a_block, lda, panel, PANEL, dst, ldc, accumulate);
+                }
             }
         }
     }
