@@ -40,14 +40,13 @@ use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Rows of `C` per task in [`gemm_rows`] (a multiple of the 6-row register tile).
+/// Rows of `C` per task in [`gemm_rows`] (a multiple of both register tiles' rows, 6 and 8).
 const ROWS: usize = 48;
 /// Inner-dimension block of [`gemm_rows`]: a `KC × 16` panel block is 8 KiB, a quarter of L1.
 const KC: usize = 128;
-/// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels.
+/// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels. Also the
+/// most that a slab of a larger (bf16) `B` packs at a time ([`slab_rows`]).
 pub const MAX_B_FLOATS: usize = 1 << 18;
-/// The packed slab of a larger `B` (bf16 only): 256 KiB of panels, or one `KC` block.
-const SLAB_FLOATS: usize = 1 << 16;
 
 /// `C = start + A·B` (row-major `C`): [`gemm_rows`] when `A` is row-major and `B` holds fewer
 /// than [`MAX_B_FLOATS`], else `tensor::gemm_start`.
@@ -199,16 +198,19 @@ pub(super) fn rows_product(
 }
 
 /// Rows of `B` packed at a time by [`rows_product`]: all of them while the panels stay within
-/// [`MAX_B_FLOATS`], else slabs of whole `KC` blocks of about [`SLAB_FLOATS`]. Only bf16 meets
-/// such `B`s (f32 hands them to `gemm`): `∂W = xᵀ·∂y`'s `∂y` has a row per token, and packing
-/// it whole would put a rounded copy of it on top of the step's peak memory (measured: digits
-/// bf16 training 15 MB above f32's; with slabs, level with it).
+/// [`MAX_B_FLOATS`], else slabs of as many whole `KC` blocks as fit in it. Only bf16 meets such
+/// `B`s (f32 hands them to `gemm`): `∂W = xᵀ·∂y`'s `∂y` has a row per token, and packing it
+/// whole would put a rounded copy of it on top of the step's peak memory (measured: digits bf16
+/// training 15 MB above f32's; with slabs, level with it). Each slab costs two hand-offs to
+/// rayon (packing it, then the tasks), so slabs should not be small either: slabs of a quarter
+/// of this size (one `KC` block of a 384-wide `∂y`) made the digits and emoji presets' `∂W`
+/// products about 8 % slower (fastest of 40 calls, on `vdpbf16ps`).
 fn slab_rows(k: usize, n: usize) -> usize {
     let padded = n.div_ceil(PANEL) * PANEL;
     if k * padded <= MAX_B_FLOATS {
         return k.max(1);
     }
-    (SLAB_FLOATS / padded / KC).max(1) * KC
+    (MAX_B_FLOATS / padded / KC).max(1) * KC
 }
 
 /// `C = start + A[:, inner]·B[inner, :]` into `C: [m, n]`, with `panels` holding `B`'s rows
@@ -221,7 +223,7 @@ fn slab_product(
     start: Start<f32>,
     c: &mut [f32],
 ) {
-    let rows = task_rows(c.len() / n);
+    let rows = task_rows(c.len() / n, panels.operands);
     c.par_chunks_mut(rows * n).enumerate().for_each(|(t, chunk)| {
         panels.operands.run(|| {
             let fresh = start.fill(chunk, n);
@@ -234,11 +236,18 @@ fn slab_product(
 const MIN_TASKS: usize = 8;
 
 /// Rows of `C` per task of [`rows_product`] for `m` rows: [`ROWS`], or fewer (a multiple of the
-/// 6-row register tile) where that leaves fewer than [`MIN_TASKS`] tasks — `∂W = xᵀ·∂y` has as
-/// many rows as the layer has inputs (128 on the emoji preset). Smaller tasks re-read the
-/// packed panels more often, but write straight into `C`: no task holds a copy of its block.
-fn task_rows(m: usize) -> usize {
-    m.div_ceil(MIN_TASKS).next_multiple_of(6).clamp(6, ROWS)
+/// register tile's rows: 6 in f32's kernel, 8 in `dpbf16`'s) where that leaves fewer than
+/// [`MIN_TASKS`] tasks — `∂W = xᵀ·∂y` has as many rows as the layer has inputs (128 on the
+/// digits and emoji presets). Smaller tasks re-read the packed panels more often, but write
+/// straight into `C`: no task holds a copy of its block. (With 6-row multiples, `dpbf16`'s
+/// 128-row `∂W` ran in tasks of 18 rows: an 8, 8, 2 split of register tiles, and 18-value
+/// columns of `xᵀ` paired 16 + 2 at a time.)
+fn task_rows(m: usize, operands: Operands) -> usize {
+    let tile = match operands {
+        Operands::Bf16Avx512 => dpbf16::MR,
+        Operands::F32 | Operands::Bf16 => 6,
+    };
+    m.div_ceil(MIN_TASKS).next_multiple_of(tile).clamp(tile, ROWS)
 }
 
 /// `b + A·B` (or `A·B` without a bias) into a new row-major `[m, n]` buffer: [`gemm_rows`]
@@ -277,7 +286,7 @@ pub(super) fn rows_product_new(
         return c;
     }
     let panels = Packed::new(b, operands);
-    let rows = task_rows(m);
+    let rows = task_rows(m, operands);
     new_parallel(m * n, rows * n, |first, chunk| {
         operands.run(|| {
             let fresh = start.fill(chunk, n);
