@@ -447,8 +447,8 @@ pub(super) mod tests {
     }
 
     /// A tall `B` (more than 1 MiB of panels, as `∂W`'s `∂y` is) is packed a slab of rows at a
-    /// time; the chains go on across slabs unchanged. Several slabs and a partial one, for both
-    /// task cuts and `∂W`'s transposed `A`.
+    /// time; the chains go on across slabs unchanged. Several slabs, a partial one and an odd `K`
+    /// (its last pair padded), for both task cuts and `∂W`'s transposed `A`.
     #[test]
     fn slabs_of_a_tall_b_change_no_bit() {
         for bf16 in implementations() {
@@ -457,7 +457,7 @@ pub(super) mod tests {
     }
 
     fn slabs_change_no_bit(bf16: Bf16) {
-        for (m, n, k) in [(5, 40, 12_000), (390, 40, 5_500)] {
+        for (m, n, k) in [(5, 40, 12_000), (390, 40, 5_501)] {
             let a = normal(2, m * k, 1.0);
             let w = normal(3, k * n, 1.0);
             let c0 = normal(5, m * n, 1.0);
