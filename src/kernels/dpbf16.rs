@@ -436,6 +436,17 @@ mod x86 {
         ((1u32 << n) - 1) as __mmask16
     }
 
+    /// The word shuffle that turns `vcvtne2ps2bf16(x, y)` (16 words of `y`, then 16 of `x`)
+    /// into pairs: word 2j of the result takes word j (y's value), word 2j + 1 word 16 + j (x's).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn interleave() -> __m512i {
+        _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        )
+    }
+
     /// `out[j] = (bf16(x[j]), bf16(y[j]))` — `x` in the high half — for `j < out.len()`, or
     /// `(bf16(x[j]), pad)` without `y`; 16 at a time, `vcvtne2ps2bf16` then one word shuffle.
     /// `x` and `y` hold at least `out.len()` floats.
@@ -443,11 +454,7 @@ mod x86 {
     pub(super) unsafe fn vertical_pairs(x: &[f32], y: Option<&[f32]>, pad: u32, out: &mut [u32]) {
         let n = out.len();
         assert!(x.len() >= n && y.is_none_or(|y| y.len() >= n), "vertical_pairs: short rows");
-        // Word 2j of the result takes word j (y's value), word 2j + 1 word 16 + j (x's).
-        let interleave = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-            4, 19, 3, 18, 2, 17, 1, 16, 0,
-        );
+        let interleave = interleave();
         for j in (0..n).step_by(16) {
             let mask = first((n - j).min(16));
             let xv = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(j));
@@ -483,10 +490,7 @@ mod x86 {
         let q = k.div_ceil(2);
         assert!(width <= 16 && panel.len() >= q * 16, "pair_panel: panel too small");
         assert!(k == 0 || (k - 1) * rs + j0 + width <= data.len(), "pair_panel: B too small");
-        let interleave = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-            4, 19, 3, 18, 2, 17, 1, 16, 0,
-        );
+        let interleave = interleave();
         let mask = first(width);
         let at = data.as_ptr().add(j0);
         for (s, out) in panel.chunks_exact_mut(16).take(q).enumerate() {
