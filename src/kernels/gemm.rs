@@ -45,7 +45,7 @@ const ROWS: usize = 48;
 /// Inner-dimension block of [`gemm_rows`]: a `KC × 16` panel block is 8 KiB, a quarter of L1.
 const KC: usize = 128;
 /// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels. Also the
-/// most that a slab of a larger (bf16) `B` packs at a time ([`slab_rows`]).
+/// most that a slab of a larger (bf16) `B` packs at a time (`slab_rows`).
 pub const MAX_B_FLOATS: usize = 1 << 18;
 
 /// `C = start + A·B` (row-major `C`): [`gemm_rows`] when `A` is row-major and `B` holds fewer
