@@ -122,15 +122,18 @@ fn pack_b_panel(b: MatRef<f32>, j0: usize, panel: &mut [u32]) {
     }
 }
 
-/// A row of `A` (consecutive values) as pairs in `out` (`x.len().div_ceil(2)` dwords), an odd
-/// last value paired with `−0`.
-fn a_row_pairs(x: &[f32], out: &mut [u32]) {
+/// The rows of `a: [m, k]` (row stride `lda`) as pairs of consecutive values into
+/// `out: [m, k.div_ceil(2)]`, an odd last value paired with `−0`.
+fn a_rows_pairs(a: &[f32], lda: usize, (m, k): (usize, usize), out: &mut Vec<u32>) {
     require();
-    // SAFETY: the CPU has the instructions (required above).
-    unsafe { x86::row_pairs(x, out) };
-    if x.len() % 2 == 1 {
-        let last = &mut out[x.len() / 2];
-        *last = *last & 0xffff_0000 | A_PAD;
+    let q = k.div_ceil(2);
+    out.resize(m * q, 0);
+    for (i, out) in out.chunks_exact_mut(q).enumerate() {
+        // SAFETY: the CPU has the instructions (required above).
+        unsafe { x86::row_pairs(&a[i * lda..][..k], out) };
+        if k % 2 == 1 {
+            out[q - 1] = out[q - 1] & 0xffff_0000 | A_PAD;
+        }
     }
 }
 
@@ -155,19 +158,12 @@ pub fn a_block(
     }
     let (data, rs, cs) = (a.data, a.rs, a.cs);
     if cs == 1 {
-        for (r, out) in pairs.chunks_exact_mut(q).enumerate() {
-            a_row_pairs(&data[(first + r) * rs + kb..][..kc], out);
-        }
+        a_rows_pairs(&data[first * rs + kb..], rs, (rows, kc), pairs);
         (q, 1)
     } else if rs == 1 {
         // A transposed activation (∂W = xᵀ·∂y): columns `kb + 2s`, `kb + 2s + 1` of `A` are
         // rows of the activation, `rows` consecutive floats each; their pairs go to `s·rows..`.
-        for (s, out) in pairs.chunks_exact_mut(rows).enumerate() {
-            let x = &data[first + (kb + 2 * s) * cs..][..rows];
-            let y = (2 * s + 1 < kc).then(|| &data[first + (kb + 2 * s + 1) * cs..][..rows]);
-            // SAFETY: as above.
-            unsafe { x86::vertical_pairs(x, y, A_PAD, out) };
-        }
+        pair_rows(&data[first + kb * cs..], cs, (kc, rows), A_PAD, pairs);
         (1, rows)
     } else {
         for (r, out) in pairs.chunks_exact_mut(q).enumerate() {
@@ -310,10 +306,7 @@ fn tile_pairs(
                 (1, m)
             }
             Left::RowMajor(a, lda) => {
-                ap.resize(m * q, 0);
-                for (i, out) in ap.chunks_exact_mut(q).enumerate() {
-                    a_row_pairs(&a[i * lda..][..k], out);
-                }
+                a_rows_pairs(a, lda, (m, k), ap);
                 (q, 1)
             }
         };
