@@ -332,8 +332,8 @@ impl Packed {
                 dpbf16::pack_b(b, pairs);
             }
             Panels::Floats(floats) => {
-                floats.resize(panels_len(b.rows, b.cols), 0.0);
-                pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), floats);
+                floats.resize(panels_len(b.rows, b.cols, PANEL), 0.0);
+                pack_strided(b.data, (b.rows, b.cols), (b.rs, b.cs), PANEL, floats);
                 if self.operands == Operands::Bf16 {
                     round_in_place(floats);
                 }

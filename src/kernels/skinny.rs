@@ -3,11 +3,14 @@
 //! During sampling each step multiplies `B` rows (one per sequence, `B` small) by every weight
 //! matrix. That is memory-bound: at batch 1 the cost is reading `W` once, so the kernel must
 //! read it at the speed of memory. Three things decide that speed:
-//! - **contiguous streams.** Row-major `W` read a strip of columns at a time jumps a whole row
-//!   (`4·d_out` bytes) per load, defeating the hardware prefetcher and the TLB. So `W` is
-//!   repacked once, before decoding, into **panels** of [`PANEL`] = 16 columns: panel `p` holds
-//!   `W[0..d_in, 16p..16p+16]` as a contiguous `[d_in, 16]` block (the last one zero-padded),
-//!   and every task walks whole panels front to back;
+//! - **one contiguous stream per thread.** Row-major `W` read a strip of columns at a time
+//!   jumps a whole row (`4·d_out` bytes) per load, defeating the hardware prefetcher and the
+//!   TLB. So `W` is repacked once, before decoding, into **panels** as wide as one 64-byte cache
+//!   line ([`PanelWeight::WIDTH`]: 16 f32 or 32 bf16 columns): panel `p` holds
+//!   `W[0..d_in, wp..wp+w]` as a contiguous `[d_in, w]` block (the last one zero-padded), and
+//!   every task walks its panels one after the other, front to back. One stream per core
+//!   matters: reading two panels side by side (two streams) measured 17 GB/s on one core of the
+//!   CI machine, one stream of whole lines 26–29 GB/s;
 //! - **huge pages.** The decoder keeps the panels in a [`StreamBuffer`](super::pages::StreamBuffer)
 //!   (2 MiB pages where Linux allows), so a stream crosses a page 512 times less often;
 //! - **prefetching.** Each loop asks for the line it will read `AHEAD` rows later, so the
@@ -17,11 +20,10 @@
 //! ```text
 //! Y[r, j] = b[j] + Σ_i X[r, i] · W[i, j]          i = 0, 1, …, d_in − 1
 //! ```
-//! A panel's `2R` accumulators (`R ≤ 4` rows × two vectors of 8 columns) stay in registers while
-//! `i` runs; one row at a time takes two panels at once, so four independent chains hide the
-//! latency of the multiply-add. Panels are split into fixed groups of `PANELS_PER_TASK` run in
-//! parallel; every output element is the same sum in the same order whatever the thread count.
-//! Tested against `tensor::gemm_reference`.
+//! A panel's accumulators (`R` rows × `w/8` vectors of 8 columns, at most eight) stay in
+//! registers while `i` runs. Columns are split into fixed groups of [`COLUMNS_PER_TASK`] run
+//! in parallel; every output element is the same sum in the same order whatever the thread
+//! count. Tested against `tensor::gemm_reference`.
 
 use super::bf16::{bf16_bits, round_bf16};
 use super::simd::{load, prefetch, store, transpose, Stored, LANES};
@@ -29,21 +31,28 @@ use super::Operands;
 use rayon::prelude::*;
 use wide::f32x8;
 
-/// Columns per panel: two vectors, one 64-byte cache line per row of the panel.
+/// Columns per panel of f32 values: two vectors, one 64-byte cache line per row of the panel.
+/// The training products (`gemm`, `dpbf16`) use the same panels.
 pub const PANEL: usize = 2 * LANES;
 
 /// Rows of a panel (64-byte lines) that loads are prefetched ahead of their use: 2 KiB, about
 /// what hides the latency of memory at the rate the kernel consumes lines.
 const AHEAD: usize = 32;
 
-/// Panels per parallel task (128 columns).
-const PANELS_PER_TASK: usize = 8;
+/// Columns per parallel task: 8 f32 panels or 4 bf16 ones.
+const COLUMNS_PER_TASK: usize = 128;
+
+/// Accumulator vectors one call of [`one_panel`] keeps in registers (of the 16 AVX2 has).
+const ACCUMULATORS: usize = 8;
+
+/// Vectors in the widest panel row (bf16's 32 columns).
+const MAX_VECTORS: usize = 4;
 
 /// A weight matrix `W: [d_in, d_out]` packed into panels (see the module doc), of f32 values
 /// or of bf16 ones (`u16`: the high half of the f32 bits, see `bf16`).
 #[derive(Clone, Copy, Debug)]
 pub struct Panels<'a, W = f32> {
-    /// `d_out.div_ceil(16)` panels of `[d_in, 16]`, one after the other.
+    /// `d_out.div_ceil(w)` panels of `[d_in, w]`, one after the other (`w = W::WIDTH`).
     pub data: &'a [W],
     pub d_in: usize,
     pub d_out: usize,
@@ -55,14 +64,18 @@ pub trait PanelWeight: Stored {
     /// What the product's operands are: with bf16, `x` is rounded too and the sums flush
     /// subnormals (`bf16`).
     const OPERANDS: Operands;
+    /// Columns per panel: one 64-byte cache line per row.
+    const WIDTH: usize;
 }
 
 impl PanelWeight for f32 {
     const OPERANDS: Operands = Operands::F32;
+    const WIDTH: usize = PANEL;
 }
 
 impl PanelWeight for u16 {
     const OPERANDS: Operands = Operands::Bf16;
+    const WIDTH: usize = 2 * PANEL;
 }
 
 /// Panels of bf16 values from f32 panels (each rounded, `bf16::round_bf16`).
@@ -71,44 +84,55 @@ pub fn bf16_panels(panels: &[f32], dst: &mut [u16]) {
     pairs.for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &x)| *d = bf16_bits(x)));
 }
 
-/// Floats that [`pack_panels`] writes for a `[d_in, d_out]` matrix.
-pub fn panels_len(d_in: usize, d_out: usize) -> usize {
-    d_out.div_ceil(PANEL) * PANEL * d_in
+/// Values that [`pack_panels`] writes for a `[d_in, d_out]` matrix in panels of `width`
+/// columns.
+pub fn panels_len(d_in: usize, d_out: usize, width: usize) -> usize {
+    d_out.div_ceil(width) * width * d_in
 }
 
-/// Packs `W: [d_in, d_out]` into panels in `dst` (`panels_len(d_in, d_out)` floats). `w` is
-/// row-major `[d_in, d_out]` (HF Conv1D), or `[d_out, d_in]` (HF `nn.Linear`) if `transposed`.
+/// Packs `W: [d_in, d_out]` into panels of `width` columns in `dst` (`panels_len(d_in, d_out,
+/// width)` floats). `w` is row-major `[d_in, d_out]` (HF Conv1D), or `[d_out, d_in]` (HF
+/// `nn.Linear`) if `transposed`.
 ///
 /// # Panics
-/// If a slice is shorter than the sizes say.
-pub fn pack_panels(w: &[f32], d_in: usize, d_out: usize, transposed: bool, dst: &mut [f32]) {
+/// If a slice is shorter than the sizes say, or `width` is not a multiple of 8.
+pub fn pack_panels(
+    w: &[f32],
+    (d_in, d_out): (usize, usize),
+    transposed: bool,
+    width: usize,
+    dst: &mut [f32],
+) {
     let strides = if transposed { (1, d_in) } else { (d_out, 1) };
-    pack_strided(w, (d_in, d_out), strides, dst);
+    pack_strided(w, (d_in, d_out), strides, width, dst);
 }
 
-/// Packs the `[d_in, d_out]` matrix whose element `(i, j)` is `w[i·rs + j·cs]` into panels in
-/// `dst` (`panels_len(d_in, d_out)` floats): any view of a matrix, transposed or not.
+/// Packs the `[d_in, d_out]` matrix whose element `(i, j)` is `w[i·rs + j·cs]` into panels of
+/// `width` columns in `dst` (`panels_len(d_in, d_out, width)` floats): any view of a matrix,
+/// transposed or not.
 ///
 /// # Panics
-/// If a slice is shorter than the sizes say.
+/// If a slice is shorter than the sizes say, or `width` is not a multiple of 8.
 pub fn pack_strided(
     w: &[f32],
     (d_in, d_out): (usize, usize),
     (rs, cs): (usize, usize),
+    width: usize,
     dst: &mut [f32],
 ) {
-    assert!(dst.len() >= panels_len(d_in, d_out));
+    assert!(width > 0 && width.is_multiple_of(LANES), "pack_strided: width {width}");
+    assert!(dst.len() >= panels_len(d_in, d_out, width));
     if d_in == 0 || d_out == 0 {
         return;
     }
     assert!((d_in - 1) * rs + (d_out - 1) * cs < w.len(), "pack_strided: view outside w");
-    let n_panels = d_out.div_ceil(PANEL);
+    let n_panels = d_out.div_ceil(width);
     // Panels are independent: packed in parallel (a training step packs every weight twice).
-    let panels = dst[..n_panels * d_in * PANEL].par_chunks_exact_mut(d_in * PANEL);
+    let panels = dst[..n_panels * d_in * width].par_chunks_exact_mut(d_in * width);
     panels.enumerate().for_each(|(p, panel)| pack_panel(w, (d_in, d_out), (rs, cs), p, panel));
 }
 
-/// Panel `p` of [`pack_strided`]: columns `16p..16p+16` of the view as `[d_in, 16]`.
+/// Panel `p` of [`pack_strided`] (`panel` is `[d_in, w]`): columns `wp..wp+w` of the view.
 fn pack_panel(
     w: &[f32],
     (d_in, d_out): (usize, usize),
@@ -116,23 +140,24 @@ fn pack_panel(
     p: usize,
     panel: &mut [f32],
 ) {
-    let j0 = p * PANEL;
-    let whole = j0 + PANEL <= d_out;
+    let width = panel.len() / d_in;
+    let j0 = p * width;
+    let whole = j0 + width <= d_out;
     if whole && cs == 1 {
-        // A row-major view: each row of the panel is 16 consecutive floats.
-        for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-            row.copy_from_slice(&w[i * rs + j0..][..PANEL]);
+        // A row-major view: each row of the panel is `width` consecutive floats.
+        for (i, row) in panel.chunks_exact_mut(width).enumerate() {
+            row.copy_from_slice(&w[i * rs + j0..][..width]);
         }
         return;
     }
     let mut first_gathered = 0;
     if whole && rs == 1 {
-        // A transposed view: the panel is the transpose of 16 contiguous source rows, done in
-        // 8×8 register blocks instead of gathering one float per cache line.
+        // A transposed view: the panel is the transpose of `width` contiguous source rows,
+        // done in 8×8 register blocks instead of gathering one float per cache line.
         first_gathered = d_in / LANES * LANES;
-        transpose(&w[j0 * cs..], cs, (PANEL, first_gathered), panel, PANEL);
+        transpose(&w[j0 * cs..], cs, (width, first_gathered), panel, width);
     }
-    for (i, row) in panel.chunks_exact_mut(PANEL).enumerate().skip(first_gathered) {
+    for (i, row) in panel.chunks_exact_mut(width).enumerate().skip(first_gathered) {
         for (c, v) in row.iter_mut().enumerate() {
             let j = j0 + c;
             *v = if j < d_out { w[i * rs + j * cs] } else { 0.0 };
@@ -154,7 +179,7 @@ pub fn skinny_linear<W: PanelWeight>(
     let (d_in, d_out) = (w.d_in, w.d_out);
     assert!(
         x.len() >= rows * d_in
-            && w.data.len() >= panels_len(d_in, d_out)
+            && w.data.len() >= panels_len(d_in, d_out, W::WIDTH)
             && bias.len() >= d_out
             && y.len() >= rows * d_out
     );
@@ -169,13 +194,14 @@ pub fn skinny_linear<W: PanelWeight>(
             &rounded
         }
     };
-    let n_panels = d_out.div_ceil(PANEL);
-    let groups: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(PANELS_PER_TASK))
+    let n_panels = d_out.div_ceil(W::WIDTH);
+    let per_task = COLUMNS_PER_TASK / W::WIDTH;
+    let groups: Vec<(usize, Vec<f32>)> = (0..n_panels.div_ceil(per_task))
         .into_par_iter()
         .map(|g| {
-            let p0 = g * PANELS_PER_TASK;
-            let p1 = (p0 + PANELS_PER_TASK).min(n_panels);
-            (p0 * PANEL, W::OPERANDS.run(|| panel_group(x, rows, w, bias, p0, p1)))
+            let p0 = g * per_task;
+            let p1 = (p0 + per_task).min(n_panels);
+            (p0 * W::WIDTH, W::OPERANDS.run(|| panel_group(x, rows, w, bias, p0, p1)))
         })
         .collect();
     for (c0, part) in groups {
@@ -187,7 +213,8 @@ pub fn skinny_linear<W: PanelWeight>(
     }
 }
 
-/// Panels `p0..p1` for every row: `[rows, (p1 − p0)·16]` (padding columns included).
+/// Panels `p0..p1` for every row, one panel after the other (one stream):
+/// `[rows, (p1 − p0)·w]` (padding columns included).
 fn panel_group<W: PanelWeight>(
     x: &[f32],
     rows: usize,
@@ -196,43 +223,36 @@ fn panel_group<W: PanelWeight>(
     p0: usize,
     p1: usize,
 ) -> Vec<f32> {
-    let d_in = w.d_in;
-    let width = (p1 - p0) * PANEL;
+    let (d_in, pw) = (w.d_in, W::WIDTH);
+    let width = (p1 - p0) * pw;
     // The bias of this group's columns, zero-padded to whole panels.
     let mut b = vec![0.0; width];
-    let real = w.d_out.min(p1 * PANEL) - p0 * PANEL;
-    b[..real].copy_from_slice(&bias[p0 * PANEL..][..real]);
+    let real = w.d_out.min(p1 * pw) - p0 * pw;
+    b[..real].copy_from_slice(&bias[p0 * pw..][..real]);
     let mut out = vec![0.0; rows * width];
-    let panel = |p: usize| &w.data[p * d_in * PANEL..][..d_in * PANEL];
-    let mut p = p0;
-    while p < p1 {
-        let c = (p - p0) * PANEL;
-        if rows == 1 && p + 1 < p1 {
-            two_panels_one_row(&x[..d_in], panel(p), panel(p + 1), &b[c..], &mut out[c..]);
-            p += 2;
-            continue;
-        }
+    for p in p0..p1 {
+        let c = (p - p0) * pw;
+        let panel = &w.data[p * d_in * pw..][..d_in * pw];
         let mut r0 = 0;
         while r0 < rows {
-            // Up to 4 rows at a time: 4 rows × 16 columns of accumulators fill 8 registers.
-            let group = (rows - r0).min(4);
+            // As many rows as fill the accumulators: 4 rows of f32, 2 of bf16.
+            let group = (rows - r0).min(ACCUMULATORS / (pw / LANES));
             let xs = &x[r0 * d_in..(r0 + group) * d_in];
             let dst = &mut out[r0 * width + c..];
             match group {
-                1 => one_panel::<W, 1>(xs, panel(p), &b[c..], dst, width),
-                2 => one_panel::<W, 2>(xs, panel(p), &b[c..], dst, width),
-                3 => one_panel::<W, 3>(xs, panel(p), &b[c..], dst, width),
-                _ => one_panel::<W, 4>(xs, panel(p), &b[c..], dst, width),
+                1 => one_panel::<W, 1>(xs, panel, &b[c..], dst, width),
+                2 => one_panel::<W, 2>(xs, panel, &b[c..], dst, width),
+                3 => one_panel::<W, 3>(xs, panel, &b[c..], dst, width),
+                _ => one_panel::<W, 4>(xs, panel, &b[c..], dst, width),
             }
             r0 += group;
         }
-        p += 1;
     }
     out
 }
 
-/// `R` rows × one panel: `2R` accumulators start at the bias and take `x[r, i]·W[i, panel]` for
-/// `i = 0, 1, …`; row `r` of the result goes to `out[r·stride ..][..16]`.
+/// `R` rows × one panel: `R·w/8` accumulators start at the bias and take `x[r, i]·W[i, panel]`
+/// for `i = 0, 1, …`; row `r` of the result goes to `out[r·stride ..][..w]`.
 fn one_panel<W: PanelWeight, const R: usize>(
     x: &[f32],
     panel: &[W],
@@ -240,45 +260,26 @@ fn one_panel<W: PanelWeight, const R: usize>(
     out: &mut [f32],
     stride: usize,
 ) {
-    let d_in = x.len() / R;
-    let mut acc = [[load(bias), load(&bias[LANES..])]; R];
-    for (i, row) in panel.chunks_exact(PANEL).enumerate() {
-        prefetch(panel, (i + AHEAD) * PANEL);
-        let (w0, w1) = (W::load8(row), W::load8(&row[LANES..]));
+    let (d_in, vectors) = (x.len() / R, W::WIDTH / LANES);
+    let mut acc = [[f32x8::ZERO; MAX_VECTORS]; R];
+    for a in &mut acc {
+        for (v, a) in a.iter_mut().enumerate().take(vectors) {
+            *a = load(&bias[v * LANES..]);
+        }
+    }
+    for (i, row) in panel.chunks_exact(W::WIDTH).enumerate() {
+        prefetch(panel, (i + AHEAD) * W::WIDTH);
         for (r, a) in acc.iter_mut().enumerate() {
             let xv = f32x8::splat(x[r * d_in + i]);
-            a[0] = xv.mul_add(w0, a[0]);
-            a[1] = xv.mul_add(w1, a[1]);
+            for (v, a) in a.iter_mut().enumerate().take(vectors) {
+                *a = xv.mul_add(W::load8(&row[v * LANES..]), *a);
+            }
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        store(&mut out[r * stride..], a[0]);
-        store(&mut out[r * stride + LANES..], a[1]);
-    }
-}
-
-/// One row × two adjacent panels: four independent accumulator chains, the same sums as
-/// [`one_panel`] in the same order. `out` receives the 32 columns.
-fn two_panels_one_row<W: PanelWeight>(
-    x: &[f32],
-    left: &[W],
-    right: &[W],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    let mut acc = [0, 1, 2, 3].map(|v| load(&bias[v * LANES..]));
-    let rows = x.iter().zip(left.chunks_exact(PANEL)).zip(right.chunks_exact(PANEL));
-    for (i, ((&xi, l), r)) in rows.enumerate() {
-        prefetch(left, (i + AHEAD) * PANEL);
-        prefetch(right, (i + AHEAD) * PANEL);
-        let xv = f32x8::splat(xi);
-        acc[0] = xv.mul_add(W::load8(l), acc[0]);
-        acc[1] = xv.mul_add(W::load8(&l[LANES..]), acc[1]);
-        acc[2] = xv.mul_add(W::load8(r), acc[2]);
-        acc[3] = xv.mul_add(W::load8(&r[LANES..]), acc[3]);
-    }
-    for (v, a) in acc.iter().enumerate() {
-        store(&mut out[v * LANES..], *a);
+        for (v, a) in a.iter().enumerate().take(vectors) {
+            store(&mut out[r * stride + v * LANES..], *a);
+        }
     }
 }
 
@@ -313,8 +314,8 @@ mod tests {
                 1.0,
                 &mut want,
             );
-            let mut packed = vec![0.0; panels_len(d_in, d_out)];
-            pack_panels(&w, d_in, d_out, false, &mut packed);
+            let mut packed = vec![0.0; panels_len(d_in, d_out, PANEL)];
+            pack_panels(&w, (d_in, d_out), false, PANEL, &mut packed);
             let panels = Panels { data: &packed, d_in, d_out };
             let run = |threads| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -335,18 +336,25 @@ mod tests {
 
     #[test]
     fn packing_a_transposed_matrix_gives_the_same_panels() {
-        let (d_in, d_out) = (5, 19);
+        // d_in = 21: 8×8 register transposes for rows 0..16 of whole panels, gathers after.
+        let (d_in, d_out) = (21, 70);
         let w: Vec<f32> = (0..d_in * d_out).map(|v| v as f32).collect();
         let wt: Vec<f32> =
             (0..d_out).flat_map(|j| (0..d_in).map(move |i| (i * d_out + j) as f32)).collect();
-        let (mut a, mut b) =
-            (vec![1.0; panels_len(d_in, d_out)], vec![2.0; panels_len(d_in, d_out)]);
-        pack_panels(&w, d_in, d_out, false, &mut a);
-        pack_panels(&wt, d_in, d_out, true, &mut b);
-        assert_eq!(a, b);
-        // Panel 1, row 2, column 3 is W[2, 19]: padding, zero. Column 2 is W[2, 18].
-        assert_eq!(a[(d_in + 2) * PANEL + 3], 0.0);
-        assert_eq!(a[(d_in + 2) * PANEL + 2], (2 * d_out + 18) as f32);
+        for width in [PANEL, <u16 as PanelWeight>::WIDTH] {
+            let len = panels_len(d_in, d_out, width);
+            let (mut a, mut b) = (vec![1.0; len], vec![2.0; len]);
+            pack_panels(&w, (d_in, d_out), false, width, &mut a);
+            pack_panels(&wt, (d_in, d_out), true, width, &mut b);
+            assert_eq!(a, b, "width {width}");
+            // W[i, j] is in panel j / width, at row i, column j % width.
+            let at = |i: usize, j: usize| a[((j / width) * d_in + i) * width + j % width];
+            for (i, j) in [(0, 0), (2, 3), (7, width), (20, 69)] {
+                assert_eq!(at(i, j), (i * d_out + j) as f32, "width {width}: W[{i}, {j}]");
+            }
+            // Column 70 is the last panel's padding.
+            assert_eq!(at(2, d_out), 0.0, "width {width}");
+        }
     }
 
     #[test]
@@ -362,8 +370,9 @@ mod tests {
             let mut want = vec![0.0; rows * d_out];
             let (xm, wm) = (MatRef::new(&x, rows, d_in), MatRef::new(&w, d_in, d_out));
             crate::kernels::bf16::product_reference(xm, wm, Start::Bias(&b), &mut want);
-            let mut packed = vec![0.0; panels_len(d_in, d_out)];
-            pack_panels(&w, d_in, d_out, false, &mut packed);
+            let width = <u16 as PanelWeight>::WIDTH;
+            let mut packed = vec![0.0; panels_len(d_in, d_out, width)];
+            pack_panels(&w, (d_in, d_out), false, width, &mut packed);
             let mut half = vec![0u16; packed.len()];
             bf16_panels(&packed, &mut half);
             let mut got = vec![f32::NAN; rows * d_out];

@@ -20,7 +20,9 @@ use super::{Model, Precision};
 use crate::error::{Error, Result};
 use crate::kernels::bf16::round_bf16;
 use crate::kernels::pages::StreamBuffer;
-use crate::kernels::skinny::{bf16_panels, pack_panels, panels_len, skinny_linear, Panels};
+use crate::kernels::skinny::{
+    bf16_panels, pack_panels, panels_len, skinny_linear, PanelWeight, Panels,
+};
 use crate::kernels::KvCache;
 use crate::ops::elementwise::gelu_tanh_scalar;
 use crate::ops::Kernels;
@@ -42,6 +44,14 @@ struct Slot {
     offset: usize,
     d_in: usize,
     d_out: usize,
+    /// Values its panels take.
+    len: usize,
+}
+
+impl Slot {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
 }
 
 /// The decoder's copy of the weight matrices, packed into panels for streaming (see
@@ -73,22 +83,27 @@ impl PackedWeights {
             order.extend([w.c_attn_w, w.attn_proj_w, w.c_fc_w, w.mlp_proj_w].map(|i| (i, false)));
         }
         order.push((model.layout.lm_head().unwrap_or_default(), true));
+        // Panels one cache line wide: 16 f32 or 32 bf16 columns (`skinny`).
+        let width = match model.precision {
+            Precision::F32 => <f32 as PanelWeight>::WIDTH,
+            Precision::Bf16 => <u16 as PanelWeight>::WIDTH,
+        };
         let mut slots = Vec::with_capacity(order.len());
         let mut offset = 0;
         for &(i, transposed) in &order {
             let (rows, cols) = (p[i].shape()[0], p[i].shape()[1]);
             let (d_in, d_out) = if transposed { (cols, rows) } else { (rows, cols) };
-            slots.push(Slot { offset, d_in, d_out });
-            offset += panels_len(d_in, d_out);
+            let len = panels_len(d_in, d_out, width);
+            slots.push(Slot { offset, d_in, d_out, len });
+            offset += len;
         }
-        let packed = order.iter().zip(&slots).map(|(&(i, transposed), s)| {
-            (s.offset..s.offset + panels_len(s.d_in, s.d_out), p[i].data(), s, transposed)
-        });
+        let packed =
+            order.iter().zip(&slots).map(|(&(i, transposed), s)| (p[i].data(), s, transposed));
         let data = match model.precision {
             Precision::F32 => {
                 let mut data = StreamBuffer::zeroed(offset);
-                for (range, w, s, transposed) in packed {
-                    pack_panels(w, s.d_in, s.d_out, transposed, &mut data[range]);
+                for (w, s, transposed) in packed {
+                    pack_panels(w, (s.d_in, s.d_out), transposed, width, &mut data[s.range()]);
                 }
                 PanelData::F32(data)
             }
@@ -96,10 +111,10 @@ impl PackedWeights {
                 // One matrix at a time through f32 panels, so the f32 copy of all the
                 // weights never exists beside the bf16 one.
                 let mut data = StreamBuffer::zeroed(offset);
-                for (range, w, s, transposed) in packed {
-                    let mut panels = vec![0.0; range.len()];
-                    pack_panels(w, s.d_in, s.d_out, transposed, &mut panels);
-                    bf16_panels(&panels, &mut data[range]);
+                for (w, s, transposed) in packed {
+                    let mut panels = vec![0.0; s.len];
+                    pack_panels(w, (s.d_in, s.d_out), transposed, width, &mut panels);
+                    bf16_panels(&panels, &mut data[s.range()]);
                 }
                 PanelData::Bf16(data)
             }
@@ -111,8 +126,7 @@ impl PackedWeights {
 
     /// `y = x·W + b` for `x: [rows, d_in]`.
     fn linear(&self, x: &[f32], rows: usize, w: Slot, b: &[f32]) -> Vec<f32> {
-        let (d_in, d_out) = (w.d_in, w.d_out);
-        let range = w.offset..w.offset + panels_len(d_in, d_out);
+        let (d_in, d_out, range) = (w.d_in, w.d_out, w.range());
         let mut y = vec![0.0; rows * d_out];
         match &self.data {
             PanelData::F32(data) => {
