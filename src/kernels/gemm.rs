@@ -44,6 +44,17 @@ use std::ops::Range;
 const ROWS: usize = 48;
 /// Inner-dimension block of [`gemm_rows`]: a `KC × 16` panel block is 8 KiB, a quarter of L1.
 const KC: usize = 128;
+
+/// The inner-dimension block for `operands`' kernel: [`KC`], or twice that on `dpbf16`'s,
+/// whose panel rows hold pairs, so that its block is the same 8 KiB of panel (128 pair rows).
+/// Blocks of 128 there made its products 6–13 % slower (one thread, igpt-s shapes): each
+/// register tile's accumulators were loaded and stored twice as often for the same work.
+fn kc(operands: Operands) -> usize {
+    match operands {
+        Operands::Bf16Avx512 => 2 * KC,
+        Operands::F32 | Operands::Bf16 => KC,
+    }
+}
 /// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels. Also the
 /// most that a slab of a larger (bf16) `B` packs at a time (`slab_rows`).
 pub const MAX_B_FLOATS: usize = 1 << 18;
@@ -95,7 +106,7 @@ pub fn gemm_rows(a: &[f32], b: MatRef<f32>, start: Start<f32>, c: &mut [f32]) {
 pub(super) enum Lhs<'a> {
     /// Row-major f32, read in place.
     InPlace(&'a [f32]),
-    /// Any view, rounded to bf16 one task's `rows × KC` block at a time into a buffer that
+    /// Any view, rounded to bf16 one task's block (`rows × kc`) at a time into a buffer that
     /// stays in cache (so no rounded copy of a whole activation is ever made).
     Bf16(MatRef<'a, f32>),
 }
@@ -180,7 +191,7 @@ pub(super) fn rows_product(
     }
     let m = c.len() / n;
     assert!(c.len() == m * n && a.fits(m, k), "gemm_rows: sizes disagree");
-    let slab = slab_rows(k, n);
+    let slab = slab_rows(k, n, kc(operands));
     let mut packed = Packed::new(b.row_range(0..k.min(slab)), operands);
     let mut first = 0;
     loop {
@@ -197,20 +208,20 @@ pub(super) fn rows_product(
     }
 }
 
-/// Rows of `B` packed at a time by [`rows_product`]: all of them while the panels stay within
-/// [`MAX_B_FLOATS`], else slabs of as many whole `KC` blocks as fit in it. Only bf16 meets such
+/// Rows of `B` packed at a time by [`rows_product`] with blocks of `kc`: all of them while the
+/// panels stay within [`MAX_B_FLOATS`], else slabs of as many whole blocks as fit in it. Only bf16 meets such
 /// `B`s (f32 hands them to `gemm`): `∂W = xᵀ·∂y`'s `∂y` has a row per token, and packing it
 /// whole would put a rounded copy of it on top of the step's peak memory (measured: digits bf16
 /// training 15 MB above f32's; with slabs, level with it). Each slab costs two hand-offs to
 /// rayon (packing it, then the tasks), so slabs should not be small either: slabs of a quarter
 /// of this size (one `KC` block of a 384-wide `∂y`) made the digits and emoji presets' `∂W`
 /// products about 8 % slower (fastest of 40 calls, on `vdpbf16ps`).
-fn slab_rows(k: usize, n: usize) -> usize {
+fn slab_rows(k: usize, n: usize, kc: usize) -> usize {
     let padded = n.div_ceil(PANEL) * PANEL;
     if k * padded <= MAX_B_FLOATS {
         return k.max(1);
     }
-    (MAX_B_FLOATS / padded / KC).max(1) * KC
+    (MAX_B_FLOATS / padded / kc).max(1) * kc
 }
 
 /// `C = start + A[:, inner]·B[inner, :]` into `C: [m, n]`, with `panels` holding `B`'s rows
@@ -280,7 +291,7 @@ pub(super) fn rows_product_new(
     if n == 0 {
         return Vec::new();
     }
-    if slab_rows(k, n) < k {
+    if slab_rows(k, n, kc(operands)) < k {
         let mut c = vec![0.0; m * n];
         rows_product(a, b, operands, start, &mut c);
         return c;
@@ -359,15 +370,16 @@ fn rows_task(
         // No block to write C: an empty sum is zero.
         c.fill(0.0);
     }
+    let block_len = kc(panels.operands);
     if let Lhs::InPlace(a) = a {
-        prefetch_next_task(a, (first + rows, rows), (k, inner.start));
+        prefetch_next_task(a, (first + rows, rows), (k, inner.start), block_len);
     }
     // The last, partial panel (if any) works on a 16-column copy of its columns.
     let mut edge = Edge::gather(c, n, full * PANEL);
     let (mut block, mut pairs) = (Vec::new(), Vec::new());
     let (len, pair_rows) = (panels.rows, panels.rows.div_ceil(2));
-    for kb in inner.clone().step_by(KC) {
-        let kc = KC.min(inner.end - kb);
+    for kb in inner.clone().step_by(block_len) {
+        let kc = block_len.min(inner.end - kb);
         let accumulate = !(fresh && kb == inner.start);
         let at = kb - inner.start;
         match &panels.panels {
@@ -414,14 +426,19 @@ fn panel_of_c<'c>(
     }
 }
 
-/// Asks for the next task's block of `A` (rows `first..first + rows`, the first [`KC`] columns
-/// from `kb`) to be brought into L1 while this task computes: rayon hands a thread consecutive
+/// Asks for the next task's block of `A` (rows `first..first + rows`, the first `block_len`
+/// columns from `kb`) to be brought into L1 while this task computes: rayon hands a thread consecutive
 /// tasks, so that block is most often the next one this thread multiplies, and reading an
 /// activation's rows from memory is what kept the register kernel waiting at the start of each
 /// task (emoji products with `k` = 128: 2–4 % faster, measured). A prefetch past the end of `A`
 /// reads nothing.
-fn prefetch_next_task(a: &[f32], (first, rows): (usize, usize), (k, kb): (usize, usize)) {
-    let kc = KC.min(k - kb);
+fn prefetch_next_task(
+    a: &[f32],
+    (first, rows): (usize, usize),
+    (k, kb): (usize, usize),
+    block_len: usize,
+) {
+    let kc = block_len.min(k - kb);
     for r in first..first + rows {
         for p in (0..kc).step_by(PANEL) {
             prefetch(a, r * k + kb + p);
