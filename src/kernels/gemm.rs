@@ -47,14 +47,16 @@ const KC: usize = 128;
 
 /// The inner-dimension block for `operands`' kernel: [`KC`], or twice that on `dpbf16`'s,
 /// whose panel rows hold pairs, so that its block is the same 8 KiB of panel (128 pair rows).
-/// Blocks of 128 there made its products 6–13 % slower (one thread, igpt-s shapes): each
-/// register tile's accumulators were loaded and stored twice as often for the same work.
+/// Blocks of 128 there made its products 4–13 % slower (one thread, igpt-s shapes, three
+/// alternating runs): each register tile's accumulators were loaded and stored twice as often
+/// for the same work.
 fn kc(operands: Operands) -> usize {
     match operands {
         Operands::Bf16Avx512 => 2 * KC,
         Operands::F32 | Operands::Bf16 => KC,
     }
 }
+
 /// The largest `B` (in floats, `k·n`) that [`gemm_rows`] takes: 1 MiB of panels. Also the
 /// most that a slab of a larger (bf16) `B` packs at a time (`slab_rows`).
 pub const MAX_B_FLOATS: usize = 1 << 18;
@@ -209,13 +211,13 @@ pub(super) fn rows_product(
 }
 
 /// Rows of `B` packed at a time by [`rows_product`] with blocks of `kc`: all of them while the
-/// panels stay within [`MAX_B_FLOATS`], else slabs of as many whole blocks as fit in it. Only bf16 meets such
-/// `B`s (f32 hands them to `gemm`): `∂W = xᵀ·∂y`'s `∂y` has a row per token, and packing it
-/// whole would put a rounded copy of it on top of the step's peak memory (measured: digits bf16
-/// training 15 MB above f32's; with slabs, level with it). Each slab costs two hand-offs to
-/// rayon (packing it, then the tasks), so slabs should not be small either: slabs of a quarter
-/// of this size (one `KC` block of a 384-wide `∂y`) made the digits and emoji presets' `∂W`
-/// products about 8 % slower (fastest of 40 calls, on `vdpbf16ps`).
+/// panels stay within [`MAX_B_FLOATS`], else slabs of as many whole blocks as fit in it. Only bf16
+/// meets such `B`s (f32 hands them to `gemm`): `∂W = xᵀ·∂y`'s `∂y` has a row per token, and packing
+/// it whole would put a rounded copy of it on top of the step's peak memory (measured: digits bf16
+/// training 15 MB above f32's; with slabs, level with it). Each slab costs two hand-offs to rayon
+/// (packing it, then the tasks), so slabs should not be small either: slabs of a quarter of this
+/// size (one `KC` block of a 384-wide `∂y`) made the digits and emoji presets' `∂W` products about
+/// 8 % slower (fastest of 40 calls, on `vdpbf16ps`).
 fn slab_rows(k: usize, n: usize, kc: usize) -> usize {
     let padded = n.div_ceil(PANEL) * PANEL;
     if k * padded <= MAX_B_FLOATS {
@@ -426,12 +428,12 @@ fn panel_of_c<'c>(
     }
 }
 
-/// Asks for the next task's block of `A` (rows `first..first + rows`, the first `block_len`
-/// columns from `kb`) to be brought into L1 while this task computes: rayon hands a thread consecutive
+/// Asks for the next task's block of `A` (rows `first..first + rows`, the first `block_len` columns
+/// from `kb`) to be brought into L1 while this task computes: rayon hands a thread consecutive
 /// tasks, so that block is most often the next one this thread multiplies, and reading an
-/// activation's rows from memory is what kept the register kernel waiting at the start of each
-/// task (emoji products with `k` = 128: 2–4 % faster, measured). A prefetch past the end of `A`
-/// reads nothing.
+/// activation's rows from memory is what kept the register kernel waiting at the start of each task
+/// (emoji products with `k` = 128: 2–4 % faster, measured). A prefetch past the end of `A` reads
+/// nothing.
 fn prefetch_next_task(
     a: &[f32],
     (first, rows): (usize, usize),

@@ -21,7 +21,7 @@
 //! Y[r, j] = b[j] + Σ_i X[r, i] · W[i, j]          i = 0, 1, …, d_in − 1
 //! ```
 //! A panel's accumulators (`R` rows × `w/8` vectors of 8 columns, at most eight) stay in
-//! registers while `i` runs. Columns are split into fixed groups of [`COLUMNS_PER_TASK`] run
+//! registers while `i` runs. Columns are split into fixed groups of `COLUMNS_PER_TASK` (128) run
 //! in parallel; every output element is the same sum in the same order whatever the thread
 //! count. Tested against `tensor::gemm_reference`.
 
