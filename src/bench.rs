@@ -5,8 +5,6 @@
 //! `igpt bench …` command prints the records; performance targets live here, never in tests.
 
 use crate::error::Result;
-use crate::kernels::attention::{flash_attention_backward, flash_attention_forward};
-use crate::kernels::Operands::F32;
 use crate::model::{Config, DropoutRng, Model, Objective, Precision, TokenBatch};
 use crate::ops::AttentionDims;
 use crate::palette::{fit_kmeans, KMeansOptions, KMeansResult};
@@ -85,39 +83,67 @@ pub fn bench_sgemm(m: usize, n: usize, k: usize, reps: usize) -> SgemmBench {
 // ---------------------------------------------------------------------------------------------
 // Attention (`igpt bench attention`): [`bench_attention`] draws `qkv` and `∂o` from N(0, 1)
 // (Philox), runs one warm-up forward and backward, then times `reps` forward passes and `reps`
-// forward+backward passes of the fused kernels. The times include allocating the outputs, as a
+// forward+backward passes of the fused kernels of a precision (`Kernels::attention_forward` and
+// `attention_backward`, as the tape calls them). The times include allocating the outputs, as a
 // training step would.
 
 /// One line of the attention benchmark.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionBench {
+    pub dims: AttentionDims,
+    pub causal: bool,
+    pub precision: Precision,
     /// `"fwd"` or `"fwd+bwd"`.
     pub pass: &'static str,
     /// Median wall time of one pass, in milliseconds.
     pub median_ms: f64,
 }
 
-/// Median times of the fused forward and forward+backward at `dims` (at least one rep each).
-pub fn bench_attention(dims: AttentionDims, causal: bool, reps: usize) -> Vec<AttentionBench> {
+impl AttentionBench {
+    /// The JSON line `igpt bench attention` prints.
+    pub fn json(&self) -> String {
+        let d = self.dims;
+        format!(
+            "{{\"bench\":\"attention\",\"pass\":\"{}\",\"B\":{},\"H\":{},\"T\":{},\"D\":{},\"causal\":{},\"precision\":\"{}\",\"kernels\":\"{}\",\"median_ms\":{:.3}}}",
+            self.pass,
+            d.batch,
+            d.n_head,
+            d.seq,
+            d.head_dim,
+            self.causal,
+            self.precision.name(),
+            self.precision.kernels().name(),
+            self.median_ms
+        )
+    }
+}
+
+/// Median times of the fused forward and forward+backward at `dims` in `precision` (at least
+/// one rep each).
+pub fn bench_attention(
+    dims: AttentionDims,
+    causal: bool,
+    precision: Precision,
+    reps: usize,
+) -> Vec<AttentionBench> {
     let philox = Philox::new(0);
     let mut qkv = vec![0.0f32; dims.batch * dims.seq * 3 * dims.d()];
     let mut dout = vec![0.0f32; dims.batch * dims.seq * dims.d()];
     philox.fill_normal(1, 0.0, 1.0, &mut qkv);
     philox.fill_normal(2, 0.0, 1.0, &mut dout);
-    let forward = || flash_attention_forward(&qkv, dims, causal);
+    let kernels = precision.kernels();
+    let forward = || kernels.attention_forward(&qkv, dims, causal);
     let forward_backward = || {
         let f = forward();
         let mut dqkv = vec![0.0f32; qkv.len()];
-        flash_attention_backward(&qkv, &f.out, &f.lse, &dout, dims, causal, F32, &mut dqkv, false);
+        kernels.attention_backward(&qkv, &f.out, &f.saved, &dout, dims, causal, &mut dqkv, false);
         dqkv
     };
     forward_backward();
+    let line = |pass, median_ms| AttentionBench { dims, causal, precision, pass, median_ms };
     vec![
-        AttentionBench { pass: "fwd", median_ms: median_ms(0, reps, || drop(forward())) },
-        AttentionBench {
-            pass: "fwd+bwd",
-            median_ms: median_ms(0, reps, || drop(forward_backward())),
-        },
+        line("fwd", median_ms(0, reps, || drop(forward()))),
+        line("fwd+bwd", median_ms(0, reps, || drop(forward_backward()))),
     ]
 }
 

@@ -374,11 +374,8 @@ fn empty_shapes_and_nan_inputs() {
 #[ignore]
 fn bench_attention_shapes() {
     for (b, h, t, hd) in [(1, 8, 1024, 64), (4, 8, 1024, 32)] {
-        for r in bench_attention(dims(b, t, h, hd), true, 21) {
-            println!(
-                "{{\"bench\":\"attention\",\"pass\":\"{}\",\"B\":{b},\"H\":{h},\"T\":{t},\"D\":{hd},\"median_ms\":{:.3}}}",
-                r.pass, r.median_ms
-            );
+        for r in bench_attention(dims(b, t, h, hd), true, Precision::F32, 21) {
+            println!("{}", r.json());
         }
     }
 }

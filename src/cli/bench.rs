@@ -59,15 +59,13 @@ pub fn run(argv: &[String]) -> Result<(), Failure> {
                 None => vec![[1, 8, 1024, 64], [4, 8, 1024, 32]],
             };
             let causal = !p.switch("bidirectional");
+            let precision = super::precision(&p)?;
             for [b, h, t, d] in shapes {
                 let what = format!("--shape {b}x{h}x{t}x{d}");
                 super::admit(&p, &what, admission::fused_attention(b, h, t, d))?;
                 let dims = AttentionDims { batch: b, seq: t, n_head: h, head_dim: d };
-                for r in pool.install(|| bench_attention(dims, causal, reps)) {
-                    println!(
-                        "{{\"bench\":\"attention\",\"pass\":\"{}\",\"B\":{b},\"H\":{h},\"T\":{t},\"D\":{d},\"causal\":{causal},\"median_ms\":{:.3}}}",
-                        r.pass, r.median_ms
-                    );
+                for r in pool.install(|| bench_attention(dims, causal, precision, reps)) {
+                    println!("{}", r.json());
                 }
             }
             Ok(())
