@@ -90,6 +90,7 @@ pub fn bench_sgemm(m: usize, n: usize, k: usize, reps: usize) -> SgemmBench {
 /// One line of the attention benchmark.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionBench {
+    /// The shape and mask measured, and the arithmetic of the products (`--precision`).
     pub dims: AttentionDims,
     pub causal: bool,
     pub precision: Precision,
