@@ -338,6 +338,17 @@ impl<'a, T> MatRef<'a, T> {
         MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
+    /// Rows `r0..r0 + rows`, columns `c0..c0 + cols` (a view; nothing is copied).
+    ///
+    /// # Panics
+    /// If the block reaches past the last row or column.
+    pub fn block(self, (r0, rows): (usize, usize), (c0, cols): (usize, usize)) -> Self {
+        assert!(r0 + rows <= self.rows && c0 + cols <= self.cols, "MatRef::block out of range");
+        let data =
+            if rows == 0 || cols == 0 { &[] } else { &self.data[r0 * self.rs + c0 * self.cs..] };
+        MatRef { data, rows, cols, rs: self.rs, cs: self.cs }
+    }
+
     /// Rows `range` (a view; nothing is copied).
     ///
     /// # Panics
@@ -564,26 +575,9 @@ unsafe fn gemm_blocks<T: Float>(
     // One block of C: rows r0..r0+mr, columns c0..c0+nc.
     let block = move |r0: usize, mr: usize, c0: usize, nc: usize| {
         prepare(r0, mr, c0, nc);
-        // SAFETY: the views were bounds-checked in MatRef::strided; blocks of C are disjoint,
-        // and the caller vouches for C.
-        unsafe {
-            T::gemm_raw(
-                mr,
-                k,
-                nc,
-                alpha,
-                a.data.as_ptr().add(r0 * a.rs),
-                a.rs as isize,
-                a.cs as isize,
-                b.data.as_ptr().add(c0 * b.cs),
-                b.rs as isize,
-                b.cs as isize,
-                beta,
-                { c_ptr }.0.add(r0 * ldc + c0),
-                ldc as isize,
-                1,
-            )
-        }
+        let (a, b) = (a.block((r0, mr), (0, k)), b.block((0, k), (c0, nc)));
+        // SAFETY: blocks of C are disjoint, and the caller vouches for C.
+        unsafe { gemm_call(alpha, a, b, beta, { c_ptr }.0.add(r0 * ldc + c0), ldc) }
     };
     if m * n * k.max(1) < GEMM_PARALLEL_MIN_FLOPS {
         block(0, m, 0, n);
@@ -631,26 +625,12 @@ unsafe fn gemm_inner_parts<T: Float>(
             // SAFETY: slice s ≥ 1 owns the (s − 1)-th m × n block of `partial`'s capacity.
             _ => (unsafe { { partial_ptr }.0.add((s - 1) * m * n) }, n, T::ZERO),
         };
-        // SAFETY: columns `inner` of A and rows `inner` of B lie inside the bounds-checked
-        // views; each task writes its own C block (C itself, or its block of `partial`).
-        unsafe {
-            T::gemm_raw(
-                m,
-                inner.len(),
-                n,
-                alpha,
-                a.data.as_ptr().add(inner.start * a.cs),
-                a.rs as isize,
-                a.cs as isize,
-                b.data.as_ptr().add(inner.start * b.rs),
-                b.rs as isize,
-                b.cs as isize,
-                beta,
-                c,
-                ldc as isize,
-                1,
-            )
-        }
+        let (a, b) = (
+            a.block((0, m), (inner.start, inner.len())),
+            b.block((inner.start, inner.len()), (0, n)),
+        );
+        // SAFETY: each task writes its own C block (C itself, or its block of `partial`).
+        unsafe { gemm_call(alpha, a, b, beta, c, ldc) }
     });
     // SAFETY: slices 1.. have written every element of their blocks (β = 0 overwrites, and no
     // slice is empty: k ≥ 16·INNER_PARTS leaves the last one at least (k − 9)/4 long).
@@ -665,6 +645,40 @@ unsafe fn gemm_inner_parts<T: Float>(
             }
         }
     });
+}
+
+/// One `matrixmultiply` call: `C ← α·A·B + β·C` into the block at `c` (row stride `ldc`).
+///
+/// # Safety
+/// `c` must point to an `a.rows × b.cols` block with row stride `ldc` that aliases neither
+/// view, initialised wherever `beta ≠ 0`.
+unsafe fn gemm_call<T: Float>(
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
+    // SAFETY: the views were bounds-checked when made; the caller vouches for C.
+    unsafe {
+        T::gemm_raw(
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c,
+            ldc as isize,
+            1,
+        )
+    }
 }
 
 /// `C ← α·A·B + β·C` with `C` contiguous row-major `[A.rows, B.cols]`.
