@@ -744,6 +744,31 @@ pub(crate) fn new_parallel_with<T: Float, U: Send>(
     v
 }
 
+/// [`new_parallel`] for a buffer of rows of `row.len()` elements whose chunks start as copies of
+/// `row` instead of zeros (`chunk` a multiple of the row length): a product that starts from a
+/// bias row writes each element once before multiplying into it, not zero and then the bias.
+///
+/// # Panics
+/// If `row` is empty or does not divide `chunk` or `len`.
+pub(crate) fn new_parallel_rows<T: Float>(
+    len: usize,
+    chunk: usize,
+    row: &[T],
+    write: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let n = row.len();
+    let whole_rows = n > 0 && chunk.is_multiple_of(n) && len.is_multiple_of(n);
+    assert!(whole_rows, "new_parallel_rows: chunks of {chunk} and {len} in all, rows of {n}");
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(c, part)| write(c * chunk, rows_of(part, row)));
+    // SAFETY: the chunks cover all `len` elements, and `rows_of` initialised each.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// `len` zeros, written by parallel tasks: one thread zeroes megabytes at about half the speed
 /// of two (a gradient buffer that has no spare to reuse, see `autodiff::Grads`).
 pub(crate) fn zeros_parallel<T: Float>(len: usize) -> Vec<T> {
@@ -756,6 +781,18 @@ fn cleared<T: Float>(part: &mut [MaybeUninit<T>]) -> &mut [T] {
         x.write(T::ZERO);
     }
     // SAFETY: every element was initialised just above; MaybeUninit<T> has T's layout.
+    unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
+/// `part` (whole rows of `row.len()`) set to copies of `row`, as initialised floats.
+fn rows_of<'a, T: Float>(part: &'a mut [MaybeUninit<T>], row: &[T]) -> &'a mut [T] {
+    for dst in part.chunks_exact_mut(row.len()) {
+        for (x, &r) in dst.iter_mut().zip(row) {
+            x.write(r);
+        }
+    }
+    // SAFETY: `part` holds whole rows (the caller's chunks and length are multiples of the row
+    // length), every element of which was initialised just above.
     unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 

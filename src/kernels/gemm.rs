@@ -36,7 +36,7 @@ use super::dpbf16::{self, tile_product};
 use super::simd::{prefetch, tile_gemm_nn};
 use super::skinny::{pack_strided, panels_len, PANEL};
 use super::Operands;
-use crate::tensor::{gemm_new, gemm_start, new_parallel, MatRef, Start};
+use crate::tensor::{gemm_new, gemm_start, new_parallel, new_parallel_rows, MatRef, Start};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -300,12 +300,17 @@ pub(super) fn rows_product_new(
     }
     let panels = Packed::new(b, operands);
     let rows = task_rows(m, operands);
-    new_parallel(m * n, rows * n, |first, chunk| {
-        operands.run(|| {
-            let fresh = start.fill(chunk, n);
-            rows_task(a, first / n, (k, 0..k), &panels, (n, fresh), chunk);
-        })
-    })
+    // Each task's rows start as the bias (the chains continue from it) or are written by the
+    // first block of the product (`fresh`).
+    let task = |fresh: bool| {
+        move |first: usize, chunk: &mut [f32]| {
+            operands.run(|| rows_task(a, first / n, (k, 0..k), &panels, (n, fresh), chunk))
+        }
+    };
+    match bias {
+        Some(bias) => new_parallel_rows(m * n, rows * n, bias, task(false)),
+        None => new_parallel(m * n, rows * n, task(true)),
+    }
 }
 
 /// `B` (some of its rows) packed for the register kernel of `operands`. [`Packed::fill`]
