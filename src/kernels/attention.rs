@@ -70,9 +70,10 @@
 //! `Q`, `K`, `V` rows (`3·T'·hdp`); the backward every head's `D` and, if packed, its `Q`, `K`,
 //! `V`, `dO` rows, plus, per head in flight, `Qᵀ`, `dOᵀ`, `dQ` (`3·T'·hdp`) and one key tile of
 //! `Kᵀ`, `Vᵀ`. Everything else is 64-row tiles. No `T×T` buffer exists;
-//! [`forward_workspace_floats`] and [`backward_workspace_floats`] state the totals when packed. These buffers live in per-thread workspaces
-//! reused across calls (64-byte aligned; at most 64 MiB kept per thread), so a training step
-//! does not page-fault megabytes of fresh memory in every attention call.
+//! [`forward_workspace_floats`] and [`backward_workspace_floats`] state the totals when packed
+//! (an upper bound otherwise). These buffers live in per-thread workspaces reused across calls
+//! (64-byte aligned; at most 64 MiB kept per thread), so a training step does not page-fault
+//! megabytes of fresh memory in every attention call.
 //!
 //! Head dimensions that are not a multiple of 8 are zero-padded to one (`hdp`): zero columns add
 //! nothing to `q·k` and produce output columns that are dropped.
