@@ -713,35 +713,7 @@ pub(crate) fn new_parallel<T: Float>(
     chunk: usize,
     write: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    // No side output: one zero-sized piece per chunk.
-    let mut none = vec![(); len.div_ceil(chunk.max(1))];
-    new_parallel_with(len, chunk, (&mut none, 1), |first, part, _| write(first, part))
-}
-
-/// [`new_parallel`] with a second output: task `c` also gets the `c`-th piece of `side`
-/// (pieces of `side_chunk` elements), e.g. a norm's per-row statistics beside its rows.
-///
-/// # Panics
-/// If `side` does not have a piece for every chunk of the buffer.
-pub(crate) fn new_parallel_with<T: Float, U: Send>(
-    len: usize,
-    chunk: usize,
-    (side, side_chunk): (&mut [U], usize),
-    write: impl Fn(usize, &mut [T], &mut [U]) + Sync,
-) -> Vec<T> {
-    let (chunk, side_chunk) = (chunk.max(1), side_chunk.max(1));
-    let pieces = side.len().div_ceil(side_chunk);
-    assert!(pieces >= len.div_ceil(chunk), "new_parallel_with: side has too few pieces");
-    let mut v = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk)
-        .zip(side.par_chunks_mut(side_chunk))
-        .enumerate()
-        .for_each(|(c, (part, side))| write(c * chunk, cleared(part), side));
-    // SAFETY: the chunks cover all `len` elements (`side` has a piece for each, asserted above)
-    // and each was initialised.
-    unsafe { v.set_len(len) };
-    v
+    new_parallel_from(len, chunk, cleared, write)
 }
 
 /// [`new_parallel`] for a buffer of rows of `row.len()` elements whose chunks start as copies of
@@ -759,12 +731,56 @@ pub(crate) fn new_parallel_rows<T: Float>(
     let n = row.len();
     let whole_rows = n > 0 && chunk.is_multiple_of(n) && len.is_multiple_of(n);
     assert!(whole_rows, "new_parallel_rows: chunks of {chunk} and {len} in all, rows of {n}");
+    new_parallel_from(len, chunk, |part| rows_of(part, row), write)
+}
+
+/// [`new_parallel`] with the chunks' starting values set by `init`, which must initialise all of
+/// the chunk it is given.
+fn new_parallel_from<T: Float>(
+    len: usize,
+    chunk: usize,
+    init: impl Fn(&mut [MaybeUninit<T>]) -> &mut [T] + Sync,
+    write: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    // No side output: one zero-sized piece per chunk.
+    let mut none = vec![(); len.div_ceil(chunk.max(1))];
+    filled_parallel(len, chunk, (&mut none, 1), init, |first, part, _| write(first, part))
+}
+
+/// [`new_parallel`] with a second output: task `c` also gets the `c`-th piece of `side`
+/// (pieces of `side_chunk` elements), e.g. a norm's per-row statistics beside its rows.
+///
+/// # Panics
+/// If `side` does not have a piece for every chunk of the buffer.
+pub(crate) fn new_parallel_with<T: Float, U: Send>(
+    len: usize,
+    chunk: usize,
+    side: (&mut [U], usize),
+    write: impl Fn(usize, &mut [T], &mut [U]) + Sync,
+) -> Vec<T> {
+    filled_parallel(len, chunk, side, cleared, write)
+}
+
+/// The one body of the `new_parallel` family: chunks set by `init` (which must initialise all
+/// of the chunk it is given), then written by `write` beside their pieces of `side`.
+fn filled_parallel<T: Float, U: Send>(
+    len: usize,
+    chunk: usize,
+    (side, side_chunk): (&mut [U], usize),
+    init: impl Fn(&mut [MaybeUninit<T>]) -> &mut [T] + Sync,
+    write: impl Fn(usize, &mut [T], &mut [U]) + Sync,
+) -> Vec<T> {
+    let (chunk, side_chunk) = (chunk.max(1), side_chunk.max(1));
+    let pieces = side.len().div_ceil(side_chunk);
+    assert!(pieces >= len.div_ceil(chunk), "new_parallel_with: side has too few pieces");
     let mut v = Vec::with_capacity(len);
     v.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk)
+        .zip(side.par_chunks_mut(side_chunk))
         .enumerate()
-        .for_each(|(c, part)| write(c * chunk, rows_of(part, row)));
-    // SAFETY: the chunks cover all `len` elements, and `rows_of` initialised each.
+        .for_each(|(c, (part, side))| write(c * chunk, init(part), side));
+    // SAFETY: the chunks cover all `len` elements (`side` has a piece for each, asserted above)
+    // and `init` initialised each.
     unsafe { v.set_len(len) };
     v
 }

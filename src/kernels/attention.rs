@@ -111,7 +111,7 @@ struct Geometry {
     nt: usize,
     /// What the products multiply: f32 values, or values rounded to bf16 (see `bf16`).
     operands: Operands,
-    /// Whether the head rows are read in place (see [`Geometry::reads_in_place`]).
+    /// Whether the head rows are read where they are, in `qkv` and `∂o`, instead of packed.
     in_place: bool,
 }
 
@@ -152,11 +152,6 @@ impl Geometry {
     /// Rows in tile `tile` (`BLOCK`, or fewer in the last tile).
     fn tile_rows(&self, tile: usize) -> usize {
         BLOCK.min(self.seq - tile * BLOCK)
-    }
-
-    /// Whether the head rows are read where they are, in `qkv` and `∂o`, instead of packed.
-    fn reads_in_place(&self) -> bool {
-        self.in_place
     }
 
     /// Whether the products' operands are rounded to bf16.
@@ -348,7 +343,7 @@ impl<'a> HeadRows<'a> {
 #[derive(Clone, Copy)]
 enum Part<'a> {
     /// Columns `col + h·hd ..` of `src: [B, T, width]`, read in place
-    /// ([`Geometry::reads_in_place`]).
+    /// (`Geometry::in_place`).
     InPlace { src: &'a [f32], width: usize, col: usize },
     /// The packed copy `[B·H, nt·BLOCK, hdp]` made by [`pack_heads`].
     Packed(&'a [f32]),
@@ -380,7 +375,7 @@ fn head_parts<'a, const N: usize>(
     g: &Geometry,
     ws: &'a mut [f32],
 ) -> [Part<'a>; N] {
-    if g.reads_in_place() {
+    if g.in_place {
         return cols.map(|col| Part::InPlace { src, width, col });
     }
     pack_heads(src, width, &cols, g, ws);
@@ -394,7 +389,7 @@ fn head_parts<'a, const N: usize>(
 
 /// Floats [`head_parts`] packs `parts` parts into (0 when it reads them in place).
 fn packed_floats(g: &Geometry, parts: usize) -> usize {
-    if g.reads_in_place() {
+    if g.in_place {
         0
     } else {
         parts * g.batch * g.n_head * g.nt * BLOCK * g.hdp
@@ -975,7 +970,7 @@ mod tests {
     fn reading_rows_in_place_matches_packing_them_bit_for_bit() {
         let dims = AttentionDims { batch: 2, seq: 128, n_head: 3, head_dim: 16 };
         let in_place = Geometry::new(dims, Operands::F32);
-        assert!(in_place.reads_in_place());
+        assert!(in_place.in_place);
         let packed = Geometry { in_place: false, ..in_place };
         let (n, d) = (dims.batch * dims.seq, dims.d());
         let (qkv, dout) = (normal(1, n * 3 * d), normal(2, n * d));
